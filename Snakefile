@@ -1,0 +1,35 @@
+# stargate: STaR-GATE (Andukuri et al., COLM 2024, arXiv 2403.19154) as a Snakemake workflow.
+#
+#   snakemake --cores 2                               # embedded default (CPU, no key, no network)
+#   snakemake -n --configfile config/paper.yaml       # dry-run the paper's DAG
+#   snakemake --profile profiles/slurm                # the paper on a SLURM GPU cluster
+#
+# This file is an index: the stages live in rules/*.smk, helpers in rules/common.smk.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/data.smk"
+include: "rules/simulate.smk"
+include: "rules/score.smk"
+include: "rules/sft.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        rules.summarize.output,
+        expand("results/models/m{t}", t=range(1, T + 1)),
+    default_target: True
+    localrule: True

@@ -1,0 +1,21 @@
+# Base models as plain Hugging Face folders (the embedded default converts SmolLM2 from its GGUF).
+
+
+rule prepare_model:
+    output:
+        directory("resources/models/{name}"),
+    params:
+        source=lambda wc: json.dumps(config["models"][wc.name]["source"]),
+    log:
+        "logs/prepare_model/{name}.log",
+    benchmark:
+        "benchmarks/prepare_model/{name}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "stargate prepare-model --source {params.source:q} --output {output} > {log} 2>&1"

@@ -1,0 +1,96 @@
+# Conversations between m_t (Questioner) and the Roleplayer, turn by turn and shard by shard (spec §3.1).
+# Each turn is two jobs writing new files; nothing is rewritten. Pooling checks the counts (§3.2).
+
+
+def questioner_turn_inputs(wc):
+    inputs = {**data_inputs(wc.split), "model": questioner_model(wc.t), "prompts": PROMPT_FILES}
+    if int(wc.k) > 1:
+        inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
+    return inputs
+
+
+rule questioner_turn:
+    input:
+        unpack(questioner_turn_inputs),
+    output:
+        "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
+    params:
+        role=role_spec("questioner"),
+        open=lambda wc, input: f"--open {input.open}" if int(wc.k) > 1 else "",
+        shards=len(SHARDS),
+        sim=f"--conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
+        f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
+        prompts=PROMPTS,
+    log:
+        "logs/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.log",
+    benchmark:
+        "benchmarks/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "stargate questioner-turn --turn {wildcards.k} --iteration {wildcards.t} --shard {wildcards.shard}"
+        " --shards {params.shards} {params.sim} --tasks {input.tasks} --personas {input.personas} {params.open}"
+        " --prompts {params.prompts} --role {params.role:q} --model {input.model} --gpus {resources.gpu}"
+        " --output {output} > {log} 2>&1"
+
+
+rule roleplayer_turn:
+    input:
+        unpack(lambda wc: data_inputs(wc.split)),
+        asked="results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
+        model=role_model_input("roleplayer"),
+        prompts=PROMPT_FILES,
+    output:
+        done="results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
+        open="results/m{t}/sim/{split}/shard{shard}/turn{k}.open.jsonl",
+    params:
+        role=role_spec("roleplayer"),
+        model=role_model_arg("roleplayer"),
+        prompts=PROMPTS,
+    log:
+        "logs/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.log",
+    benchmark:
+        "benchmarks/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "stargate roleplayer-turn --turn {wildcards.k} --asked {input.asked} --tasks {input.tasks}"
+        " --personas {input.personas} --prompts {params.prompts} --role {params.role:q} --model {params.model}"
+        " --gpus {resources.gpu} --done {output.done} --open {output.open} > {log} 2>&1"
+
+
+rule pool:
+    input:
+        unpack(lambda wc: data_inputs(wc.split)),
+        done=lambda wc: expand(
+            "results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl", t=wc.t, split=wc.split, shard=SHARDS, k=TURNS
+        ),
+        asked=lambda wc: expand(
+            "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl", t=wc.t, split=wc.split, shard=SHARDS, k=TURNS
+        ),
+    output:
+        "results/m{t}/conversations/{split}.jsonl",
+    params:
+        n=SIM["conversations_per_pair"],
+    log:
+        "logs/pool/m{t}_{split}.log",
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "stargate pool --finished {input.done} --asked {input.asked} --tasks {input.tasks} --personas {input.personas}"
+        " --conversations {params.n} --output {output} > {log} 2>&1"

@@ -1,0 +1,116 @@
+"""Shared prompt rendering and target-span location for every local backend (hf, vllm).
+
+Both local backends must feed the model exactly the same token ids and sum the log-probs of exactly the
+same positions, otherwise their scores differ by whole tokens. This module is the single place where that
+is decided:
+
+* `prompt_ids(tokenizer, prompt)`: the token ids a generation prompt is fed as. A chat is rendered with the
+  model's chat template plus the generation prompt; a raw string is used as-is. Either way the text is
+  tokenized with ``add_special_tokens=False`` (the template, or the raw string, already carries any BOS).
+* `render_for_scoring(tokenizer, context, target)`: the token ids of context + target and the half-open
+  token range ``[start, end)`` of the target, located by character offsets so that neither an end-of-turn
+  token nor anything of the context is counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import StargateError
+from .base import Prompt
+
+
+def _is_chat(prompt: Any) -> bool:
+    if isinstance(prompt, str):
+        return False
+    if isinstance(prompt, list | tuple) and all(isinstance(m, dict) and "role" in m for m in prompt):
+        return True
+    raise StargateError(
+        f"a prompt must be a chat (list of {{'role', 'content'}} messages) or a raw string, got {type(prompt).__name__}"
+    )
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise StargateError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+            "use raw string prompts with this model, or a model that ships a chat template"
+        )
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    if not isinstance(text, str):  # some transformers versions return a list for batched input
+        raise StargateError(f"apply_chat_template returned {type(text).__name__}, expected str")
+    return text
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
+    """The text a generation prompt is fed as: chat template + generation prompt, or the raw string as-is."""
+    if _is_chat(prompt):
+        return _render(tokenizer, list(prompt), add_generation_prompt=True)
+    return prompt
+
+
+def prompt_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """Token ids of a generation prompt (see `render_prompt`), tokenized with no special tokens added."""
+    return list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+
+
+def render_for_scoring(tokenizer: Any, context: Prompt, target: str) -> tuple[list[int], int, int]:
+    """Tokenize context + target for teacher-forced scoring.
+
+    Returns ``(input_ids, start, end)``: the ids of the full text and the half-open range of the tokens whose
+    character span overlaps the target's characters. ``sum(logp(input_ids[i] | input_ids[:i]) for i in
+    range(start, end))`` is the score. For a chat context the target is the content of the next assistant
+    turn (the full rendering is the template applied to ``context + [assistant: target]``, the target's
+    characters start where the generation-prompt rendering of the context ends); the end-of-turn token
+    after it lies outside the span. For a raw context the full text is ``context + target``.
+
+    A token that straddles the context/target boundary (a tokenizer merging across it) counts as a target
+    token. An empty target gives ``start == end`` (score 0 over 0 tokens).
+    """
+    if not isinstance(target, str):
+        raise StargateError(f"a scoring target must be a string, got {type(target).__name__}")
+    if _is_chat(context):
+        messages = list(context)
+        ctx = _render(tokenizer, messages, add_generation_prompt=True)
+        full = _render(tokenizer, messages + [{"role": "assistant", "content": target}], add_generation_prompt=False)
+        if not full.startswith(ctx):
+            raise StargateError(
+                "cannot locate the target span: the chat template's rendering of the context with the generation "
+                "prompt is not a prefix of its rendering with the assistant turn appended (templates that rewrite "
+                "earlier turns, e.g. ones that drop reasoning, are not supported for scoring); "
+                f"context ends {ctx[-80:]!r}, full text there reads {full[max(0, len(ctx) - 80) : len(ctx)]!r}"
+            )
+        if not full[len(ctx) :].startswith(target):
+            raise StargateError(
+                "cannot locate the target span: the chat template changed the assistant content (it may strip "
+                f"or escape it); target starts {target[:60]!r}, rendering reads {full[len(ctx) : len(ctx) + 60]!r}. "
+                "Strip the target (gold.strip()) or use a raw-string context"
+            )
+    else:
+        ctx = context
+        full = context + target
+    char_start, char_end = len(ctx), len(ctx) + len(target)
+
+    try:
+        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError as exc:  # slow (Python) tokenizers have no offset mapping
+        raise StargateError(
+            f"scoring needs a fast tokenizer with offset mappings ({type(tokenizer).__name__} has none): {exc}"
+        ) from exc
+    ids = list(enc["input_ids"])
+    offsets = enc["offset_mapping"]
+    inside = [i for i, (a, b) in enumerate(offsets) if a < char_end and b > char_start]
+    if inside:
+        start, end = inside[0], inside[-1] + 1
+        if inside != list(range(start, end)):  # pragma: no cover - offsets are monotone for real tokenizers
+            raise StargateError("target tokens are not contiguous in the tokenized text")
+    else:
+        if target:
+            raise StargateError(f"no token of the tokenized text overlaps the target {target[:60]!r}")
+        start = end = next((i for i, (a, _) in enumerate(offsets) if a >= char_start), len(ids))
+    if start == 0 and end > start:
+        raise StargateError(
+            "the context tokenizes to nothing before the target, so the first target token has no conditioning "
+            "context; give a non-empty context (e.g. starting with the BOS text)"
+        )
+    return ids, start, end

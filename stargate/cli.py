@@ -1,0 +1,62 @@
+"""`stargate <stage> ...`: one subcommand per pipeline stage. Parses arguments and runs the stage.
+
+Each stage module provides `add_arguments(parser)` and `run(args)`; modules are imported only when
+their subcommand runs, so `stargate --help` stays fast and a CPU box never imports vLLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import StargateError
+
+STAGES = {
+    "prepare-model": ("stargate.stages.prepare_model", "convert/download a model into a HF folder"),
+    "tasks": ("stargate.stages.tasks", "extract the tasks of a split"),
+    "personas": ("stargate.stages.personas", "persona texts of a split (file or generated)"),
+    "names": ("stargate.stages.names", "find each persona's name"),
+    "oracle": ("stargate.stages.oracle", "gold responses per persona-task pair"),
+    "questioner-turn": ("stargate.stages.questioner_turn", "one Questioner turn of the simulation"),
+    "roleplayer-turn": ("stargate.stages.roleplayer_turn", "one Roleplayer turn of the simulation"),
+    "pool": ("stargate.stages.pool", "pool finished conversations of all turns and shards"),
+    "score": ("stargate.stages.score", "log p(gold) under m0 for one condition"),
+    "shuffle": ("stargate.stages.shuffle", "the shuffled-persona control conversations"),
+    "topk": ("stargate.stages.topk", "keep the best k conversations per pair"),
+    "regularize": ("stargate.stages.regularize", "m_t's final answers after its kept conversations"),
+    "sft-data": ("stargate.stages.sft_data", "chat-format SFT examples"),
+    "train": ("stargate.stages.train", "fine-tune m_{t+1} from m0"),
+    "winrate-answer": ("stargate.stages.winrate_answer", "answers for the win-rate evaluation"),
+    "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
+    "summarize": ("stargate.stages.summarize", "log-prob curves and win rates (CSV, JSON, PNG)"),
+    "cost": ("stargate.cost", "estimate API tokens and money a config will spend"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stargate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
+    wanted = argv[0] if argv and argv[0] in STAGES else None
+    for name, (module, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == wanted:  # only the chosen stage's module is imported
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        args._run(args)
+    except StargateError as exc:
+        print(f"stargate {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

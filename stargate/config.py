@@ -1,0 +1,63 @@
+"""Checks a config needs beyond its JSON schema: cross-references between keys.
+
+Called by rules/common.smk right after schema validation, so a bad config stops the workflow before
+any job runs, with the key's path in the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import StargateError
+
+FIXED_MODEL_ROLES = ("questioner", "answerer", "scorer")  # always m_t / m0: no `model` key
+
+
+def check_config(config: dict[str, Any], source: str = "config") -> None:
+    problems = []
+    models = config.get("models", {})
+    if config.get("base_model") not in models:
+        problems.append(f"base_model: '{config.get('base_model')}' is not a key of models ({', '.join(models)})")
+    elif "api" in models[config["base_model"]]["source"]:
+        problems.append("base_model: m0 must be a local model (it is scored with and fine-tuned), not an API model")
+    for role, spec in config.get("roles", {}).items():
+        if "model" in spec:
+            if role in FIXED_MODEL_ROLES:
+                problems.append(f"roles.{role}.model: this role is always played by m_t/m0; remove the key")
+            elif spec["model"] not in models:
+                problems.append(f"roles.{role}.model: '{spec['model']}' is not a key of models")
+            elif spec["backend"] == "openai" and "api" not in models[spec["model"]]["source"]:
+                problems.append(f"roles.{role}: backend openai needs a model with source.api")
+            elif spec["backend"] != "openai" and "api" in models[spec["model"]]["source"]:
+                problems.append(f"roles.{role}: model '{spec['model']}' is an API model; use backend openai")
+        elif role not in FIXED_MODEL_ROLES:
+            problems.append(f"roles.{role}.model: missing (name a key of models)")
+        if role in ("questioner", "answerer", "scorer") and spec["backend"] == "openai":
+            problems.append(f"roles.{role}.backend: m_t/m0 are local models; use hf or vllm")
+    sim = config.get("simulation", {})
+    if sim.get("min_turns", 1) > sim.get("max_turns", 1):
+        problems.append(f"simulation.min_turns ({sim['min_turns']}) is larger than simulation.max_turns ({sim['max_turns']})")
+    if config.get("top_k", 1) > sim.get("conversations_per_pair", 1):
+        problems.append("top_k: cannot keep more conversations per pair than simulation.conversations_per_pair")
+    ev = config.get("evaluation", {})
+    if "qa-experimental" not in ev.get("conditions", []):
+        problems.append("evaluation.conditions: must include qa-experimental (it selects the top-k conversations)")
+    data = config.get("data", {})
+    tasks, personas = data.get("tasks", {}), data.get("personas", {})
+    if tasks.get("source") == "file" and "path" not in tasks:
+        problems.append("data.tasks.path: required when data.tasks.source is file")
+    if tasks.get("source") == "hf_dataset" and not {"dataset", "rows"} <= tasks.keys():
+        problems.append("data.tasks: hf_dataset needs dataset and rows")
+    if personas.get("source") == "file" and "path" not in personas:
+        problems.append("data.personas.path: required when data.personas.source is file")
+    if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
+        problems.append("data.personas: generate needs seeds and count")
+    for name, m in models.items():
+        src = m["source"]
+        kinds = [k for k in ("gguf_package", "hf", "path", "api") if k in src]
+        if len(kinds) != 1:
+            problems.append(f"models.{name}.source: give exactly one of gguf_package, hf, path, api (got {kinds})")
+        if "gguf_package" in src and "gguf_file" not in src:
+            problems.append(f"models.{name}.source.gguf_file: required with gguf_package")
+    if problems:
+        raise StargateError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))

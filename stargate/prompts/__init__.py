@@ -1,0 +1,206 @@
+"""Versioned prompt sets, selected by name in config (`prompts: paper_v1 | fixed_v1`).
+
+A set is a folder of template files (exact texts, `{placeholder}` fields) plus a `manifest.yaml` that
+says how inputs are rendered. All rendering happens here so every stage builds the same strings.
+Conversations are kept as structured turns; each set turns them into model inputs its own way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from ..errors import StargateError
+
+PROMPTS_DIR = Path(__file__).parent
+TEXT_NAMES = (
+    "persona_system",
+    "persona_user",
+    "oracle_system",
+    "oracle_user",
+    "questioner",
+    "roleplayer_system",
+    "roleplayer",
+    "regularizer",
+    "judge_system",
+    "judge_user",
+    "name_extraction",
+)
+
+Turn = dict[str, str]  # {"role": "questioner" | "roleplayer", "text": ...}
+
+
+def available_sets() -> list[str]:
+    return sorted(p.parent.name for p in PROMPTS_DIR.glob("*/manifest.yaml"))
+
+
+@cache
+def load_prompt_set(name: str) -> PromptSet:
+    folder = PROMPTS_DIR / name
+    if not (folder / "manifest.yaml").exists():
+        raise StargateError(f"config key 'prompts': unknown prompt set '{name}' (available: {', '.join(available_sets())})")
+    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+    texts = {}
+    for key in TEXT_NAMES:
+        for source in (folder, PROMPTS_DIR / manifest.get("texts_from", name)):
+            f = source / f"{key}.txt"
+            if f.exists():
+                texts[key] = f.read_text(encoding="utf-8")
+                break
+        else:
+            raise StargateError(f"prompt set '{name}' has no template {key}.txt")
+    return PromptSet(name=name, manifest=manifest, texts=texts)
+
+
+def template_files(name: str) -> list[str]:
+    """Files a prompt set reads: Snakemake rules list them as inputs so edits rerun what they affect."""
+    folder = PROMPTS_DIR / name
+    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+    files = [folder / "manifest.yaml"]
+    for key in TEXT_NAMES:
+        f = folder / f"{key}.txt"
+        files.append(f if f.exists() else PROMPTS_DIR / manifest.get("texts_from", name) / f"{key}.txt")
+    return [str(f) for f in files]
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    name: str
+    manifest: dict
+    texts: dict[str, str]
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def raw(self) -> bool:
+        return self.manifest.get("render") == "raw_mistral"
+
+    @property
+    def strip_always(self) -> bool:
+        return self.manifest.get("strip") == "always"
+
+    def fill(self, key: str, **fields: str) -> str:
+        return self.texts[key].format(**fields)
+
+    def _clean(self, text: str) -> str:
+        return text.strip() if self.strip_always else text
+
+    # ------------------------------------------------------ the paper's strings
+    def _paper_conversation(self, name: str, task: str, turns: list[Turn]) -> str:
+        """The original's running conversation string (spec §3.1): it is what the scorer slices."""
+        out = "<s>[INST]" + self.fill("questioner", name=name, task=task) + "[/INST]"
+        for turn in turns:
+            if turn["role"] == "questioner":
+                out += "\n" + turn["text"] + "</s>"
+            else:
+                out += "\n[INST] " + turn["text"] + " [/INST]"
+        return out
+
+    @staticmethod
+    def _paper_history(conversation: str) -> str:
+        """`extract_history` of the original roleplayer step (prompts file §5.3), literally."""
+        h = conversation[conversation.find("[/INST]") :]
+        h = h.replace("</s>", "").replace("[/INST]\n", "\nAI Assistant: ").replace("[INST]", "You: ")
+        return h.strip()
+
+    # -------------------------------------------------------------- the roles
+    def questioner(self, name: str, task: str, turns: list[Turn], finetuned: bool) -> list[dict] | str:
+        """Input for the Questioner's next question, given the turns so far."""
+        if self.raw:
+            return self._paper_conversation(name, task, turns)
+        name, task = name.strip(), task.strip()
+        with_instruction = self.manifest.get("questioner_instruction") == "always" or not finetuned
+        first = self.fill("questioner", name=name, task=task) if with_instruction else f"My name is {name}.\n\n{task}"
+        return [{"role": "user", "content": first}] + _alternate(turns, self._clean)
+
+    def roleplayer(self, persona: str, task: str, name: str, turns: list[Turn]) -> list[dict] | str:
+        """Input for the Roleplayer's answer to the latest question."""
+        if self.raw:
+            history = self._paper_history(self._paper_conversation(name, task, turns))
+            body = self.fill("roleplayer", persona=persona, task=task, history=history)
+            return "<s>[INST] " + self.texts["roleplayer_system"] + "\n\n" + body + "[/INST]"
+        lines = []
+        for turn in turns:
+            who = "AI Assistant" if turn["role"] == "questioner" else "You"
+            lines.append(f"{who}: {turn['text'].strip()}")
+        body = self.fill("roleplayer", persona=persona.strip(), task=task.strip(), history="\n".join(lines))
+        return [{"role": "system", "content": self.texts["roleplayer_system"]}, {"role": "user", "content": body}]
+
+    def oracle(self, persona: str, task: str) -> list[dict]:
+        user = self.fill("oracle_user", persona=self._clean(persona), task=task.strip())
+        return [{"role": "system", "content": self.texts["oracle_system"]}, {"role": "user", "content": user}]
+
+    def persona_generation(self, seed_a: str, seed_b: str) -> list[dict]:
+        user = self.texts["persona_user"] + "\n\n" + seed_a + "\n\n" + seed_b + "\n\n"
+        return [{"role": "system", "content": self.texts["persona_system"]}, {"role": "user", "content": user}]
+
+    def name_extraction(self, persona: str) -> list[dict]:
+        return [{"role": "user", "content": self.fill("name_extraction", persona=persona.strip())}]
+
+    def judge(self, persona: str, task: str, response_a: str, response_b: str) -> list[dict]:
+        user = self.fill("judge_user", persona=persona, task=task.strip(), response_A=response_a, response_B=response_b)
+        return [{"role": "system", "content": self.texts["judge_system"]}, {"role": "user", "content": user}]
+
+    def parse_verdict(self, text: str) -> str | None:
+        """'a', 'b', or None (tie / unparsable: dropped from the win rate, spec §6.2)."""
+        anchor = "Final Response:"
+        if self.manifest.get("verdict") == "paper":
+            v = text[text.find(anchor) + len(anchor) :].lower().strip() if anchor in text else ""
+            return v if v in ("a", "b") else None
+        m = re.search(r"Final Response:\s*[\"'*<\[(]*\s*([AB])\b", text, re.IGNORECASE)
+        return m.group(1).lower() if m else None
+
+    # ------------------------------------------------- answers and training data
+    def _answer_messages(self, name: str, task: str, turns: list[Turn], first_prefix: str) -> list[dict]:
+        """Spec §3.5-§3.6 / prompts §7-§9: Q/A turns, the task repeated after the last answer."""
+        clean = (lambda s: s.strip()) if (self.strip_always or self.raw) else (lambda s: s)
+        msgs = [{"role": "user", "content": first_prefix + f"My name is {name}.\n\n{task}"}]
+        msgs += _alternate(turns, clean)
+        if msgs[-1]["role"] != "user":
+            raise StargateError("a finished conversation must end with a roleplayer turn")
+        msgs[-1] = {"role": "user", "content": msgs[-1]["content"].strip() + "\n\n" + task}
+        return msgs
+
+    def regularizer(self, name: str, task: str, turns: list[Turn]) -> list[dict]:
+        """m_t's final personalised answer after its kept conversation (the paper's regularizer)."""
+        return self._answer_messages(name.strip(), task.strip(), turns, self.texts["regularizer"] + "\n\n")
+
+    def winrate_answer(self, name: str, task: str, turns: list[Turn]) -> list[dict]:
+        """Zero-shot win-rate answer prompt (no instruction). The original did not strip name/task here."""
+        if not self.strip_always:
+            return self._answer_messages(name, task, turns, "")
+        return self._answer_messages(name.strip(), task.strip(), turns, "")
+
+    def sft_messages(self, name: str, task: str, turns: list[Turn], final: str) -> list[dict]:
+        msgs = self._answer_messages(name.strip(), task.strip(), turns, "")
+        return msgs + [{"role": "assistant", "content": final.strip()}]
+
+    # ------------------------------------------------------------------ scoring
+    def scoring_context(self, condition: str, name: str, persona: str, task: str, turns: list[Turn]) -> list[dict] | str:
+        """Context whose continuation is the gold response, per log-prob condition (prompts §6)."""
+        name, task = name.strip(), task.strip()
+        with_persona = condition in ("pos-control-1", "pos-control-2")
+        with_conv = condition in ("qa-experimental", "pos-control-1", "shuffled")
+        intro = f"My name is {name}." + (f" Here is some information about me:\n\n{persona}" if with_persona else "")
+        if condition not in ("qa-experimental", "pos-control-1", "pos-control-2", "neg-control", "shuffled"):
+            raise StargateError(f"unknown log-prob condition '{condition}'")
+        if self.raw:
+            prompt = "<s>[INST]" + intro + "\n\n" + task + "[/INST]"
+            if with_conv:
+                conversation = self._paper_conversation(name, task, turns)
+                conv = conversation[conversation.find("[/INST]") + 7 : conversation.rfind("[/INST]")].strip()
+                prompt += conv + "\n\n" + task + "[/INST]"
+            return prompt
+        msgs = [{"role": "user", "content": intro + "\n\n" + task}]
+        if with_conv:
+            msgs += _alternate(turns, str.strip)
+            msgs[-1] = {"role": "user", "content": msgs[-1]["content"] + "\n\n" + task}
+        return msgs
+
+
+def _alternate(turns: list[Turn], clean) -> list[dict]:
+    role = {"questioner": "assistant", "roleplayer": "user"}
+    return [{"role": role[t["role"]], "content": clean(t["text"])} for t in turns]

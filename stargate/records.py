@@ -1,0 +1,98 @@
+"""JSONL artifacts: validated reading, atomic writing, and a provenance sidecar per file.
+
+Every artifact is written to a temporary file in the same folder and renamed into place, so a killed
+stage never leaves a half-written output that Snakemake (or a human) could mistake for a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import InputError
+
+
+def read_jsonl(path: str | Path, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
+    """Read a JSONL file; every line must be an object holding the `required` fields."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file does not exist")
+    records = []
+    required = tuple(required)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                raise InputError(path, "blank line inside a JSONL file", lineno, "remove the blank line")
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"not valid JSON ({exc.msg})", lineno) from None
+            if not isinstance(rec, dict):
+                raise InputError(path, f"expected a JSON object, got {type(rec).__name__}", lineno)
+            missing = [k for k in required if k not in rec]
+            if missing:
+                raise InputError(path, f"missing field(s) {', '.join(missing)}", lineno)
+            for k in required:
+                if isinstance(rec[k], str) and not rec[k].strip() and k in ("text", "name"):
+                    raise InputError(path, f"field '{k}' is empty", lineno)
+            records.append(rec)
+    if not records and not allow_empty:
+        raise InputError(path, "file is empty", fix="check the stage that produced it")
+    return records
+
+
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict], meta: dict[str, Any] | None = None) -> int:
+    """Write records atomically; also write `<path>.meta.json` with provenance and counts."""
+    path = Path(path)
+    records = list(records)
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    _atomic_write_text(path, body)
+    write_meta(path, {"n_records": len(records), **(meta or {})})
+    return len(records)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    _atomic_write_text(Path(path), json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def meta_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def write_meta(path: str | Path, meta: dict[str, Any]) -> None:
+    full = {"artifact": Path(path).name, "stargate_version": __version__, "written_at": time.time(), **meta}
+    write_json(meta_path(path), full)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    p = meta_path(path)
+    return json.loads(p.read_text()) if p.exists() else {}

@@ -1,0 +1,60 @@
+"""Judge m_t's answers against m0's (spec §6.2): the judge sees the full persona and the task, never the
+conversation; positions are randomised per item and verdicts mapped back to models. Ties and
+unparsable verdicts are kept in the file and left out of the win rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+from ..errors import StargateError
+from ..log import get_logger
+from ..prompts import load_prompt_set
+from ..records import read_jsonl, write_jsonl
+from .common import add_role_arguments, generation_meta, open_role, pairs_by_key, sampling_of
+
+log = get_logger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--candidate", required=True, help="answers of m_t")
+    p.add_argument("--baseline", required=True, help="answers of m0")
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--personas", required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--output", required=True)
+    add_role_arguments(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    pairs = pairs_by_key(args.tasks, args.personas)
+    prompts = load_prompt_set(args.prompts)
+    cand = read_jsonl(args.candidate, required=("pair", "group", "text"))
+    base = {r["pair"]: r for r in read_jsonl(args.baseline, required=("pair", "group", "text"))}
+    if {r["pair"] for r in cand} != set(base):
+        raise StargateError(f"{args.candidate} and {args.baseline} answer different pairs: both must come from the "
+                            "same winrate selection (same seed, pairs_per_group and test split)")
+    rng = random.Random(args.seed)
+    items, inputs = [], []
+    for r in cand:
+        p = pairs[r["pair"]]
+        candidate_first = rng.random() < 0.5
+        a, b = (r["text"], base[r["pair"]]["text"]) if candidate_first else (base[r["pair"]]["text"], r["text"])
+        items.append({"pair": r["pair"], "group": r["group"], "candidate_position": "A" if candidate_first else "B"})
+        inputs.append(prompts.judge(p.persona, p.task, a, b))
+    backend, role = open_role(args, "judge")
+    with backend:
+        outs = backend.generate(inputs, sampling_of(role, n=1))
+    recs, wins = [], {"candidate": 0, "baseline": 0, "invalid": 0}
+    for item, o in zip(items, outs, strict=True):
+        verdict = prompts.parse_verdict(o[0])
+        if verdict is None:
+            winner = None
+        else:
+            winner = "candidate" if verdict.upper() == item["candidate_position"] else "baseline"
+        wins[winner or "invalid"] += 1
+        recs.append({**item, "raw": o[0], "verdict": verdict, "winner": winner})
+    write_jsonl(args.output, recs, {**generation_meta(backend, role, args.model, args.prompts, stage="judge"), **wins})
+    log.info("verdicts: %s", wins)

@@ -1,0 +1,55 @@
+"""One Roleplayer turn: the simulated user answers the latest question in character (spec §3.1).
+
+Conversations that reached their pair's turn count go to `--done`; the rest to `--open` for the
+next Questioner turn. The input is never modified.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import StargateError
+from ..log import get_logger
+from ..prompts import load_prompt_set
+from ..records import write_jsonl
+from .common import add_role_arguments, generation_meta, load_conversations, load_pairs, lookup_pair, open_role, sampling_of
+
+log = get_logger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--turn", type=int, required=True)
+    p.add_argument("--asked", required=True, help="conversations whose latest turn is a question")
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--personas", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--done", required=True, help="output: conversations finished at this turn")
+    p.add_argument("--open", required=True, help="output: conversations that go on")
+    add_role_arguments(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    by_key = {p.key: p for p in load_pairs(args.tasks, args.personas)}
+    prompts = load_prompt_set(args.prompts)
+    convs = load_conversations(args.asked, allow_empty=True)
+    for lineno, c in enumerate(convs, start=1):
+        lookup_pair(by_key, c["pair"], args.asked, lineno)
+        if len(c["turns"]) != 2 * args.turn - 1 or c["turns"][-1]["role"] != "questioner":
+            raise StargateError(f"{args.asked}:{lineno}: expected {2 * args.turn - 1} turns ending with a question")
+    meta = {"stage": "roleplayer_turn", "turn": args.turn}
+    if convs:
+        backend, role = open_role(args, "roleplayer_turn")
+        with backend:
+            inputs = [prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name,
+                                         c["turns"]) for c in convs]
+            outs = backend.generate(inputs, sampling_of(role, n=1))
+        for c, o in zip(convs, outs, strict=True):
+            c["turns"] = c["turns"] + [{"role": "roleplayer", "text": o[0]}]
+        meta.update(generation_meta(backend, role, args.model, args.prompts))
+    else:
+        meta["n_empty"] = 0
+    done = [c for c in convs if c["target_turns"] <= args.turn]
+    still_open = [c for c in convs if c["target_turns"] > args.turn]
+    write_jsonl(args.done, done, meta)
+    write_jsonl(args.open, still_open, meta)
+    log.info("turn %d: %d finished, %d open", args.turn, len(done), len(still_open))

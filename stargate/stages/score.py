@@ -1,0 +1,60 @@
+"""Log-probability of the gold response under the scorer m0 (spec §4), for one condition.
+
+qa-experimental / pos-control-1 / shuffled score every conversation (one value each); neg-control and
+pos-control-2 do not depend on a conversation and are scored once per pair (the original scored
+pos-control-2 ten times per pair, all equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import StargateError
+from ..log import get_logger
+from ..prompts import load_prompt_set
+from ..records import write_jsonl
+from .common import add_role_arguments, load_conversations, load_gold, lookup_pair, open_role, pairs_by_key
+
+log = get_logger(__name__)
+
+CONVERSATION_CONDITIONS = ("qa-experimental", "pos-control-1", "shuffled")
+PAIR_CONDITIONS = ("neg-control", "pos-control-2")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--condition", required=True, choices=CONVERSATION_CONDITIONS + PAIR_CONDITIONS)
+    p.add_argument("--conversations", help="pooled (or shuffled) conversations; not used by pair conditions")
+    p.add_argument("--gold", required=True)
+    p.add_argument("--tasks", required=True)
+    p.add_argument("--personas", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--output", required=True)
+    add_role_arguments(p)
+
+
+def run(args: argparse.Namespace) -> None:
+    pairs = pairs_by_key(args.tasks, args.personas)
+    gold = load_gold(args.gold, pairs)
+    prompts = load_prompt_set(args.prompts)
+    items = []  # (record without score, context, target)
+    if args.condition in CONVERSATION_CONDITIONS:
+        if not args.conversations:
+            raise StargateError(f"condition {args.condition} needs --conversations")
+        for lineno, c in enumerate(load_conversations(args.conversations), start=1):
+            p = lookup_pair(pairs, c["pair"], args.conversations, lineno)
+            ctx = prompts.scoring_context(args.condition, p.name, p.persona, p.task, c["turns"])
+            items.append(({"pair": p.key, "conv": c["conv"], "target_turns": c["target_turns"]}, ctx,
+                          gold[p.key].strip()))
+    else:
+        for p in pairs.values():
+            ctx = prompts.scoring_context(args.condition, p.name, p.persona, p.task, [])
+            items.append(({"pair": p.key, "conv": None}, ctx, gold[p.key].strip()))
+    backend, role = open_role(args, "score")
+    with backend:
+        scores = backend.score([ctx for _, ctx, _ in items], [t for _, _, t in items])
+    recs = [{**rec, "condition": args.condition, "logprob": s.logprob, "n_tokens": s.n_tokens}
+            for (rec, _, _), s in zip(items, scores, strict=True)]
+    write_jsonl(args.output, recs, {"stage": "score", "condition": args.condition, "scorer": args.model,
+                                    "backend": role.get("backend"), "prompt_set": args.prompts})
+    mean = sum(r["logprob"] for r in recs) / len(recs)
+    log.info("scored %d items for %s (mean log p = %.2f)", len(recs), args.condition, mean)

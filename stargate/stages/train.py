@@ -1,0 +1,76 @@
+"""`stargate train`: fine-tune m_{t+1} from m0 on m_t's SFT data (spec §3.7, §5).
+
+    stargate train --base-model resources/models/smollm2 --data results/m0/sft/A.jsonl \\
+        --output results/models/m1 --spec '{"method": "sft", ...}' --iteration 1 --run-name default --gpus 0
+
+--gpus 0 trains on CPU, 1 on one GPU; with N > 1 the command re-executes itself under
+`accelerate launch` with N processes (DeepSpeed from training.deepspeed), so a Snakemake rule stays one
+shell line. See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..log import get_logger
+from ..training import TRAINERS, launch
+from ..training.spec import TrainingSpec
+
+log = get_logger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-model", required=True, help="m0's model folder (every m_{t+1} is trained from m0)")
+    p.add_argument("--data", required=True, help="SFT data: results/m{t}/sft/{split}.jsonl")
+    p.add_argument("--output", required=True, help="checkpoint folder to create: results/models/m{t+1}")
+    p.add_argument("--spec", required=True, help="the `training` config slice as JSON")
+    p.add_argument("--iteration", required=True, type=int, help="t+1, the index of the model produced")
+    p.add_argument("--run-name", default="stargate", help="config run_name (W&B run and model card)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs given to the job: 0 = CPU, N > 1 = N processes")
+    p.add_argument("--wandb-dir", default=None, help="W&B folder (default: <output>.wandb beside the checkpoint)")
+
+
+def child_argv(args: argparse.Namespace) -> list[str]:
+    argv = [
+        "--base-model", str(args.base_model), "--data", str(args.data), "--output", str(args.output),
+        "--spec", args.spec, "--iteration", str(args.iteration), "--run-name", args.run_name,
+        "--gpus", str(args.gpus),
+    ]  # fmt: skip
+    if args.wandb_dir:
+        argv += ["--wandb-dir", str(args.wandb_dir)]
+    return argv
+
+
+def run(args: argparse.Namespace) -> None:
+    spec = TrainingSpec.from_json(args.spec)
+    if args.iteration < 1:
+        from ..errors import StargateError
+
+        raise StargateError(f"--iteration must be >= 1 (the model produced, m1 or later), got {args.iteration}")
+    if args.gpus > 1 and not launch.is_launched():
+        launch.check_gpus(args.gpus)
+        launch.relaunch(args.gpus, child_argv(args))
+        return
+    TRAINERS[spec.method](
+        base_model=args.base_model, data=args.data, output=args.output, spec=spec, iteration=args.iteration,
+        run_name=args.run_name, gpus=args.gpus, wandb_dir=args.wandb_dir,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry for `python -m stargate.stages.train` (what `accelerate launch` runs in each process)."""
+    from ..errors import StargateError
+
+    parser = argparse.ArgumentParser(prog="stargate train", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except StargateError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Supervised fine-tuning of m_{t+1} from m0, as the paper did it (spec §5), on CPU, one GPU or N GPUs.
+
+transformers' `Trainer` with our own tokenization (masking.py) and collator (collator.py): the paper
+used the plain HF Trainer the same way, and TRL's assistant-only loss would need `{% generation %}`
+markers that the SmolLM2 and Mistral templates lack. AdamW (torch), cosine schedule with warmup,
+`epochs` epochs, effective batch kept across process counts, bf16 as configured.
+
+The checkpoint is written to a hidden sibling folder and renamed into place at the very end, so a
+killed job never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import InputError, StargateError
+from ..log import get_logger
+from ..records import write_json
+from . import launch, tracking
+from .attention import choose_attn_implementation
+from .card import write_card
+from .collator import EncodedDataset, SFTCollator
+from .data import encode_records, load_sft_records, sha256_file, split_by_pair, warn_if_no_end_of_turn
+from .spec import TrainingSpec, load_deepspeed_config, resolve_deepspeed_config
+
+log = get_logger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """sha256 of the weight file, or of a `sha256sum`-style manifest of all weight files when sharded."""
+    files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise InputError(model_dir, "no weight files (*.safetensors, *.bin) in the base model folder")
+    if len(files) == 1:
+        return sha256_file(files[0])
+    manifest = "".join(f"{sha256_file(p)}  {p.name}\n" for p in files)
+    return hashlib.sha256(manifest.encode()).hexdigest()
+
+
+def check_paths(base_model: Path, data: Path, output: Path) -> None:
+    if not (base_model / "config.json").is_file():
+        raise InputError(base_model, "not a Hugging Face model folder (no config.json)", fix="pass m0's prepared folder")
+    if not data.is_file():
+        raise InputError(data, "file does not exist")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise StargateError(f"{output}: output already exists; remove it first (checkpoints are never overwritten)")
+
+
+def _checkpointing_args(cls: type, enabled: bool) -> dict[str, Any]:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; older ones lack the new name."""
+    name = "activation_checkpointing" if "activation_checkpointing" in cls.__dataclass_fields__ else "gradient_checkpointing"
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
+def _log_callback():
+    from transformers import TrainerCallback
+
+    class LogToStderr(TrainerCallback):
+        """One plain log line per Trainer log event (tqdm bars are off: logs go to a file)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in logs.items()}
+                log.info("step %d/%d %s", state.global_step, state.max_steps, shown)
+
+    return LogToStderr()
+
+
+def train_sft(
+    *,
+    base_model: str | Path,
+    data: str | Path,
+    output: str | Path,
+    spec: TrainingSpec,
+    iteration: int,
+    run_name: str,
+    gpus: int = 0,
+    wandb_dir: str | Path | None = None,
+    callbacks: list | None = None,
+) -> dict[str, Any]:
+    """Train and write the checkpoint folder. Returns the dict also written to train_metrics.json."""
+    t_start = time.perf_counter()
+    base_model, data, output = Path(base_model), Path(data), Path(output)
+    wandb_dir = Path(wandb_dir) if wandb_dir else output.with_name(output.name + ".wandb")
+    check_paths(base_model, data, output)
+    launch.check_gpus(gpus)
+    ds_path = resolve_deepspeed_config(spec.deepspeed)
+    if ds_path and not launch.is_launched():
+        launch.single_process_dist_env()
+    world = launch.world_size()
+    is_main = launch.rank() == 0
+    on_gpu = gpus >= 1
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    transformers.utils.logging.disable_progress_bar()  # logs go to a file: no progress bars
+
+    # ---------------------------------------------------------------- data
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    records = load_sft_records(data)
+    train_idx, eval_idx = split_by_pair(records, spec.validation_fraction, spec.split_seed)
+    eval_pairs = sorted({records[i]["pair"] for i in eval_idx})
+    train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length)
+    eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length)
+    if not train_split.examples:
+        raise InputError(
+            data, f"no training example has an assistant token within max_length={spec.max_length}",
+            fix="raise training.max_length or check the SFT data",
+        )
+    warn_if_no_end_of_turn(tokenizer, train_split.examples[0])
+    n_truncated = train_split.n_truncated + eval_split.n_truncated
+    log.info(
+        "data %s: %d records (%d pairs) -> train %d, validation %d (split_seed %d); %d truncated at max_length %d "
+        "(%.1f%%), %d dropped with no assistant token left",
+        data, len(records), len({r['pair'] for r in records}), len(train_split.examples), len(eval_split.examples),
+        spec.split_seed, n_truncated, spec.max_length, 100.0 * n_truncated / len(records),
+        train_split.n_dropped_no_labels + eval_split.n_dropped_no_labels,
+    )
+
+    # ---------------------------------------------------------------- arguments (before the model: ZeRO-3 init)
+    grad_acc = spec.accumulation_for(world)
+    if spec.gradient_accumulation_steps % world:
+        log.warning(
+            "gradient_accumulation_steps %d is not divisible by %d processes: effective batch %d instead of %d",
+            spec.gradient_accumulation_steps, world, spec.effective_batch(world),
+            spec.per_device_batch_size * spec.gradient_accumulation_steps,
+        )
+    work_dir = output.with_name(output.name + ".checkpoints") if spec.save_checkpoints else output.with_name(
+        f".{output.name}.work"
+    )
+    partial = output.with_name(f".{output.name}.partial")
+    wb_name = tracking.run_name(run_name, iteration, spec.method)
+    wb_mode = tracking.setup_wandb(spec.wandb_project, wandb_dir, wb_name, is_main)
+    ds_config = load_deepspeed_config(ds_path) if ds_path else None
+    multi_epoch_eval = bool(eval_split.examples) and spec.epochs > 1 and spec.max_steps is None
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        per_device_train_batch_size=spec.per_device_batch_size,
+        per_device_eval_batch_size=spec.per_device_batch_size,
+        gradient_accumulation_steps=grad_acc,
+        learning_rate=spec.learning_rate,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps or -1,
+        lr_scheduler_type=spec.lr_scheduler,
+        warmup_steps=float(spec.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        optim="adamw_torch",
+        bf16=spec.bf16,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        **_checkpointing_args(TrainingArguments, spec.gradient_checkpointing),
+        logging_strategy="steps",
+        logging_steps=spec.logging_steps,
+        logging_first_step=True,
+        eval_strategy="epoch" if multi_epoch_eval else "no",
+        save_strategy="epoch" if spec.save_checkpoints else "no",
+        save_total_limit=4,
+        report_to=["wandb"] if wb_mode != "disabled" else "none",
+        run_name=wb_name,
+        use_cpu=not on_gpu,
+        deepspeed=ds_config,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,
+    )
+
+    # ---------------------------------------------------------------- model
+    attn, attn_why = choose_attn_implementation(spec.attn_implementation, on_gpu, spec.bf16)
+    dtype = torch.bfloat16 if spec.bf16 else torch.float32
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn)
+    if spec.gradient_checkpointing:
+        model.config.use_cache = False
+    log.info("loaded m0 from %s (%s, %.1fM params) in %.1fs", base_model, dtype, model.num_parameters() / 1e6,
+             time.perf_counter() - t0)
+    base_sha = weights_sha256(base_model) if is_main else None
+    data_sha = sha256_file(data)
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = Trainer(
+        model=model,
+        args=args,
+        data_collator=SFTCollator(pad_id),
+        train_dataset=EncodedDataset(train_split.examples),
+        eval_dataset=EncodedDataset(eval_split.examples) if eval_split.examples else None,
+        processing_class=tokenizer,
+        callbacks=[_log_callback(), *(callbacks or [])],
+    )
+    trainer.remove_callback(PrinterCallback)  # prints raw dicts to stdout; _log_callback logs them instead
+    device = "cpu" if not on_gpu else f"{world} x {torch.cuda.get_device_name(0)}"
+    runtime = {
+        "world_size": world,
+        "gradient_accumulation_per_process": grad_acc,
+        "effective_batch": spec.effective_batch(world),
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "attn_implementation": attn,
+        "attn_reason": attn_why,
+        "deepspeed_config": str(ds_path) if ds_path else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "stargate": __version__,
+    }
+    if is_main and wb_mode != "disabled":
+        tracking.init_run(
+            wb_name,
+            config={"training": spec.to_dict(), "iteration": iteration, "run_name": run_name, "data": str(data),
+                    "data_sha256": data_sha, "base_model": str(base_model), "runtime": runtime},
+            tags=[f"m{iteration}", spec.method, run_name],
+        )
+
+    # ---------------------------------------------------------------- train, evaluate, save
+    result = trainer.train()
+    eval_loss = None
+    if eval_split.examples:
+        last_eval = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+        eval_loss = last_eval[-1]["eval_loss"] if last_eval else trainer.evaluate()["eval_loss"]
+    if is_main and partial.exists():
+        shutil.rmtree(partial)
+    trainer.save_model(str(partial))
+    if not is_main:
+        return {}
+    tokenizer.save_pretrained(str(partial))
+    (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; train_metrics.json has the same facts
+
+    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+    info: dict[str, Any] = {
+        "stage": "train",
+        "iteration": iteration,
+        "run_name": run_name,
+        "spec": spec.to_dict(),
+        "provenance": {
+            "base_model": {"path": str(base_model), "weights_sha256": base_sha},
+            "data": {"path": str(data), "sha256": data_sha, "n_records": len(records),
+                     "n_pairs": len({r["pair"] for r in records})},
+        },
+        "runtime": runtime,
+        "results": {
+            "train": train_split.stats(),
+            "eval": eval_split.stats(),
+            "n_examples": len(train_split.examples) + len(eval_split.examples),
+            "n_truncated": n_truncated,
+            "train_loss": float(result.training_loss),
+            "eval_loss": None if eval_loss is None else float(eval_loss),
+            "global_step": int(trainer.state.global_step),
+            "train_runtime_s": train_runtime,
+            "train_tokens_seen": tokens_seen,
+            "train_tokens_per_s": tokens_seen / train_runtime if train_runtime > 0 else None,
+            "peak_gpu_memory_gib": (torch.cuda.max_memory_allocated() / 2**30) if on_gpu else None,
+        },
+        "eval_pairs": eval_pairs,
+        "wandb": {"mode": wb_mode, "run_name": wb_name, "dir": str(wandb_dir) if wb_mode != "disabled" else None},
+        "log_history": trainer.state.log_history,
+    }
+    info["results"]["total_runtime_s"] = time.perf_counter() - t_start
+    write_card(partial, info)
+    write_json(partial / "train_metrics.json", info)
+    if wb_mode != "disabled":
+        folder = tracking.finish_run({f"final/{k}": v for k, v in info["results"].items() if not isinstance(v, dict)})
+        info["wandb"]["run_dir"] = str(folder) if folder else None
+        write_json(partial / "train_metrics.json", info)
+    if output.exists():  # an empty folder Snakemake may have made
+        output.rmdir()
+    os.replace(partial, output)
+    if not spec.save_checkpoints and work_dir.exists():
+        shutil.rmtree(work_dir, ignore_errors=True)
+    log.info(
+        "wrote %s: train loss %.4f, eval loss %s, %d steps, %.1fs, %.0f tokens/s, %d truncated",
+        output, info["results"]["train_loss"], _fmt_opt(eval_loss), info["results"]["global_step"], train_runtime,
+        info["results"]["train_tokens_per_s"] or 0.0, n_truncated,
+    )
+    return info
+
+
+def _fmt_opt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
