@@ -18,6 +18,15 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    split="A|B|test",
+    t=r"\d+",
+    k=r"\d+",
+    shard=r"\d+",
+
+
 include: "rules/models.smk"
 include: "rules/data.smk"
 include: "rules/simulate.smk"

@@ -1,5 +1,5 @@
 # Helpers shared by every stage: config validation, path conventions, input functions.
-# No rules live here. Every rule passes only the config slice it uses through `params:`, so a
+# No rules live here. Each rule gets only the config slice it uses, as `params`, so a
 # change to one stage's settings reruns that stage and what follows it, nothing before it.
 
 import json
@@ -23,13 +23,6 @@ ENV = "../envs/stargate.yaml"
 REPO = Path(workflow.basedir)
 PROMPTS = config["prompts"]
 PROMPT_FILES = template_files(PROMPTS)
-
-
-wildcard_constraints:
-    split="A|B|test",
-    t=r"\d+",
-    k=r"\d+",
-    shard=r"\d+",
 
 
 def repo_path(path):
@@ -63,6 +56,8 @@ def role_spec(role):
     """The role's config as JSON (backend, options, sampling): a params value, so edits rerun the role."""
     spec = dict(config["roles"][role])
     spec.pop("model", None)
+    if spec["backend"] == "openai":  # api: holds defaults for every API role
+        spec["options"] = {**config.get("api", {}), **spec.get("options", {})}
     return json.dumps(spec, sort_keys=True)
 
 
@@ -73,8 +68,12 @@ def role_model_input(role):
 
 
 def role_model_arg(role):
+    """`--model` of a role: its input folder (taken from `input`, lint-clean) or the API model name."""
     name = config["roles"][role].get("model", config["base_model"])
-    return config["models"][name]["source"]["api"] if is_api_model(name) else model_dir(name)
+    if is_api_model(name):
+        api = config["models"][name]["source"]["api"]
+        return lambda wc, input: api
+    return lambda wc, input: input.model[0] if isinstance(input.model, list) else input.model
 
 
 def data_inputs(split):
@@ -111,3 +110,10 @@ def tagged(paths):
         t = Path(p).parts[1][1:] if Path(p).parts[1].startswith("m") else Path(p).name.split("_")[0][1:]
         out.append(f"{t}={p}")
     return " ".join(out)
+
+
+def questioner_turn_inputs(wc):
+    inputs = {**data_inputs(wc.split), "model": questioner_model(wc.t), "prompts": PROMPT_FILES}
+    if int(wc.k) > 1:
+        inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
+    return inputs

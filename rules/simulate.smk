@@ -2,13 +2,6 @@
 # Each turn is two jobs writing new files; nothing is rewritten. Pooling checks the counts (§3.2).
 
 
-def questioner_turn_inputs(wc):
-    inputs = {**data_inputs(wc.split), "model": questioner_model(wc.t), "prompts": PROMPT_FILES}
-    if int(wc.k) > 1:
-        inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
-    return inputs
-
-
 rule questioner_turn:
     input:
         unpack(questioner_turn_inputs),

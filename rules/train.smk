@@ -1,20 +1,30 @@
-# placeholder until the training helper lands its rule
+# Supervised fine-tuning (spec §3.7, §5): m_t for t >= 1 is trained FROM m0 (never from m_{t-1}) on the
+# SFT data of iteration t-1, which simulated split A when t-1 is even and B when odd.
+# CPU by default; a profile that sets `gpu` for this rule gives it GPUs: with gpu > 1 `stargate train`
+# re-executes itself under `accelerate launch --num_processes {gpu}` (DeepSpeed from training.deepspeed).
+# See docs/training.md.
 
 
 rule train:
     input:
-        base=base_model_dir(),
+        base=lambda wc: base_model_dir(),
         data=lambda wc: f"results/m{int(wc.t) - 1}/sft/{train_split(int(wc.t) - 1)}.jsonl",
+        deepspeed=lambda wc: (
+            [f"config/deepspeed/{config['training']['deepspeed']}.json"] if config["training"].get("deepspeed") else []
+        ),
     output:
-        directory("results/models/m{t}"),
+        model=directory("results/models/m{t}"),
     params:
-        spec=json.dumps(config["training"]),
+        spec=lambda wc: json.dumps(config["training"], sort_keys=True),
         run_name=config["run_name"],
+        wandb_dir=lambda wc: f"logs/train/wandb/m{wc.t}",
     log:
         "logs/train/m{t}.log",
     benchmark:
         "benchmarks/train/m{t}.tsv"
-    threads: 2
+    wildcard_constraints:
+        t=r"[1-9]\d*",
+    threads: 8
     resources:
         gpu=0,
         mem_mb=16000,
@@ -22,5 +32,6 @@ rule train:
     conda:
         ENV
     shell:
-        "stargate train --base-model {input.base} --data {input.data} --output {output} --spec {params.spec:q}"
-        " --iteration {wildcards.t} --run-name {params.run_name} --gpus {resources.gpu} > {log} 2>&1"
+        "stargate train --base-model {input.base} --data {input.data} --output {output.model}"
+        " --spec {params.spec:q} --iteration {wildcards.t} --run-name {params.run_name:q}"
+        " --gpus {resources.gpu} --wandb-dir {params.wandb_dir:q} > {log} 2>&1"

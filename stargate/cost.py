@@ -73,7 +73,9 @@ def resolve_prices(model: str, prices: Any = None) -> tuple[float, float] | None
     return None
 
 
-def call_cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None, batch: bool = False) -> float:
+def call_cost(
+    prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None, batch: bool = False
+) -> float:
     if price is None:
         return 0.0
     cost = prompt_tokens / 1000.0 * price[0] + completion_tokens / 1000.0 * price[1]
@@ -215,15 +217,25 @@ TYPICAL_SEED_PERSONA_CHARS = 624  # mean of the 24 rendered PRODIGy seed persona
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configfile", "--config", dest="configfile", default="config/config.yaml",
-                        help="experiment config to estimate (default: config/config.yaml)")
-    parser.add_argument("--roles", default=",".join(ESTIMATED_ROLES),
-                        help="comma-separated roles to estimate (default: %(default)s)")
-    parser.add_argument("--all-backends", action="store_true",
-                        help="also price roles that run on local backends (hf, vllm) as if they were API calls")
+    parser.add_argument(
+        "--configfile",
+        "--config",
+        dest="configfile",
+        default="config/config.yaml",
+        help="experiment config to estimate (default: config/config.yaml)",
+    )
+    parser.add_argument(
+        "--roles", default=",".join(ESTIMATED_ROLES), help="comma-separated roles to estimate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--all-backends",
+        action="store_true",
+        help="also price roles that run on local backends (hf, vllm) as if they were API calls",
+    )
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
-    parser.add_argument("--ledger", action="store_true",
-                        help="also print what the ledger of the API cache says was actually spent")
+    parser.add_argument(
+        "--ledger", action="store_true", help="also print what the ledger of the API cache says was actually spent"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -245,14 +257,17 @@ def run(args: argparse.Namespace) -> int:
         summary = ledger.summary()
         print(f"\nLedger {ledger.path}: " + ("empty" if not summary else ""))
         for stage, s in sorted(summary.items()):
-            print(f"  {stage:<20} paid {int(s.get('paid_calls', 0)):>7}  batch {int(s.get('batch_calls', 0)):>7}  "
-                  f"cached {int(s.get('cached_calls', 0)):>7}  tokens in {int(s.get('prompt_tokens', 0)):>10}  "
-                  f"out {int(s.get('completion_tokens', 0)):>9}  ${s.get('cost_usd', 0.0):,.2f}")
+            print(
+                f"  {stage:<20} paid {int(s.get('paid_calls', 0)):>7}  batch {int(s.get('batch_calls', 0)):>7}  "
+                f"cached {int(s.get('cached_calls', 0)):>7}  tokens in {int(s.get('prompt_tokens', 0)):>10}  "
+                f"out {int(s.get('completion_tokens', 0)):>9}  ${s.get('cost_usd', 0.0):,.2f}"
+            )
     return 0
 
 
-def estimate(config: dict, base_dir: Path | None = None, roles: Iterable[str] = ESTIMATED_ROLES,
-             all_backends: bool = False) -> dict:
+def estimate(
+    config: dict, base_dir: Path | None = None, roles: Iterable[str] = ESTIMATED_ROLES, all_backends: bool = False
+) -> dict:
     """Calls, tokens and USD that `config` will spend on the API-backed roles, before anything runs.
 
     Input tokens are measured on the real prompt texts where they exist (task/persona files, the prompt
@@ -270,8 +285,11 @@ def estimate(config: dict, base_dir: Path | None = None, roles: Iterable[str] = 
     pset = _prompt_set(config.get("prompts"), notes)
     api = config.get("api") or {}
 
-    task_counts = {s: len(tasks.get(s, [])) if isinstance(tasks.get(s), list) else int(tasks.get(s) or 0) for s in SPLITS}
-    mean_task = _mean_len([t for s in SPLITS for t in (tasks.get(s) or []) if isinstance(t, str)], TYPICAL_TASK_CHARS)
+    task_counts = {
+        s: len(tasks.get(s, [])) if isinstance(tasks.get(s), list) else int(tasks.get(s) or 0) for s in SPLITS
+    }
+    task_texts = [t for s in SPLITS if isinstance(tasks.get(s), list) for t in tasks[s] if isinstance(t, str)]
+    mean_task = _mean_len(task_texts, TYPICAL_TASK_CHARS)
 
     def max_tok(role: str, default: int) -> int:
         return int(((role_cfgs.get(role) or {}).get("sampling") or {}).get("max_tokens") or default)
@@ -300,15 +318,23 @@ def estimate(config: dict, base_dir: Path | None = None, roles: Iterable[str] = 
             calls = sum(persona_counts.get(s, 0) for s in splits) if gen else 0
             if (data.get("names") == "llm") and persona_counts:
                 calls += sum(persona_counts.get(s, 0) for s in splits)
-                notes.append("persona_generator: names: llm adds one name-extraction call per persona (priced like a persona call)")
-            seed = "x" * TYPICAL_SEED_PERSONA_CHARS
+                notes.append(
+                    "persona_generator: names: llm adds one name-extraction call per persona (priced like a persona call)"
+                )
+            seed = "x" * int(_seed_persona_chars(data.get("personas") or {}, base_dir))
             prompt = _render(pset, "persona_generation", seed_a=seed, seed_b=seed)
             what = "one per generated persona" if gen else "personas come from a file: no calls"
         elif role == "judge":
             calls, what = _judge_calls(config, task_counts, persona_counts, notes)
             answer = "x" * int(max_tok("answerer", 256) * CHARS_PER_TOKEN)
-            prompt = _render(pset, "judge", persona="x" * int(mean_persona), task="x" * int(mean_task),
-                             response_a=answer, response_b=answer)
+            prompt = _render(
+                pset,
+                "judge",
+                persona="x" * int(mean_persona),
+                task="x" * int(mean_task),
+                response_a=answer,
+                response_b=answer,
+            )
         else:
             notes.append(f"role '{role}': no call-count rule; skipped")
             continue
@@ -319,34 +345,58 @@ def estimate(config: dict, base_dir: Path | None = None, roles: Iterable[str] = 
             notes.append(f"{role}: no price known for model '{model}'; set options.prices to get a USD figure")
         batch = bool(options.get("batch")) and is_api
         tin, tout = calls * prompt_tokens, calls * n * max_tokens
-        rows.append({
-            "role": role, "backend": backend, "model": model, "calls": calls, "what": what,
-            "prompt_tokens_per_call": prompt_tokens, "input_tokens": tin, "output_tokens_max": tout,
-            "batch": batch, "price_per_1k": list(price) if price else None,
-            "cost_usd": round(call_cost(tin, tout, price, batch), 2) if (is_api or all_backends) else 0.0,
-            "billed": is_api,
-        })
+        rows.append(
+            {
+                "role": role,
+                "backend": backend,
+                "model": model,
+                "calls": calls,
+                "what": what,
+                "prompt_tokens_per_call": prompt_tokens,
+                "input_tokens": tin,
+                "output_tokens_max": tout,
+                "batch": batch,
+                "price_per_1k": list(price) if price else None,
+                "cost_usd": round(call_cost(tin, tout, price, batch), 2) if (is_api or all_backends) else 0.0,
+                "billed": is_api,
+            }
+        )
     tok = "tiktoken cl100k_base" if _tiktoken() is not None else f"~{CHARS_PER_TOKEN:g} characters per token"
     notes.append(f"token counts: {tok}; output counted at n x max_tokens (upper bound)")
     return {
-        "splits": splits, "tasks": task_counts, "personas": persona_counts, "rows": rows,
+        "splits": splits,
+        "tasks": task_counts,
+        "personas": persona_counts,
+        "rows": rows,
         "total_calls": sum(r["calls"] for r in rows if r["billed"]),
         "total_usd": round(sum(r["cost_usd"] for r in rows if r["billed"] or all_backends), 2),
-        "budget_usd": api.get("budget_usd"), "notes": notes,
+        "budget_usd": api.get("budget_usd"),
+        "notes": notes,
     }
 
 
 def format_table(est: dict, title: str = "API cost estimate") -> str:
     head = f"{'role':<18} {'backend':<8} {'model':<16} {'calls':>8} {'in tok/call':>11} {'input tok':>12} {'output tok≤':>12} {'USD':>10}"
-    lines = [title, "splits: " + ", ".join(
-        f"{s}={est['tasks'].get(s, 0)} tasks x {est['personas'].get(s, 0)} personas" for s in est["splits"]), "", head,
-        "-" * len(head)]
+    lines = [
+        title,
+        "splits: "
+        + ", ".join(
+            f"{s}={est['tasks'].get(s, 0)} tasks x {est['personas'].get(s, 0)} personas" for s in est["splits"]
+        ),
+        "",
+        head,
+        "-" * len(head),
+    ]
     for r in est["rows"]:
         usd = f"{r['cost_usd']:,.2f}" + (" (b)" if r["batch"] else "") if (r["billed"] or r["cost_usd"]) else "local"
-        lines.append(f"{r['role']:<18} {str(r['backend']):<8} {str(r['model'])[:16]:<16} {r['calls']:>8,} "
-                     f"{r['prompt_tokens_per_call']:>11,} {r['input_tokens']:>12,} {r['output_tokens_max']:>12,} {usd:>10}")
+        lines.append(
+            f"{r['role']:<18} {str(r['backend']):<8} {str(r['model'])[:16]:<16} {r['calls']:>8,} "
+            f"{r['prompt_tokens_per_call']:>11,} {r['input_tokens']:>12,} {r['output_tokens_max']:>12,} {usd:>10}"
+        )
     lines.append("-" * len(head))
-    lines.append(f"{'total (API roles)':<44} {est['total_calls']:>8,} {'':>11} {'':>12} {'':>12} {est['total_usd']:>10,.2f}")
+    lines.append(
+        f"{'total (API roles)':<44} {est['total_calls']:>8,} {'':>11} {'':>12} {'':>12} {est['total_usd']:>10,.2f}"
+    )
     if est.get("budget_usd") is not None:
         lines.append(f"budget_usd: {est['budget_usd']}")
     lines.append("")
@@ -370,8 +420,10 @@ def _load_tasks(spec: dict, base_dir: Path, notes: list[str]) -> dict[str, Any]:
         return obj if isinstance(obj, dict) else {}
     rows = spec.get("rows")
     if isinstance(rows, dict):
-        notes.append(f"data.tasks: {source or 'hf_dataset'} is not read for the estimate; task length assumed "
-                     f"{TYPICAL_TASK_CHARS} characters (mean of the paper's task rows)")
+        notes.append(
+            f"data.tasks: {source or 'hf_dataset'} is not read for the estimate; task length assumed "
+            f"{TYPICAL_TASK_CHARS} characters (mean of the paper's task rows)"
+        )
         return {s: int(r[1]) - int(r[0]) for s, r in rows.items() if isinstance(r, list | tuple) and len(r) == 2}
     notes.append("data.tasks: no file and no rows; task counts unknown (0)")
     return {}
@@ -383,20 +435,41 @@ def _load_personas(spec: dict, base_dir: Path, config: dict, notes: list[str]) -
         counts = {s: int(c) for s, c in (spec.get("count") or {}).items()}
         if not counts:
             notes.append("data.personas.count missing; persona counts unknown (0)")
-        mt = int((((config.get("roles") or {}).get("persona_generator") or {}).get("sampling") or {}).get("max_tokens") or 400)
+        mt = int(
+            (((config.get("roles") or {}).get("persona_generator") or {}).get("sampling") or {}).get("max_tokens")
+            or 400
+        )
         notes.append(f"personas are generated: their length is counted at persona_generator max_tokens ({mt} tokens)")
         return {}, counts
     obj = _read_json(base_dir, spec.get("path"), notes, "data.personas")
     if not isinstance(obj, dict):
         return {}, {}
-    return ({s: [str(p) for p in v] for s, v in obj.items() if isinstance(v, list)},
-            {s: len(v) for s, v in obj.items() if isinstance(v, list)})
+    return (
+        {s: [str(p) for p in v] for s, v in obj.items() if isinstance(v, list)},
+        {s: len(v) for s, v in obj.items() if isinstance(v, list)},
+    )
+
+
+def _seed_persona_chars(spec: dict, base_dir: Path) -> float:
+    """Mean length of the few-shot seed personas (data.personas.seeds), or the PRODIGy seeds' mean."""
+    rel = spec.get("seeds")
+    p = (Path(rel) if Path(rel).is_absolute() else base_dir / rel) if rel else None
+    if p is None or not p.exists():
+        return TYPICAL_SEED_PERSONA_CHARS
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError:
+        return TYPICAL_SEED_PERSONA_CHARS
+    seeds = obj.get("seed_personas", obj) if isinstance(obj, dict) else obj
+    texts = list(seeds.values()) if isinstance(seeds, dict) else seeds
+    texts = [t for t in texts if isinstance(t, str)]
+    return _mean_len(texts, TYPICAL_SEED_PERSONA_CHARS)
 
 
 def _judge_calls(config: dict, tasks: dict, personas: dict, notes: list[str]) -> tuple[int, str]:
     sim = config.get("simulation") or {}
     groups = int(sim.get("max_turns", 3)) - int(sim.get("min_turns", 1)) + 1
-    win = ((config.get("evaluation") or {}).get("winrate") or {})
+    win = (config.get("evaluation") or {}).get("winrate") or {}
     per_group = win.get("pairs_per_group")
     comparisons = int(config.get("iterations") or 1)  # m1..mT, each against m0
     test_pairs = tasks.get("test", 0) * personas.get("test", 0)
@@ -428,10 +501,13 @@ def _prompt_set(name: str | None, notes: list[str]):
 def _render(pset, kind: str, **fields: str) -> list[dict]:
     if pset is not None:
         try:
-            return getattr(pset, kind)(*fields.values())
+            return getattr(pset, kind)(**fields)
         except Exception:
             pass
-    return [{"role": "system", "content": "x" * 300}, {"role": "user", "content": "x" * 700 + "".join(fields.values())}]
+    return [
+        {"role": "system", "content": "x" * 300},
+        {"role": "user", "content": "x" * 700 + "".join(fields.values())},
+    ]
 
 
 def _read_json(base_dir: Path, rel: str | None, notes: list[str], what: str) -> Any:

@@ -18,13 +18,15 @@ from . import __version__
 from .errors import InputError
 
 
-def read_jsonl(path: str | Path, required: Iterable[str] = (), allow_empty: bool = False) -> list[dict]:
-    """Read a JSONL file; every line must be an object holding the `required` fields."""
+def read_jsonl(
+    path: str | Path, required: Iterable[str] = (), allow_empty: bool = False, nonempty: Iterable[str] = ()
+) -> list[dict]:
+    """Read a JSONL file; every line must be an object holding the `required` fields, `nonempty` ones non-blank."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file does not exist")
     records = []
-    required = tuple(required)
+    required, nonempty = tuple(required), tuple(nonempty)
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -38,8 +40,8 @@ def read_jsonl(path: str | Path, required: Iterable[str] = (), allow_empty: bool
             missing = [k for k in required if k not in rec]
             if missing:
                 raise InputError(path, f"missing field(s) {', '.join(missing)}", lineno)
-            for k in required:
-                if isinstance(rec[k], str) and not rec[k].strip() and k in ("text", "name"):
+            for k in nonempty:
+                if not isinstance(rec[k], str) or not rec[k].strip():
                     raise InputError(path, f"field '{k}' is empty", lineno)
             records.append(rec)
     if not records and not allow_empty:

@@ -40,9 +40,10 @@ alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts system daemons)"
 command -v apt-get >/dev/null || die "apt-get not found: this script targets Debian/Ubuntu"
 
-# One run at a time (CI and a test may both call it).
+# One run at a time (CI and a test may both call it). Every daemon is started with `9>&-` so that it does
+# not inherit the lock and hold it forever.
 exec 9>/run/stargate-slurm.lock
-flock 9
+flock -w 600 9 || die "another start-cluster.sh has held /run/stargate-slurm.lock for 10 min"
 
 # ------------------------------------------------------------------ packages
 PKGS=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
@@ -73,7 +74,7 @@ install -d -o munge -g munge -m 0700 /var/log/munge /var/lib/munge /etc/munge
 chown munge:munge /etc/munge/munge.key && chmod 600 /etc/munge/munge.key
 if ! alive /run/munge/munged.pid; then
   rm -f /run/munge/munged.pid /run/munge/munge.socket.2*
-  su -s /bin/sh munge -c /usr/sbin/munged
+  su -s /bin/sh munge -c /usr/sbin/munged 9>&-
   log "munged started"
 fi
 for _ in $(seq 1 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.2; done
@@ -197,7 +198,7 @@ install -d -o mysql -g mysql /run/mysqld
 [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
 if ! mariadb-admin ping >/dev/null 2>&1; then
   setsid nohup /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --pid-file=/run/mysqld/mysqld.pid \
-    --innodb-lock-wait-timeout=900 >/var/log/mariadbd.out 2>&1 </dev/null &
+    --innodb-lock-wait-timeout=900 >/var/log/mariadbd.out 2>&1 </dev/null 9>&- &
   for _ in $(seq 1 100); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.3; done
   mariadb-admin ping >/dev/null 2>&1 || { tail -20 /var/log/mariadbd.out >&2; die "mariadbd did not start"; }
   log "mariadbd started"
@@ -208,7 +209,7 @@ mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
   GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 [ "$DBD_CHANGED" = 1 ] && stop_pid /run/slurmdbd.pid
 if ! alive /run/slurmdbd.pid; then
-  /usr/sbin/slurmdbd
+  /usr/sbin/slurmdbd 9>&-
   log "slurmdbd started"
 fi
 for _ in $(seq 1 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.3; done
@@ -220,12 +221,12 @@ if [ "$CONF_CHANGED" = 1 ]; then
   stop_pid /run/slurmctld.pid
 fi
 if ! alive /run/slurmctld.pid; then
-  /usr/sbin/slurmctld
+  /usr/sbin/slurmctld 9>&-
   log "slurmctld started"
 fi
 for _ in $(seq 1 50); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
 if ! alive /run/slurmd.pid; then
-  /usr/sbin/slurmd -N "$NODE"
+  /usr/sbin/slurmd -N "$NODE" 9>&-
   log "slurmd started"
 fi
 

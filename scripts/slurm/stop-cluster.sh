@@ -16,7 +16,7 @@ if [ -e /etc/slurm/slurm.conf ] && ! grep -qF "$MARKER" /etc/slurm/slurm.conf; t
 fi
 
 exec 9>/run/stargate-slurm.lock
-flock 9
+flock -w 60 9 || echo "[stop-cluster] lock busy for 60 s; stopping anyway" >&2
 
 stop_pid() { # pidfile name
   local pid

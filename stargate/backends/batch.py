@@ -69,12 +69,21 @@ async def run_batch(backend: OpenAIBackend, missing: list[ApiCall], entries: dic
         need = {c.key: c for c in missing}
         for state in open_jobs(folder):
             if need.keys() & set(state.get("keys", [])):
-                log.info("%s: resuming batch job %s (batch %s, status %s)", backend.stage, state["job"],
-                         state.get("batch_id"), state.get("status"))
+                log.info(
+                    "%s: resuming batch job %s (batch %s, status %s)",
+                    backend.stage,
+                    state["job"],
+                    state.get("batch_id"),
+                    state.get("status"),
+                )
                 lost = await _finish(backend, client, folder, state, need, entries)
                 if lost:  # e.g. an expired batch: what it did not answer is submitted again below
-                    log.warning("%s: %d request(s) of resumed job %s got no result; resubmitting them",
-                                backend.stage, len(lost), state["job"])
+                    log.warning(
+                        "%s: %d request(s) of resumed job %s got no result; resubmitting them",
+                        backend.stage,
+                        len(lost),
+                        state["job"],
+                    )
         remaining = [c for c in missing if c.key not in entries]
         fit = []
         for i, c in enumerate(remaining):
@@ -96,7 +105,9 @@ async def run_batch(backend: OpenAIBackend, missing: list[ApiCall], entries: dic
 
 
 def _endpoint(backend: OpenAIBackend) -> str:
-    return backend.options["batch_endpoint"] or ("/chat/completions" if backend.azure_endpoint else "/v1/chat/completions")
+    return backend.options["batch_endpoint"] or (
+        "/chat/completions" if backend.azure_endpoint else "/v1/chat/completions"
+    )
 
 
 def _save(folder: Path, state: dict) -> None:
@@ -111,15 +122,35 @@ async def _submit(backend: OpenAIBackend, client, folder: Path, calls: list[ApiC
     state = json.loads(path.read_text()) if path.exists() else None
     if state is None or state.get("status") in ("collected", "abandoned"):
         url = _endpoint(backend)
-        lines = [json.dumps({"custom_id": c.key, "method": "POST", "url": url,
-                             "body": c.body(backend.model, backend.options["max_tokens_param"],
-                                            bool(backend.options["send_seed"]))}, ensure_ascii=False)
-                 for c in calls]
+        lines = [
+            json.dumps(
+                {
+                    "custom_id": c.key,
+                    "method": "POST",
+                    "url": url,
+                    "body": c.body(
+                        backend.model, backend.options["max_tokens_param"], bool(backend.options["send_seed"])
+                    ),
+                },
+                ensure_ascii=False,
+            )
+            for c in calls
+        ]
         input_path = folder / f"{job}.input.jsonl"
         _atomic_write_bytes(input_path, ("\n".join(lines) + "\n").encode("utf-8"))
-        state = {"job": job, "stage": backend.stage, "model": backend.model, "endpoint": url, "n_requests": len(calls),
-                 "keys": keys, "input_file": input_path.name, "input_file_id": None, "batch_id": None,
-                 "status": "prepared", "created_at": time.time()}
+        state = {
+            "job": job,
+            "stage": backend.stage,
+            "model": backend.model,
+            "endpoint": url,
+            "n_requests": len(calls),
+            "keys": keys,
+            "input_file": input_path.name,
+            "input_file_id": None,
+            "batch_id": None,
+            "status": "prepared",
+            "created_at": time.time(),
+        }
         _save(folder, state)
     if not state.get("input_file_id"):
         data = (folder / state["input_file"]).read_bytes()
@@ -129,8 +160,12 @@ async def _submit(backend: OpenAIBackend, client, folder: Path, calls: list[ApiC
     if not state.get("batch_id"):
         found = await _find_batch(client, job, state["input_file_id"])
         if found is None:
-            b = await client.batches.create(input_file_id=state["input_file_id"], endpoint=state["endpoint"],
-                                            completion_window="24h", metadata={"stargate_job": job})
+            b = await client.batches.create(
+                input_file_id=state["input_file_id"],
+                endpoint=state["endpoint"],
+                completion_window="24h",
+                metadata={"stargate_job": job},
+            )
             log.info("%s: submitted batch %s (%d requests, job %s)", backend.stage, b.id, len(calls), job)
         else:
             b = found
@@ -171,8 +206,10 @@ async def _finish(backend: OpenAIBackend, client, folder: Path, state: dict, nee
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
             errors_in_a_row += 1
             if errors_in_a_row > max(3, backend.max_retries):
-                raise StargateError(f"{backend.stage}: cannot poll batch {state['batch_id']} ({exc}); it keeps running "
-                                    f"on the server: rerun to resume it (state in {folder / state['job']}.json)") from None
+                raise StargateError(
+                    f"{backend.stage}: cannot poll batch {state['batch_id']} ({exc}); it keeps running "
+                    f"on the server: rerun to resume it (state in {folder / state['job']}.json)"
+                ) from None
             await asyncio.sleep(min(backend.backoff_max_s, backend.backoff_base_s * 2**errors_in_a_row))
             continue
         counts = b.request_counts.model_dump() if getattr(b, "request_counts", None) else {}
@@ -183,8 +220,10 @@ async def _finish(backend: OpenAIBackend, client, folder: Path, state: dict, nee
         if b.status in TERMINAL:
             break
         if time.monotonic() > deadline:
-            raise StargateError(f"{backend.stage}: batch {b.id} still '{b.status}' after batch_max_wait_s="
-                                f"{backend.options['batch_max_wait_s']:g}; it keeps running: rerun to resume and collect it")
+            raise StargateError(
+                f"{backend.stage}: batch {b.id} still '{b.status}' after batch_max_wait_s="
+                f"{backend.options['batch_max_wait_s']:g}; it keeps running: rerun to resume and collect it"
+            )
         await asyncio.sleep(poll_s)
     return await _collect(backend, client, folder, state, b, need, entries)
 
@@ -203,8 +242,13 @@ async def _submit_from_state(backend, client, folder: Path, state: dict) -> dict
 def _call_from_line(cls, rec: dict):
     body = rec["body"]
     mt = body.get("max_tokens", body.get("max_completion_tokens"))
-    sampling = {"n": body["n"], "temperature": body["temperature"], "top_p": body["top_p"], "max_tokens": mt,
-                "seed": body.get("seed")}
+    sampling = {
+        "n": body["n"],
+        "temperature": body["temperature"],
+        "top_p": body["top_p"],
+        "max_tokens": mt,
+        "seed": body.get("seed"),
+    }
     from ..cost import estimate_prompt_tokens
 
     return cls(-1, 0, rec["custom_id"], body["messages"], sampling, estimate_prompt_tokens(body["messages"]))
@@ -234,7 +278,9 @@ async def _collect(backend: OpenAIBackend, client, folder: Path, state: dict, b,
             body = resp.get("body") or {}
             if rec.get("error") or resp.get("status_code") != 200:
                 err = rec.get("error") or body.get("error") or {}
-                problems[key] = f"batch error {resp.get('status_code')}: {err.get('code', '')} {err.get('message', '')}".strip()
+                problems[key] = (
+                    f"batch error {resp.get('status_code')}: {err.get('code', '')} {err.get('message', '')}".strip()
+                )
                 continue
             call = need.get(key) or _call_from_line(ApiCall, requests[key])
             problem = validate_body(body, call.sampling["n"])
@@ -255,8 +301,9 @@ async def _collect(backend: OpenAIBackend, client, folder: Path, state: dict, b,
     state["status"] = "collected"
     state["collected"] = {"stored": stored, "problems": len(problems), "batch_status": b.status}
     _save(folder, state)
-    log.info("%s: batch %s collected: %d results stored, %d without a result", backend.stage, b.id, stored,
-             len(problems))
+    log.info(
+        "%s: batch %s collected: %d results stored, %d without a result", backend.stage, b.id, stored, len(problems)
+    )
     return [(need[k], f"{need[k].where()}: {msg}") for k, msg in problems.items() if k in need]
 
 

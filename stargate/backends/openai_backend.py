@@ -14,6 +14,7 @@ Options (role `options` in config; every one optional):
                       AZURE_OPENAI_API_KEY with azure_endpoint). Keys are never read from config, logged or
                       written. With base_url and the variable unset, the placeholder "EMPTY" is sent.
     azure_endpoint    Azure OpenAI resource URL; uses AsyncAzureOpenAI (the model is the deployment name)
+    organization_env  NAME of an environment variable holding an OpenAI organization id (optional)
     api_version       Azure API version (or $OPENAI_API_VERSION), e.g. 2024-10-21
     max_concurrency   requests in flight at once (default 8; the paper ran 100)
     max_retries       retries per call after the first attempt (default 6)
@@ -57,6 +58,7 @@ log = get_logger(__name__)
 OPTION_DEFAULTS: dict[str, Any] = {
     "base_url": None,
     "api_key_env": None,
+    "organization_env": None,
     "azure_endpoint": None,
     "api_version": None,
     "max_concurrency": 8,
@@ -78,6 +80,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "batch_endpoint": None,
 }
 RETRYABLE_STATUS = {408, 409, 429}
+REQUEST_SPECIFIC_STATUS = {400, 413, 422}  # this request is refused; the others may still succeed
 MAX_RETRY_AFTER_S = 120.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VALID_ROLES = {"system", "user", "assistant", "developer", "tool"}
@@ -88,7 +91,15 @@ class BudgetExceeded(StargateError):
 
 
 class ApiCallError(StargateError):
-    """A call failed after its retries (or with a non-retryable error). Names the prompt and cache key."""
+    """A call failed after its retries (or with a non-retryable error). Names the prompt and cache key.
+
+    `fatal`: the failure concerns every call (server down, bad key, unknown model), so no new call is
+    started; a failure of one request only (400, e.g. a content filter) lets the others finish first.
+    """
+
+    def __init__(self, message: str, fatal: bool = True):
+        super().__init__(message)
+        self.fatal = fatal
 
 
 @dataclass
@@ -104,8 +115,14 @@ class ApiCall:
 
     def body(self, model: str, max_tokens_param: str = "max_tokens", send_seed: bool = True) -> dict:
         s = self.sampling
-        body = {"model": model, "messages": self.messages, "n": s["n"], "temperature": s["temperature"],
-                "top_p": s["top_p"], max_tokens_param: s["max_tokens"]}
+        body = {
+            "model": model,
+            "messages": self.messages,
+            "n": s["n"],
+            "temperature": s["temperature"],
+            "top_p": s["top_p"],
+            max_tokens_param: s["max_tokens"],
+        }
         if send_seed and s["seed"] is not None:
             body["seed"] = s["seed"]
         return body
@@ -121,12 +138,16 @@ class OpenAIBackend(Backend):
     def __init__(self, model: str, **options: Any):
         super().__init__()
         if "api_key" in options:
-            raise StargateError("option 'api_key' is not allowed: keys are read only from environment variables; "
-                                "set api_key_env to the NAME of the variable that holds the key")
+            raise StargateError(
+                "option 'api_key' is not allowed: keys are read only from environment variables; "
+                "set api_key_env to the NAME of the variable that holds the key"
+            )
         unknown = sorted(set(options) - set(OPTION_DEFAULTS))
         if unknown:
-            raise StargateError(f"unknown option(s) {', '.join(unknown)} for the openai backend "
-                                f"(accepted: {', '.join(OPTION_DEFAULTS)})")
+            raise StargateError(
+                f"unknown option(s) {', '.join(unknown)} for the openai backend "
+                f"(accepted: {', '.join(OPTION_DEFAULTS)})"
+            )
         opts = {**OPTION_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
         self.model = str(model)
         self.options = opts
@@ -135,8 +156,10 @@ class OpenAIBackend(Backend):
         self.api_version = opts["api_version"] or os.environ.get("OPENAI_API_VERSION")
         env = opts["api_key_env"] or ("AZURE_OPENAI_API_KEY" if self.azure_endpoint else "OPENAI_API_KEY")
         if not _ENV_NAME.match(str(env)) or str(env).lower().startswith("sk"):
-            raise StargateError("option 'api_key_env' must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                                "not a key; put the key in that variable")
+            raise StargateError(
+                "option 'api_key_env' must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "not a key; put the key in that variable"
+            )
         self.api_key_env = str(env)
         if self.azure_endpoint and not self.api_version:
             raise StargateError("azure_endpoint needs api_version (option, or $OPENAI_API_VERSION), e.g. 2024-10-21")
@@ -154,13 +177,32 @@ class OpenAIBackend(Backend):
         self.ledger = Ledger(self.cache.root / "ledger.jsonl")
         self.price = resolve_prices(self.model, opts["prices"])
         budget = opts["budget_usd"]
-        self.budget = Budget(self.ledger, None if budget is None else float(budget),
-                             stage=self.stage if opts["budget_scope"] == "stage" else None)
+        self.budget = Budget(
+            self.ledger,
+            None if budget is None else float(budget),
+            stage=self.stage if opts["budget_scope"] == "stage" else None,
+        )
         if budget is not None and self.price is None:
-            log.warning("%s: budget_usd is set but no price is known for model '%s': costs count as 0; "
-                        "set options.prices", self.stage, self.model)
-        self.stats.extra.update({k: 0 for k in ("cache_hits", "api_calls", "api_attempts", "retries", "prompt_tokens",
-                                                "completion_tokens", "failed", "skipped_budget")})
+            log.warning(
+                "%s: budget_usd is set but no price is known for model '%s': costs count as 0; set options.prices",
+                self.stage,
+                self.model,
+            )
+        self.stats.extra.update(
+            {
+                k: 0
+                for k in (
+                    "cache_hits",
+                    "api_calls",
+                    "api_attempts",
+                    "retries",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "failed",
+                    "skipped_budget",
+                )
+            }
+        )
         self.stats.extra["cost_usd"] = 0.0
         self.stats.extra["finish_reasons"] = {}
 
@@ -183,8 +225,11 @@ class OpenAIBackend(Backend):
         per_request = bool(self.options["n_per_request"]) or sampling.n == 1
         for i, messages in enumerate(chats):
             est = estimate_prompt_tokens(messages)
-            subs = [(0, sampling.n, sampling.seed)] if per_request else [
-                (j, 1, None if sampling.seed is None else sampling.seed + j) for j in range(sampling.n)]
+            subs = (
+                [(0, sampling.n, sampling.seed)]
+                if per_request
+                else [(j, 1, None if sampling.seed is None else sampling.seed + j) for j in range(sampling.n)]
+            )
             for j, n, seed in subs:
                 s = normalize_sampling(n, sampling.temperature, sampling.top_p, sampling.max_tokens, seed)
                 extra = {}
@@ -213,11 +258,27 @@ class OpenAIBackend(Backend):
         hits = len(entries)
         self.stats.extra["cache_hits"] += hits
         if hits:
-            self.ledger.append({"stage": self.stage, "model": self.model, "kind": "cached", "calls": hits,
-                                "prompt_tokens": hit_tokens[0], "completion_tokens": hit_tokens[1], "cost_usd": 0.0})
+            self.ledger.append(
+                {
+                    "stage": self.stage,
+                    "model": self.model,
+                    "kind": "cached",
+                    "calls": hits,
+                    "prompt_tokens": hit_tokens[0],
+                    "completion_tokens": hit_tokens[1],
+                    "cost_usd": 0.0,
+                }
+            )
         missing = [c for k, c in unique.items() if k not in entries]
-        log.info("%s: %d request(s) for %d prompt(s): %d from the cache, %d to make%s", self.stage, len(unique),
-                 len({c.index for c in calls}), hits, len(missing), " (Batch API)" if self.options["batch"] and missing else "")
+        log.info(
+            "%s: %d request(s) for %d prompt(s): %d from the cache, %d to make%s",
+            self.stage,
+            len(unique),
+            len({c.index for c in calls}),
+            hits,
+            len(missing),
+            " (Batch API)" if self.options["batch"] and missing else "",
+        )
         if not missing:
             return entries
         if self.options["batch"]:
@@ -255,7 +316,8 @@ class OpenAIBackend(Backend):
                 except ApiCallError as exc:
                     failures.append((call, str(exc)))
                     self.stats.extra["failed"] += 1
-                    stop.set()
+                    if exc.fatal:
+                        stop.set()
                 finally:
                     self.budget.release(est)
 
@@ -279,13 +341,14 @@ class OpenAIBackend(Backend):
                 problem = validate_body(data, call.sampling["n"])
                 if problem is None:
                     return data
-                raise ApiCallError(f"{call.where()}: {problem}")
+                raise ApiCallError(f"{call.where()}: {problem}", fatal=False)
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 last = f"HTTP {status}: {_short(exc)}"
                 if status not in RETRYABLE_STATUS and status < 500:
                     hint = _status_hint(status, self.api_key_env)
-                    raise ApiCallError(f"{call.where()}: {last}{hint} (not retried)") from None
+                    fatal = status not in REQUEST_SPECIFIC_STATUS
+                    raise ApiCallError(f"{call.where()}: {last}{hint} (not retried)", fatal=fatal) from None
                 retry_after = _retry_after(exc)
             except openai.APITimeoutError:
                 last = f"timed out after {self.timeout_s:g} s"
@@ -296,8 +359,15 @@ class OpenAIBackend(Backend):
             if attempt < self.max_retries:
                 delay = self.backoff_delay(attempt, retry_after)
                 self.stats.extra["retries"] += 1
-                log.warning("%s: %s: %s; retry %d/%d in %.1f s", self.stage, call.where(), last, attempt + 1,
-                            self.max_retries, delay)
+                log.warning(
+                    "%s: %s: %s; retry %d/%d in %.1f s",
+                    self.stage,
+                    call.where(),
+                    last,
+                    attempt + 1,
+                    self.max_retries,
+                    delay,
+                )
                 await asyncio.sleep(delay)
         raise ApiCallError(f"{call.where()}: failed after {self.max_retries + 1} attempts; last error: {last}")
 
@@ -320,8 +390,18 @@ class OpenAIBackend(Backend):
         pt = int(usage.get("prompt_tokens") or call.prompt_tokens_est)
         ct = int(usage.get("completion_tokens") or 0)
         cost = call_cost(pt, ct, self.price, batch=(kind == "batch"))
-        self.ledger.append({"stage": self.stage, "model": self.model, "kind": kind, "calls": 1, "key": call.key,
-                            "prompt_tokens": pt, "completion_tokens": ct, "cost_usd": round(cost, 8)})
+        self.ledger.append(
+            {
+                "stage": self.stage,
+                "model": self.model,
+                "kind": kind,
+                "calls": 1,
+                "key": call.key,
+                "prompt_tokens": pt,
+                "completion_tokens": ct,
+                "cost_usd": round(cost, 8),
+            }
+        )
         choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
         entry = {
             "model": self.model,
@@ -329,8 +409,10 @@ class OpenAIBackend(Backend):
             "response": {
                 "id": body.get("id"),
                 "model": body.get("model"),
-                "choices": [{"text": (c.get("message") or {}).get("content") or "",
-                             "finish_reason": c.get("finish_reason")} for c in choices],
+                "choices": [
+                    {"text": (c.get("message") or {}).get("content") or "", "finish_reason": c.get("finish_reason")}
+                    for c in choices
+                ],
                 "usage": {"prompt_tokens": pt, "completion_tokens": ct},
             },
             "source": kind,
@@ -359,12 +441,14 @@ class OpenAIBackend(Backend):
             more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
             raise ApiCallError(
                 f"{self.stage}: {len(failures)} API call(s) failed: {shown}{more}. {done} of {total} requests are "
-                f"answered and cached; rerun to retry the rest (cached calls are not repeated)")
+                f"answered and cached; rerun to retry the rest (cached calls are not repeated)"
+            )
         if self.stats.extra["skipped_budget"] or self.budget.limit is not None:
             raise BudgetExceeded(
                 f"{self.stage}: budget_usd={self.budget.limit:g} reached ({self.budget.spent():.4f} USD already spent "
                 f"in {self.ledger.path}{' for this stage' if self.budget.stage else ''}); {done} of {total} requests are "
-                f"answered and cached, {len(todo)} were not made. Raise budget_usd and rerun: cached calls cost nothing")
+                f"answered and cached, {len(todo)} were not made. Raise budget_usd and rerun: cached calls cost nothing"
+            )
         raise ApiCallError(f"{self.stage}: {len(todo)} request(s) got no answer, e.g. {todo[0].where()}")
 
     # ------------------------------------------------------------------------------ client
@@ -373,15 +457,22 @@ class OpenAIBackend(Backend):
         if key:
             return key
         if self.base_url and not self.azure_endpoint:
-            log.info("%s: $%s is not set; sending a placeholder key to %s", self.stage, self.api_key_env, self.base_url)
+            log.info(
+                "%s: $%s is not set; sending a placeholder key to %s", self.stage, self.api_key_env, self.base_url
+            )
             return "EMPTY"
-        raise StargateError(f"{self.stage}: the openai backend needs an API key: set the environment variable "
-                            f"{self.api_key_env} (or name another variable with the role option api_key_env)")
+        raise StargateError(
+            f"{self.stage}: the openai backend needs an API key: set the environment variable "
+            f"{self.api_key_env} (or name another variable with the role option api_key_env)"
+        )
 
     def make_client(self):
         import openai
 
         common = {"api_key": self.api_key(), "max_retries": 0, "timeout": self.timeout_s}
+        org_env = self.options["organization_env"]
+        if org_env and os.environ.get(org_env):
+            common["organization"] = os.environ[org_env]
         if self.azure_endpoint:
             return openai.AsyncAzureOpenAI(azure_endpoint=self.azure_endpoint, api_version=self.api_version, **common)
         return openai.AsyncOpenAI(base_url=self.base_url, **common)
@@ -392,14 +483,17 @@ class OpenAIBackend(Backend):
             raise StargateError(
                 f"prompt {i} is a raw string, but the openai backend takes chat prompts (lists of role/content "
                 f"messages) only: use a prompt set that renders chats for this role (e.g. prompts: fixed_v1), or "
-                f"bind the role to the hf or vllm backend")
+                f"bind the role to the hf or vllm backend"
+            )
         if not isinstance(prompt, list | tuple) or not prompt:
             raise StargateError(f"prompt {i} is not a chat (a non-empty list of messages)")
         out = []
         for m in prompt:
             if not isinstance(m, dict) or m.get("role") not in _VALID_ROLES or not isinstance(m.get("content"), str):
-                raise StargateError(f"prompt {i}: every message needs a role ({', '.join(sorted(_VALID_ROLES))}) "
-                                    f"and a string content, got {str(m)[:80]!r}")
+                raise StargateError(
+                    f"prompt {i}: every message needs a role ({', '.join(sorted(_VALID_ROLES))}) "
+                    f"and a string content, got {str(m)[:80]!r}"
+                )
             out.append({"role": m["role"], "content": m["content"]})
         return out
 
@@ -410,8 +504,10 @@ def validate_body(data: dict, n: int) -> str | None:
     if not isinstance(choices, list) or not choices:
         return "the response has no choices"
     if len(choices) != n:
-        return (f"the server returned {len(choices)} choice(s) for n={n}; if it does not support n>1, "
-                f"set the role option n_per_request: false")
+        return (
+            f"the server returned {len(choices)} choice(s) for n={n}; if it does not support n>1, "
+            f"set the role option n_per_request: false"
+        )
     for c in choices:
         if not isinstance(c, dict) or not isinstance(c.get("message"), dict):
             return "a choice has no message"
@@ -428,9 +524,17 @@ class _Progress:
         if self.done == self.total or now - self.last > 30 or self.done % 500 == 0:
             self.last = now
             ex = backend.stats.extra
-            log.info("%s: %d/%d calls made (%.0f s, %d retries, %d+%d tokens, %.4f USD)", self.stage, self.done,
-                     self.total, now - self.t0, ex["retries"], ex["prompt_tokens"], ex["completion_tokens"],
-                     ex["cost_usd"])
+            log.info(
+                "%s: %d/%d calls made (%.0f s, %d retries, %d+%d tokens, %.4f USD)",
+                self.stage,
+                self.done,
+                self.total,
+                now - self.t0,
+                ex["retries"],
+                ex["prompt_tokens"],
+                ex["completion_tokens"],
+                ex["cost_usd"],
+            )
 
 
 def _run_sync(make_coro):

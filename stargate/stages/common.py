@@ -33,13 +33,13 @@ def pair_key(task_id: str, persona_id: str) -> str:
 
 
 def load_tasks(path: str | Path) -> list[dict]:
-    recs = read_jsonl(path, required=("task_id", "split", "text"))
+    recs = read_jsonl(path, required=("task_id", "split", "text"), nonempty=("task_id", "text"))
     _unique(path, recs, "task_id")
     return recs
 
 
 def load_personas(path: str | Path) -> list[dict]:
-    recs = read_jsonl(path, required=("persona_id", "split", "name", "text"))
+    recs = read_jsonl(path, required=("persona_id", "split", "name", "text"), nonempty=("persona_id", "name", "text"))
     _unique(path, recs, "persona_id")
     return recs
 
@@ -87,7 +87,7 @@ def lookup_pair(pairs: dict[str, Pair], key: str, path, lineno: int) -> Pair:
 
 
 def load_gold(path: str | Path, pairs: dict[str, Pair]) -> dict[str, str]:
-    recs = read_jsonl(path, required=("pair", "text"))
+    recs = read_jsonl(path, required=("pair", "text"), nonempty=("text",))
     gold = {}
     for lineno, r in enumerate(recs, start=1):
         lookup_pair(pairs, r["pair"], path, lineno)

@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    recs = read_jsonl(args.personas, required=("persona_id", "split", "text"))
+    recs = read_jsonl(args.personas, required=("persona_id", "split", "text"), nonempty=("text",))
     llm_names: list[str | None] = [None] * len(recs)
     meta = {"stage": "names", "method": args.method}
     if args.method == "llm":

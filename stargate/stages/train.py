@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import StargateError
 from ..log import get_logger
 from ..training import TRAINERS, launch
 from ..training.spec import TrainingSpec
@@ -45,8 +46,6 @@ def child_argv(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> None:
     spec = TrainingSpec.from_json(args.spec)
     if args.iteration < 1:
-        from ..errors import StargateError
-
         raise StargateError(f"--iteration must be >= 1 (the model produced, m1 or later), got {args.iteration}")
     if args.gpus > 1 and not launch.is_launched():
         launch.check_gpus(args.gpus)
@@ -60,8 +59,6 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry for `python -m stargate.stages.train` (what `accelerate launch` runs in each process)."""
-    from ..errors import StargateError
-
     parser = argparse.ArgumentParser(prog="stargate train", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ def train_sft(
     from transformers.trainer_callback import PrinterCallback
 
     transformers.utils.logging.disable_progress_bar()  # logs go to a file: no progress bars
+    # torch 2.13 deprecates two collectives DeepSpeed calls every step; one line per call floods the log
+    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.\w+` is deprecated", category=FutureWarning)
 
     # ---------------------------------------------------------------- data
     tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -232,7 +235,11 @@ def train_sft(
         eval_loss = last_eval[-1]["eval_loss"] if last_eval else trainer.evaluate()["eval_loss"]
     if is_main and partial.exists():
         shutil.rmtree(partial)
-    trainer.save_model(str(partial))
+    if ds_config and ds_config["zero_optimization"].get("stage") == 3:
+        trainer.save_model(str(partial))  # every rank: gathers the partitioned weights, rank 0 writes
+    elif is_main:
+        # the plain module (not DeepSpeed's state-dict copy, which would store a tied lm_head twice)
+        trainer.model.save_pretrained(str(partial))
     if not is_main:
         return {}
     tokenizer.save_pretrained(str(partial))

@@ -86,17 +86,45 @@ def vllm_available() -> str | None:
 
 
 @contextlib.contextmanager
-def start_vllm_server(model_dir: Path = MODEL_DIR, served_name: str = SERVED_NAME, startup_timeout: float = 400.0,
-                      log_dir: Path | None = None) -> Iterator[VllmServer]:
+def start_vllm_server(
+    model_dir: Path = MODEL_DIR,
+    served_name: str = SERVED_NAME,
+    startup_timeout: float = 400.0,
+    log_dir: Path | None = None,
+) -> Iterator[VllmServer]:
     """Start `python -m vllm.entrypoints.openai.api_server` in its own venv; stop it (whole process group) after."""
     port = _free_port()
     log_dir = Path(log_dir or os.environ.get("TMPDIR", "/tmp"))
     log_path = log_dir / f"vllm-server-{port}.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-           "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-           "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-           "--max-model-len", "2048", "--enforce-eager", "--seed", "0", "--disable-log-stats"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    cmd = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--seed",
+        "0",
+        "--disable-log-stats",
+    ]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
@@ -112,7 +140,9 @@ def start_vllm_server(model_dir: Path = MODEL_DIR, served_name: str = SERVED_NAM
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"vllm server not ready after {startup_timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"vllm server not ready after {startup_timeout:.0f} s:\n{log_path.read_text()[-3000:]}"
+                )
             time.sleep(1.0)
         yield VllmServer(base, served_name, log_path, proc.pid)
     finally:
@@ -126,12 +156,12 @@ def start_vllm_server(model_dir: Path = MODEL_DIR, served_name: str = SERVED_NAM
 
 
 @pytest.fixture(scope="session")
-def vllm_server() -> Iterator[VllmServer]:
+def vllm_server(tmp_path_factory) -> Iterator[VllmServer]:
     reason = vllm_available()
     if reason:
         pytest.skip(reason)
     t0 = time.monotonic()
-    with start_vllm_server() as server:
+    with start_vllm_server(log_dir=tmp_path_factory.mktemp("vllm-server")) as server:
         print(f"\n[vllm server ready at {server.base_url} in {time.monotonic() - t0:.1f} s]", file=sys.stderr)
         yield server
 

@@ -51,12 +51,18 @@ def fake_completion(body: dict) -> dict:
     choices = []
     for i in range(n):
         text = "" if "<<empty>>" in last else f"answer {h} seed={seed} choice={i}"
-        choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
-                        "logprobs": None})
+        choices.append(
+            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+        )
     prompt_tokens = sum(len(str(m.get("content", ""))) for m in msgs) // 4 + 1
-    return {"id": f"chatcmpl-{h}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "fake"), "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 6 * n, "total_tokens": prompt_tokens + 6 * n}}
+    return {
+        "id": f"chatcmpl-{h}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": choices,
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 6 * n, "total_tokens": prompt_tokens + 6 * n},
+    }
 
 
 @dataclass
@@ -82,9 +88,17 @@ class ServerStats:
 
 
 class OpenAITestServer:
-    def __init__(self, upstream: str | None = None, faults: Iterable[str | None] = (), fail_always: str | None = None,
-                 timeout_sleep: float = 3.0, hold_after: int | None = None, batch_line_delay_s: float = 0.0,
-                 model: str = "fake-model", complete: Callable[[dict], dict] | None = None):
+    def __init__(
+        self,
+        upstream: str | None = None,
+        faults: Iterable[str | None] = (),
+        fail_always: str | None = None,
+        timeout_sleep: float = 3.0,
+        hold_after: int | None = None,
+        batch_line_delay_s: float = 0.0,
+        model: str = "fake-model",
+        complete: Callable[[dict], dict] | None = None,
+    ):
         self.upstream = upstream.rstrip("/") if upstream else None
         self._faults = iter(list(faults))
         self.fail_always = fail_always
@@ -169,8 +183,12 @@ class OpenAITestServer:
             return 200, self._complete_fn(body)
         if self.upstream is None:
             return 200, fake_completion(body)
-        req = urllib.request.Request(self.upstream + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            self.upstream + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(req, timeout=600) as resp:
                 return resp.status, json.loads(resp.read())
@@ -180,11 +198,20 @@ class OpenAITestServer:
     # ---------------------------------------------------------------- batch emulation
     def create_batch(self, req: dict) -> dict:
         bid = f"batch_{next(self._ids)}"
-        batch = {"id": bid, "object": "batch", "endpoint": req.get("endpoint"), "errors": None,
-                 "input_file_id": req["input_file_id"], "completion_window": req.get("completion_window", "24h"),
-                 "status": "validating", "output_file_id": None, "error_file_id": None,
-                 "created_at": int(time.time()), "metadata": req.get("metadata") or {},
-                 "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+        batch = {
+            "id": bid,
+            "object": "batch",
+            "endpoint": req.get("endpoint"),
+            "errors": None,
+            "input_file_id": req["input_file_id"],
+            "completion_window": req.get("completion_window", "24h"),
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": int(time.time()),
+            "metadata": req.get("metadata") or {},
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        }
         with self.lock:
             self.batches[bid] = batch
             self.stats.batches_created += 1
@@ -202,8 +229,12 @@ class OpenAITestServer:
                 return
             time.sleep(self.batch_line_delay_s)
             status, body = self.complete(line["body"])
-            rec = {"id": f"batch_req_{i}", "custom_id": line["custom_id"],
-                   "response": {"status_code": status, "request_id": f"req_{i}", "body": body}, "error": None}
+            rec = {
+                "id": f"batch_req_{i}",
+                "custom_id": line["custom_id"],
+                "response": {"status_code": status, "request_id": f"req_{i}", "body": body},
+                "error": None,
+            }
             (out if status == 200 else err).append(json.dumps(rec))
             batch["request_counts"]["completed" if status == 200 else "failed"] += 1
         batch["status"] = "finalizing"
@@ -282,13 +313,27 @@ class _Handler(BaseHTTPRequestHandler):
         if path.endswith("/files"):
             ctype = self.headers.get("Content-Type", "")
             msg = email.parser.BytesParser().parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
-            data = next(p.get_payload(decode=True) for p in msg.get_payload() if p.get_param("name", header="content-disposition") == "file")
+            data = next(
+                p.get_payload(decode=True)
+                for p in msg.get_payload()
+                if p.get_param("name", header="content-disposition") == "file"
+            )
             fid = f"file-{next(o._ids)}"
             with o.lock:
                 o.files[fid] = data
                 o.stats.files_uploaded += 1
-            return self._send(200, {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                                    "filename": "input.jsonl", "purpose": "batch", "status": "processed"})
+            return self._send(
+                200,
+                {
+                    "id": fid,
+                    "object": "file",
+                    "bytes": len(data),
+                    "created_at": int(time.time()),
+                    "filename": "input.jsonl",
+                    "purpose": "batch",
+                    "status": "processed",
+                },
+            )
         if path.endswith("/batches"):
             return self._send(200, o.create_batch(json.loads(raw)))
         return self._error(404, f"unknown path {path}")

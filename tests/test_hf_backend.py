@@ -1,0 +1,87 @@
+"""The hf backend: batched generation with seeds, and summed log-probs against a hand computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stargate.backends import Sampling, load_backend
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    b = load_backend({"backend": "hf", "options": {"dtype": "float32", "batch_size": 3}}, str(tiny_model_dir))
+    yield b
+    b.close()
+
+
+CHATS = [
+    [{"role": "user", "content": "Plan a trip for me."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What should I cook tonight, given I like spicy food?"}],
+    "<|im_start|>user\nA raw prompt<|im_end|>\n<|im_start|>assistant\n",
+    [{"role": "user", "content": "Hi"}],
+]
+
+
+def test_generate_n_samples_reproducible(backend):
+    s = Sampling(n=3, temperature=1.0, top_p=0.95, max_tokens=6, seed=7)
+    first = backend.generate(CHATS, s)
+    assert [len(o) for o in first] == [3, 3, 3, 3]
+    assert backend.generate(CHATS, s) == first  # same seed, same outputs
+    other = backend.generate(CHATS, Sampling(n=3, temperature=1.0, top_p=0.95, max_tokens=6, seed=8))
+    assert other != first
+    assert backend.stats.n_outputs >= 36
+
+
+def test_greedy_is_batch_invariant(backend):
+    s = Sampling(n=1, temperature=0.0, max_tokens=5)
+    together = backend.generate(CHATS, s)
+    alone = [backend.generate([c], s)[0] for c in CHATS]
+    assert together == alone
+
+
+def _hand_logprob(model_dir, tokenizer, context_text: str, target_text: str) -> tuple[float, int]:
+    """log p(target | context) from a plain forward pass over separately tokenized pieces."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ctx = tokenizer(context_text, add_special_tokens=False)["input_ids"]
+    tgt = tokenizer(target_text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + tgt])).logits[0]
+    logp = torch.log_softmax(logits, dim=-1)
+    total = sum(logp[len(ctx) - 1 + i, tok].item() for i, tok in enumerate(tgt))
+    return total, len(tgt)
+
+
+def test_score_matches_hand_computation(backend, tiny_model_dir):
+    tok = backend.tokenizer
+    context = [{"role": "user", "content": "My name is Maya.\n\nRecommend a book."}]
+    target = "Maya, try Dune by Frank Herbert."
+    ctx_text = tok.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+    expected, n = _hand_logprob(tiny_model_dir, tok, ctx_text, target)
+    got = backend.score([context], [target])[0]
+    assert got.n_tokens == n
+    assert got.logprob == pytest.approx(expected, abs=1e-4)
+    # raw-string context: the same numbers when the string is the rendered chat
+    raw = backend.score([ctx_text], [target])[0]
+    assert raw.n_tokens == n and raw.logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_score_chain_rule_no_off_by_one(backend):
+    """log p(ab | c) == log p(a | c) + log p(b | c a): the span boundary is exact on both sides."""
+    c, a, b = "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", "Sure", " thing friend"
+    whole = backend.score([c], [a + b])[0]
+    first, second = backend.score([c, c + a], [a, b])
+    assert whole.n_tokens == first.n_tokens + second.n_tokens
+    assert whole.logprob == pytest.approx(first.logprob + second.logprob, abs=1e-4)
+
+
+def test_score_padding_does_not_leak(backend):
+    contexts = [[{"role": "user", "content": "x" * n}] for n in (1, 40, 7, 90)]
+    targets = ["Short.", "A somewhat longer target sentence here.", "Mid one.", "Ok"]
+    batched = backend.score(contexts, targets)
+    single = [backend.score([c], [t])[0] for c, t in zip(contexts, targets, strict=True)]
+    for x, y in zip(batched, single, strict=True):
+        assert x.n_tokens == y.n_tokens and x.logprob == pytest.approx(y.logprob, abs=1e-4)
+    assert all(s.logprob < 0 for s in batched)

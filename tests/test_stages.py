@@ -1,0 +1,203 @@
+"""Each stage through its CLI on a tiny random Llama: outputs, counts, alignment checks, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stargate.cli import main
+from stargate.records import read_jsonl, read_meta
+from stargate.stages.names import regex_name
+from stargate.stages.winrate_answer import select
+
+from conftest import role_json
+
+
+def run(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+def common(d, model):
+    return ["--tasks", d["tasks"], "--personas", d["personas"], "--prompts", "fixed_v1", "--model", model]
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory, tiny_model_dir, data_files):
+    """Two turns of simulation, 3 conversations per pair, turn counts 1-2, 2 shards, pooled."""
+    out = tmp_path_factory.mktemp("sim")
+    d, m = data_files, tiny_model_dir
+    done, asked = [], []
+    for shard in (0, 1):
+        for k in (1, 2):
+            a = out / f"s{shard}t{k}.asked.jsonl"
+            extra = ["--open", out / f"s{shard}t{k - 1}.open.jsonl"] if k > 1 else []
+            assert run("questioner-turn", "--turn", k, "--iteration", 0, "--shard", shard, "--shards", 2,
+                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, *extra, "--output", a,
+                       "--role", role_json(), *common(d, m)) == 0
+            assert run("roleplayer-turn", "--turn", k, "--asked", a, "--done", out / f"s{shard}t{k}.done.jsonl",
+                       "--open", out / f"s{shard}t{k}.open.jsonl", "--role", role_json(temperature=0.0),
+                       *common(d, m)) == 0
+            done.append(out / f"s{shard}t{k}.done.jsonl")
+            asked.append(a)
+    pooled = out / "pooled.jsonl"
+    assert run("pool", "--finished", *done, "--asked", *asked, "--tasks", d["tasks"], "--personas", d["personas"],
+               "--conversations", 3, "--output", pooled) == 0
+    return pooled
+
+
+def test_simulation_pools_every_pair(simulated):
+    convs = read_jsonl(simulated)
+    assert len(convs) == 6 * 3
+    for c in convs:
+        assert len(c["turns"]) == 2 * c["target_turns"]
+        assert [t["role"] for t in c["turns"]] == ["questioner", "roleplayer"] * c["target_turns"]
+    by_pair = {}
+    for c in convs:
+        by_pair.setdefault(c["pair"], set()).add(c["target_turns"])
+    assert all(len(v) == 1 for v in by_pair.values())  # turn count drawn per pair, not per conversation
+    assert "n_empty" in read_meta(simulated)
+
+
+def test_turn_partition_is_the_same_for_every_model(tmp_path, tiny_model_dir, data_files):
+    outs = []
+    for it in (0, 1):
+        p = tmp_path / f"m{it}.jsonl"
+        run("questioner-turn", "--turn", 1, "--iteration", it, "--conversations", 1, "--min-turns", 1,
+            "--max-turns", 3, "--output", p, "--role", role_json(), *common(data_files, tiny_model_dir))
+        outs.append({c["pair"]: c["target_turns"] for c in read_jsonl(p)})
+    assert outs[0] == outs[1]
+
+
+def test_score_topk_regularize_sft(simulated, tmp_path, tiny_model_dir, data_files):
+    d, m = data_files, tiny_model_dir
+    lp = tmp_path / "lp.jsonl"
+    scorer = json.dumps({"backend": "hf", "options": {"batch_size": 4}})
+    base = ["--gold", d["gold"], "--tasks", d["tasks"], "--personas", d["personas"], "--prompts", "fixed_v1",
+            "--model", m, "--role", scorer]
+    assert run("score", "--condition", "qa-experimental", "--conversations", simulated, "--output", lp, *base) == 0
+    scores = read_jsonl(lp)
+    assert len(scores) == 18 and all(s["logprob"] < 0 and s["n_tokens"] > 0 for s in scores)
+    neg = tmp_path / "neg.jsonl"
+    assert run("score", "--condition", "neg-control", "--output", neg, *base) == 0
+    assert len(read_jsonl(neg)) == 6  # once per pair
+    shuffled = tmp_path / "shuffled.jsonl"
+    assert run("shuffle", "--conversations", simulated, "--tasks", d["tasks"], "--personas", d["personas"],
+               "--output", shuffled) == 0
+    assert all(c["source_pair"] != c["pair"] and c["source_pair"].split("|")[0] == c["pair"].split("|")[0]
+               for c in read_jsonl(shuffled))
+    top = tmp_path / "top.jsonl"
+    assert run("topk", "--conversations", simulated, "--logprobs", lp, "--k", 1, "--output", top) == 0
+    kept = read_jsonl(top)
+    assert len(kept) == 6
+    best = {}
+    for s in scores:
+        best[s["pair"]] = max(best.get(s["pair"], -1e9), s["logprob"])
+    assert all(k["logprob"] == best[k["pair"]] for k in kept)
+    reg = tmp_path / "reg.jsonl"
+    assert run("regularize", "--topk", top, "--output", reg, "--role", role_json(temperature=0.0),
+               *common(d, m)) == 0
+    sft = tmp_path / "sft.jsonl"
+    assert run("sft-data", "--topk", top, "--responses", reg, "--tasks", d["tasks"], "--personas", d["personas"],
+               "--prompts", "fixed_v1", "--output", sft) == 0
+    for ex in read_jsonl(sft):
+        roles = [msg["role"] for msg in ex["messages"]]
+        assert roles[0] == "user" and roles[-1] == "assistant"
+        assert ex["messages"][0]["content"].startswith("My name is ")
+
+
+def test_topk_ties_go_to_lower_index(tmp_path):
+    convs = [{"pair": "p", "conv": i, "target_turns": 1, "turns": []} for i in range(3)]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
+    scores = [{"pair": "p", "conv": i, "logprob": v} for i, v in enumerate([-2.0, -1.0, -1.0])]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(s) + "\n" for s in scores))
+    assert run("topk", "--conversations", tmp_path / "c.jsonl", "--logprobs", tmp_path / "s.jsonl", "--k", 2,
+               "--output", tmp_path / "o.jsonl") == 0
+    assert [c["conv"] for c in read_jsonl(tmp_path / "o.jsonl")] == [1, 2]
+
+
+def test_winrate_selection_is_model_independent():
+    order = {f"t{i}|p0": i for i in range(9)}
+    convs = [{"pair": k, "conv": c, "target_turns": 1 + i % 3} for k, i in order.items() for c in range(4)]
+    a = select(convs, order, 2, seed=1)
+    b = select(list(reversed(convs)), order, 2, seed=1)
+    assert [(c["pair"], c["conv"]) for c in a] == [(c["pair"], c["conv"]) for c in b]
+    assert len(a) == 6 and len(select(convs, order, 0, seed=1)) == 9
+
+
+def test_judge_maps_positions_back(tmp_path, data_files, tiny_model_dir, monkeypatch):
+    pairs = [f"A-t000{i}|A-p00" for i in range(3)]
+    for name in ("cand", "base"):
+        recs = [{"pair": p, "conv": 0, "group": 1, "text": f"{name} answer"} for p in pairs]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    from stargate.backends.hf import HFBackend
+
+    def always_a(self, prompts, sampling):
+        return self._count([["Comparison: fine.\n\nFinal Response: A"] for _ in prompts])
+
+    monkeypatch.setattr(HFBackend, "generate", always_a)
+    out = tmp_path / "judge.jsonl"
+    assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
+               "--output", out, "--role", role_json(), *common(data_files, tiny_model_dir)) == 0
+    for r in read_jsonl(out):
+        assert r["verdict"] == "a"
+        assert r["winner"] == ("candidate" if r["candidate_position"] == "A" else "baseline")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"task_id": "A-t0", "split": "A", "text": "x"}\n{not json\n', ":2: not valid JSON"),
+        ("", "file is empty"),
+        ('{"task_id": "A-t0", "split": "A"}\n', ":1: missing field(s) text"),
+        ('{"task_id": "A-t0", "split": "A", "text": "  "}\n', ":1: field 'text' is empty"),
+    ],
+)
+def test_bad_task_file_names_file_and_line(tmp_path, data_files, tiny_model_dir, capsys, content, message):
+    bad = tmp_path / "tasks.jsonl"
+    bad.write_text(content)
+    out = tmp_path / "gold.jsonl"
+    rc = run("oracle", "--tasks", bad, "--personas", data_files["personas"], "--prompts", "fixed_v1",
+             "--model", tiny_model_dir, "--role", role_json(), "--output", out)
+    assert rc == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert str(bad) in err and message in err
+
+
+def test_misaligned_split_files_are_rejected(tmp_path, data_files, tiny_model_dir, capsys):
+    personas = tmp_path / "p.jsonl"
+    personas.write_text(json.dumps({"persona_id": "B-p00", "split": "B", "name": "X", "text": "X is."}) + "\n")
+    rc = run("oracle", "--tasks", data_files["tasks"], "--personas", personas, "--prompts", "fixed_v1",
+             "--model", tiny_model_dir, "--role", role_json(), "--output", tmp_path / "o.jsonl")
+    assert rc == 2 and "different splits" in capsys.readouterr().err
+
+
+def test_tasks_and_names_stages(tmp_path, capsys):
+    src = tmp_path / "tasks.json"
+    src.write_text(json.dumps({"A": ["  Do x. ", "Do y."], "B": ["z"], "test": ["w"]}))
+    assert run("tasks", "--split", "A", "--spec", json.dumps({"source": "file", "path": str(src)}),
+               "--output", tmp_path / "A.jsonl") == 0
+    assert [t["text"] for t in read_jsonl(tmp_path / "A.jsonl")] == ["Do x.", "Do y."]
+    src.write_text(json.dumps({"A": ["ok", ""], "B": [], "test": ["w"]}))
+    assert run("tasks", "--split", "A", "--spec", json.dumps({"source": "file", "path": str(src)}),
+               "--output", tmp_path / "A2.jsonl") == 2
+    assert "A[1] is empty" in capsys.readouterr().err
+    texts = tmp_path / "p.jsonl"
+    texts.write_text(json.dumps({"persona_id": "A-p00", "split": "A", "text": "the person likes tea"}) + "\n")
+    assert run("names", "--personas", texts, "--method", "regex", "--prompts", "fixed_v1",
+               "--output", tmp_path / "n.jsonl") == 2
+    assert f"{texts}:1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Maya Patel is a 34-year-old nurse.", "Maya Patel"),
+        ("I'm BIANCA. Even if I am popular...", "Bianca"),
+        ("1. Leo Sato, 36, a professional culinary critic", "Leo Sato"),
+        ("Meet Zara, an astrophysics researcher who sails.", "Zara"),
+        ("My name is June and I garden.", "June"),
+    ],
+)
+def test_regex_names(text, name):
+    assert regex_name(text) == name

