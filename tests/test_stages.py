@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import role_json
 
 from stargate.cli import main
 from stargate.records import read_jsonl, read_meta
 from stargate.stages.names import regex_name
 from stargate.stages.winrate_answer import select
-
-from conftest import role_json
 
 
 def run(*argv) -> int:

@@ -16,7 +16,7 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import add_role_arguments, generation_meta, open_role, parse_json_arg, sampling_of
+from .common import generation_meta, open_role, parse_json_arg, sampling_of
 from .tasks import read_split_file
 
 log = get_logger(__name__)

@@ -11,7 +11,15 @@ import argparse
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import add_role_arguments, generation_meta, load_conversations, lookup_pair, open_role, pairs_by_key, sampling_of
+from .common import (
+    add_role_arguments,
+    generation_meta,
+    load_conversations,
+    lookup_pair,
+    open_role,
+    pairs_by_key,
+    sampling_of,
+)
 
 log = get_logger(__name__)
 

