@@ -38,6 +38,8 @@ def test_greedy_is_batch_invariant(backend):
     together = backend.generate(CHATS, s)
     alone = [backend.generate([c], s)[0] for c in CHATS]
     assert together == alone
+    twice = backend.generate(CHATS, Sampling(n=2, temperature=0.0, max_tokens=5))  # shared-prefix path
+    assert [o[0] for o in twice] == [o[0] for o in together] and all(o[0] == o[1] for o in twice)
 
 
 def _hand_logprob(model_dir, tokenizer, context_text: str, target_text: str) -> tuple[float, int]:

@@ -21,9 +21,7 @@ from stargate.training.data import encode_records, load_sft_records, split_by_pa
 from stargate.training.masking import IGNORE_INDEX, check_messages, encode_chat
 from stargate.training.spec import TrainingSpec
 
-SMOLLM2_SYSTEM = (
-    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-)
+SMOLLM2_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -89,23 +87,45 @@ def write_sft(path: Path, n: int, seed: int = 0, long_every: int = 0) -> Path:
     rng = random.Random(seed)
     with path.open("w") as fh:
         for i in range(n):
-            final = "Here is a plan for you. " * (rng.randint(2, 8) + (60 if long_every and i % long_every == 0 else 0))
-            msgs = chat(f"P{i}", f"Task {i}: plan a weekend trip.", [("Where would you like to go? " * rng.randint(1, 3),
-                        "Somewhere by the sea.")], final)
+            final = "Here is a plan for you. " * (
+                rng.randint(2, 8) + (60 if long_every and i % long_every == 0 else 0)
+            )
+            msgs = chat(
+                f"P{i}",
+                f"Task {i}: plan a weekend trip.",
+                [("Where would you like to go? " * rng.randint(1, 3), "Somewhere by the sea.")],
+                final,
+            )
             fh.write(json.dumps({"pair": f"A-t{i:04d}|A-p01", "messages": msgs}) + "\n")
     return path
 
 
 def spec_for_test(**over) -> TrainingSpec:
-    base = dict(max_length=256, learning_rate=1e-3, per_device_batch_size=2, gradient_accumulation_steps=1,
-                validation_fraction=0.2, logging_steps=1, warmup_ratio=0.0, max_steps=2)
+    base = dict(
+        max_length=256,
+        learning_rate=1e-3,
+        per_device_batch_size=2,
+        gradient_accumulation_steps=1,
+        validation_fraction=0.2,
+        logging_steps=1,
+        warmup_ratio=0.0,
+        max_steps=2,
+    )
     base.update(over)
     return TrainingSpec.from_dict(base)
 
 
 def run_args(base, data, out, spec: TrainingSpec, iteration=1, wandb_dir=None) -> argparse.Namespace:
-    return argparse.Namespace(base_model=str(base), data=str(data), output=str(out), spec=json.dumps(spec.to_dict()),
-                              iteration=iteration, run_name="test", gpus=0, wandb_dir=str(wandb_dir) if wandb_dir else None)
+    return argparse.Namespace(
+        base_model=str(base),
+        data=str(data),
+        output=str(out),
+        spec=json.dumps(spec.to_dict()),
+        iteration=iteration,
+        run_name="test",
+        gpus=0,
+        wandb_dir=str(wandb_dir) if wandb_dir else None,
+    )
 
 
 def state(folder: Path) -> dict[str, torch.Tensor]:
@@ -250,11 +270,12 @@ def test_collator_attention_mask_keeps_in_sequence_eos(tok):
     assert tok.pad_token_id == tok.convert_tokens_to_ids("<|im_end|>")
     a = encode_chat(tok, chat("A", "T", [("Q?", "A.")], "F."), 1024)
     b = encode_chat(tok, chat("B", "T", [], "F."), 1024)
-    batch = SFTCollator(tok.pad_token_id)([{"input_ids": a.input_ids, "labels": a.labels},
-                                           {"input_ids": b.input_ids, "labels": b.labels}])
+    batch = SFTCollator(tok.pad_token_id)(
+        [{"input_ids": a.input_ids, "labels": a.labels}, {"input_ids": b.input_ids, "labels": b.labels}]
+    )
     assert batch["attention_mask"][0].tolist() == [1] * len(a.input_ids)
     assert batch["attention_mask"][1].tolist() == [1] * len(b.input_ids) + [0] * (len(a.input_ids) - len(b.input_ids))
-    assert batch["labels"][1, len(b.input_ids):].eq(IGNORE_INDEX).all()
+    assert batch["labels"][1, len(b.input_ids) :].eq(IGNORE_INDEX).all()
     assert (batch["input_ids"][0] == tok.pad_token_id).sum() >= 3  # real <|im_end|> tokens, all attended
 
 
@@ -312,8 +333,14 @@ def test_two_step_cpu_run_changes_weights_writes_card_and_wandb_history(base_dir
 
     # a loadable HF folder with tokenizer and chat template, weights changed
     names = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", "README.md",
-            "train_metrics.json"} <= names
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "README.md",
+        "train_metrics.json",
+    } <= names
     assert not any(n.endswith(".bin") for n in names)
     before, after = state(base_dir), state(out)
     assert before.keys() == after.keys()
@@ -335,8 +362,17 @@ def test_two_step_cpu_run_changes_weights_writes_card_and_wandb_history(base_dir
     assert metrics["provenance"]["data"]["sha256"] == data_sha
 
     card = (out / "README.md").read_text()
-    for needle in (str(base_dir), str(data), data_sha, "iteration 1", "2403.19154", "@inproceedings",
-                   "| truncated at max_length (256) | ", "| learning_rate | 0.001 |", "| split_seed | 42 |"):
+    for needle in (
+        str(base_dir),
+        str(data),
+        data_sha,
+        "iteration 1",
+        "2403.19154",
+        "@inproceedings",
+        "| truncated at max_length (256) | ",
+        "| learning_rate | 0.001 |",
+        "| split_seed | 42 |",
+    ):
         assert needle in card, needle
 
     # W&B: offline, under the log area (not in the model folder), loss history recorded, no key written
@@ -362,10 +398,24 @@ def test_every_iteration_trains_from_m0_not_from_the_previous_model(base_dir, tm
     spec = spec_for_test(wandb_project=None)
     m1, m2 = tmp_path / "m1", tmp_path / "m2"
     cb1, cb2 = Initial(), Initial()
-    train_sft(base_model=base_dir, data=write_sft(tmp_path / "m0_A.jsonl", 6, seed=1), output=m1, spec=spec,
-              iteration=1, run_name="t", callbacks=[cb1])
-    train_sft(base_model=base_dir, data=write_sft(tmp_path / "m1_B.jsonl", 6, seed=2), output=m2, spec=spec,
-              iteration=2, run_name="t", callbacks=[cb2])
+    train_sft(
+        base_model=base_dir,
+        data=write_sft(tmp_path / "m0_A.jsonl", 6, seed=1),
+        output=m1,
+        spec=spec,
+        iteration=1,
+        run_name="t",
+        callbacks=[cb1],
+    )
+    train_sft(
+        base_model=base_dir,
+        data=write_sft(tmp_path / "m1_B.jsonl", 6, seed=2),
+        output=m2,
+        spec=spec,
+        iteration=2,
+        run_name="t",
+        callbacks=[cb2],
+    )
     m0_w, m1_w, m2_w = state(base_dir), state(m1), state(m2)
     assert m0_w.keys() == m1_w.keys() == m2_w.keys()  # (the tied lm_head is not stored)
     for k, v in m0_w.items():
@@ -385,10 +435,33 @@ def test_refuses_to_overwrite_and_reports_bad_data(base_dir, tmp_path, clean_env
     out.mkdir()
     (out / "x").write_text("old")
     with pytest.raises(StargateError, match="already exists"):
-        train_sft(base_model=base_dir, data=write_sft(tmp_path / "d.jsonl", 4), output=out, spec=spec_for_test(),
-                  iteration=1, run_name="t")
+        train_sft(
+            base_model=base_dir,
+            data=write_sft(tmp_path / "d.jsonl", 4),
+            output=out,
+            spec=spec_for_test(),
+            iteration=1,
+            run_name="t",
+        )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(InputError, match="empty"):
-        train_sft(base_model=base_dir, data=empty, output=tmp_path / "m1b", spec=spec_for_test(), iteration=1,
-                  run_name="t")
+        train_sft(
+            base_model=base_dir, data=empty, output=tmp_path / "m1b", spec=spec_for_test(), iteration=1, run_name="t"
+        )
+
+
+def test_api_key_is_never_written(base_dir, tmp_path, clean_env, monkeypatch):
+    """Logged in (a key in the environment) but WANDB_MODE=offline set by the user: the user's mode wins, and the
+    key appears in no file of the checkpoint or the W&B folder."""
+    from stargate.stages import train
+
+    secret = "fakekey0123456789abcdef0123456789abcdef0123"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out, wb = tmp_path / "m1", tmp_path / "wb"
+    train.run(run_args(base_dir, write_sft(tmp_path / "d.jsonl", 4), out, spec_for_test(max_steps=1), wandb_dir=wb))
+    assert json.loads((out / "train_metrics.json").read_text())["wandb"]["mode"] == "offline"
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    assert not [p for p in files if secret.encode() in p.read_bytes()]

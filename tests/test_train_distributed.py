@@ -19,17 +19,36 @@ from test_train import spec_for_test, state, write_sft
 from stargate.training import launch
 
 pytestmark = pytest.mark.slow
-needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")
+needs_deepspeed = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed"
+)
 
 
 def stage_argv(base_dir, data, out, spec) -> list[str]:
-    return ["--base-model", str(base_dir), "--data", str(data), "--output", str(out), "--spec",
-            json.dumps(spec.to_dict()), "--iteration", "1", "--run-name", "dist", "--gpus", "0"]
+    return [
+        "--base-model",
+        str(base_dir),
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--spec",
+        json.dumps(spec.to_dict()),
+        "--iteration",
+        "1",
+        "--run-name",
+        "dist",
+        "--gpus",
+        "0",
+    ]
 
 
 def run_cmd(cmd: list[str]) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WANDB_", "MASTER_", "RANK", "LOCAL_RANK", "WORLD_SIZE"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WANDB_", "MASTER_", "RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    }
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -62,9 +81,24 @@ def test_two_processes_keep_the_effective_batch(base_dir, tmp_path):
     run_cmd(cmd)
     m1, m2 = (json.loads((p / "train_metrics.json").read_text()) for p in (one, two))
     assert (m1["runtime"]["world_size"], m2["runtime"]["world_size"]) == (1, 2)
-    assert (m1["runtime"]["gradient_accumulation_per_process"], m2["runtime"]["gradient_accumulation_per_process"]) == (2, 1)
+    assert (
+        m1["runtime"]["gradient_accumulation_per_process"],
+        m2["runtime"]["gradient_accumulation_per_process"],
+    ) == (2, 1)
     assert m1["runtime"]["effective_batch"] == m2["runtime"]["effective_batch"] == 4
     losses = [[h["loss"] for h in m["log_history"] if "loss" in h] for m in (m1, m2)]
     assert len(losses[0]) == 2 and losses[0] == pytest.approx(losses[1], rel=1e-4)
     assert m1["results"]["train_tokens_seen"] == m2["results"]["train_tokens_seen"]
     assert sorted(p.name for p in two.parent.iterdir()) == ["m1"]  # no partial folder left by any rank
+
+
+def test_gpu_bench_script_runs_on_cpu(base_dir, tmp_path):
+    """The throughput script for a lent GPU (docs/training.md, "GPU measurement"), at toy size on CPU."""
+    from stargate.training import bench
+
+    summary = bench.main(
+        ["--tokenizer", str(base_dir), "--out", str(tmp_path / "b"), "--hidden", "64", "--layers", "2", "--heads",
+         "4", "--kv-heads", "2", "--intermediate", "128", "--seq", "64", "--batch", "2", "--steps", "2"]
+    )  # fmt: skip
+    assert summary["steps"] == 2 and summary["tokens_per_s"] > 0 and summary["attn"] == "sdpa"
+    assert json.loads((tmp_path / "b" / "bench.json").read_text()) == summary

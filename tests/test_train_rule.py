@@ -36,12 +36,21 @@ include: "{rule}"
 def dry_run(workdir: Path, training: dict, targets: list[str], *extra: str) -> subprocess.CompletedProcess:
     config = {"run_name": "my run", "training": training}
     (workdir / "Snakefile").write_text(SNAKEFILE.format(config=repr(config), rule=REPO / "rules" / "train.smk"))
-    for f in ("results/m0/sft/A.jsonl", "results/m1/sft/B.jsonl", "results/m2/sft/A.jsonl",
-              "resources/models/base/config.json"):
+    for f in (
+        "results/m0/sft/A.jsonl",
+        "results/m1/sft/B.jsonl",
+        "results/m2/sft/A.jsonl",
+        "resources/models/base/config.json",
+    ):
         (workdir / f).parent.mkdir(parents=True, exist_ok=True)
         (workdir / f).touch()
-    return subprocess.run([str(SNAKEMAKE), "-n", "-p", "--workflow-profile", "none", *targets, *extra], cwd=workdir,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(SNAKEMAKE), "-n", "-p", "--workflow-profile", "none", *targets, *extra],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def shell_commands(stdout: str) -> dict[str, str]:
@@ -69,8 +78,9 @@ def test_train_rule_trains_every_model_from_m0(tmp_path):
 def test_train_rule_gpus_deepspeed_input_and_no_m0(tmp_path):
     (tmp_path / "config" / "deepspeed").mkdir(parents=True)
     shutil.copy(REPO / "config" / "deepspeed" / "zero3.json", tmp_path / "config" / "deepspeed")
-    proc = dry_run(tmp_path, {"method": "sft", "deepspeed": "zero3"}, ["results/models/m2"],
-                   "--set-resources", "train:gpu=4")
+    proc = dry_run(
+        tmp_path, {"method": "sft", "deepspeed": "zero3"}, ["results/models/m2"], "--set-resources", "train:gpu=4"
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "config/deepspeed/zero3.json" in proc.stdout  # a declared input: editing it reruns training
     assert "--gpus 4" in shell_commands(proc.stdout)["m2"]

@@ -85,16 +85,14 @@ class HFBackend(Backend):
                 ids = encoded[i]
                 input_ids[row, width - len(ids) :] = torch.tensor(ids)
                 attention[row, width - len(ids) :] = 1
-            kwargs = dict(max_new_tokens=sampling.max_tokens, num_return_sequences=sampling.n, pad_token_id=pad)
+            kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=pad)
             if sampling.temperature > 0:
                 kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             torch.manual_seed(sampling.seed * 1_000_003 + b)
             with torch.no_grad():
-                out = self.model.generate(
-                    input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
-                )
+                out = self._generate_rows(input_ids.to(self.device), attention.to(self.device), sampling.n, kwargs)
             new = out[:, width:].cpu()
             for row, i in enumerate(idx):
                 for k in range(sampling.n):
@@ -109,6 +107,19 @@ class HFBackend(Backend):
         log.info("generated %d outputs, %d tokens in %.1fs (%.1f tok/s)", len(prompts) * sampling.n, n_new, dt,
                  n_new / dt if dt else 0.0)
         return self._count(results)
+
+    def _generate_rows(self, input_ids, attention, n: int, kwargs: dict):
+        """n continuations per row. With n > 1 the shared prompt is encoded once and its KV cache
+        copied n times, instead of encoding the same prompt n times (the long elicitation prompt
+        dominates the Questioner's first turn)."""
+        ids, mask = input_ids.repeat_interleave(n, 0), attention.repeat_interleave(n, 0)
+        if n > 1 and input_ids.shape[1] > 1:
+            prefix = self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1], use_cache=True)
+            cache = prefix.past_key_values
+            if hasattr(cache, "batch_repeat_interleave"):
+                cache.batch_repeat_interleave(n)
+                return self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **kwargs)
+        return self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
 
     # ------------------------------------------------------------------ score
     def score(self, contexts: Sequence[Prompt], targets: Sequence[str]) -> list[Score]:

@@ -131,7 +131,7 @@ class VLLMBackend(Backend):
         kwargs.update(engine_args or {})
 
         t0 = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(kwargs.get("tokenizer") or model))
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # engine start-up failures: name the model and the settings
@@ -158,6 +158,8 @@ class VLLMBackend(Backend):
             return []
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
         for i, ids in enumerate(encoded):
+            if not ids:
+                raise StargateError(f"prompt {i} is empty")
             if len(ids) >= self.max_model_len:
                 raise StargateError(
                     f"prompt {i} has {len(ids)} tokens, which leaves no room to generate within "
@@ -209,10 +211,10 @@ class VLLMBackend(Backend):
             raise StargateError(f"score: {len(contexts)} contexts but {len(targets)} targets")
         rendered = [render_for_scoring(self.tokenizer, c, t) for c, t in zip(contexts, targets, strict=True)]
         for i, (ids, _, _) in enumerate(rendered):
-            if len(ids) > self.max_model_len:
+            if len(ids) >= self.max_model_len:  # vLLM needs room for the one token it generates
                 raise StargateError(
-                    f"scoring pair {i} has {len(ids)} tokens > max_model_len={self.max_model_len}; "
-                    "raise the vllm option max_model_len"
+                    f"scoring pair {i} has {len(ids)} tokens, max_model_len={self.max_model_len} allows "
+                    f"{self.max_model_len - 1}; raise the vllm option max_model_len"
                 )
         # identical (ids, span) are computed once
         unique: dict[tuple[tuple[int, ...], int, int], int] = {}

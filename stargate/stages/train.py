@@ -52,8 +52,14 @@ def run(args: argparse.Namespace) -> None:
         launch.relaunch(args.gpus, child_argv(args))
         return
     TRAINERS[spec.method](
-        base_model=args.base_model, data=args.data, output=args.output, spec=spec, iteration=args.iteration,
-        run_name=args.run_name, gpus=args.gpus, wandb_dir=args.wandb_dir,
+        base_model=args.base_model,
+        data=args.data,
+        output=args.output,
+        spec=spec,
+        iteration=args.iteration,
+        run_name=args.run_name,
+        gpus=args.gpus,
+        wandb_dir=args.wandb_dir,
     )
 
 

@@ -48,7 +48,9 @@ def weights_sha256(model_dir: Path) -> str:
 
 def check_paths(base_model: Path, data: Path, output: Path) -> None:
     if not (base_model / "config.json").is_file():
-        raise InputError(base_model, "not a Hugging Face model folder (no config.json)", fix="pass m0's prepared folder")
+        raise InputError(
+            base_model, "not a Hugging Face model folder (no config.json)", fix="pass m0's prepared folder"
+        )
     if not data.is_file():
         raise InputError(data, "file does not exist")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -57,7 +59,11 @@ def check_paths(base_model: Path, data: Path, output: Path) -> None:
 
 def _checkpointing_args(cls: type, enabled: bool) -> dict[str, Any]:
     """transformers 5 renamed gradient_checkpointing to activation_checkpointing; older ones lack the new name."""
-    name = "activation_checkpointing" if "activation_checkpointing" in cls.__dataclass_fields__ else "gradient_checkpointing"
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in cls.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
@@ -119,7 +125,8 @@ def train_sft(
     eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length)
     if not train_split.examples:
         raise InputError(
-            data, f"no training example has an assistant token within max_length={spec.max_length}",
+            data,
+            f"no training example has an assistant token within max_length={spec.max_length}",
             fix="raise training.max_length or check the SFT data",
         )
     warn_if_no_end_of_turn(tokenizer, train_split.examples[0])
@@ -127,8 +134,15 @@ def train_sft(
     log.info(
         "data %s: %d records (%d pairs) -> train %d, validation %d (split_seed %d); %d truncated at max_length %d "
         "(%.1f%%), %d dropped with no assistant token left",
-        data, len(records), len({r['pair'] for r in records}), len(train_split.examples), len(eval_split.examples),
-        spec.split_seed, n_truncated, spec.max_length, 100.0 * n_truncated / len(records),
+        data,
+        len(records),
+        len({r["pair"] for r in records}),
+        len(train_split.examples),
+        len(eval_split.examples),
+        spec.split_seed,
+        n_truncated,
+        spec.max_length,
+        100.0 * n_truncated / len(records),
         train_split.n_dropped_no_labels + eval_split.n_dropped_no_labels,
     )
 
@@ -137,11 +151,15 @@ def train_sft(
     if spec.gradient_accumulation_steps % world:
         log.warning(
             "gradient_accumulation_steps %d is not divisible by %d processes: effective batch %d instead of %d",
-            spec.gradient_accumulation_steps, world, spec.effective_batch(world),
+            spec.gradient_accumulation_steps,
+            world,
+            spec.effective_batch(world),
             spec.per_device_batch_size * spec.gradient_accumulation_steps,
         )
-    work_dir = output.with_name(output.name + ".checkpoints") if spec.save_checkpoints else output.with_name(
-        f".{output.name}.work"
+    work_dir = (
+        output.with_name(output.name + ".checkpoints")
+        if spec.save_checkpoints
+        else output.with_name(f".{output.name}.work")
     )
     partial = output.with_name(f".{output.name}.partial")
     wb_name = tracking.run_name(run_name, iteration, spec.method)
@@ -189,8 +207,13 @@ def train_sft(
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn)
     if spec.gradient_checkpointing:
         model.config.use_cache = False
-    log.info("loaded m0 from %s (%s, %.1fM params) in %.1fs", base_model, dtype, model.num_parameters() / 1e6,
-             time.perf_counter() - t0)
+    log.info(
+        "loaded m0 from %s (%s, %.1fM params) in %.1fs",
+        base_model,
+        dtype,
+        model.num_parameters() / 1e6,
+        time.perf_counter() - t0,
+    )
     base_sha = weights_sha256(base_model) if is_main else None
     data_sha = sha256_file(data)
 
@@ -222,8 +245,15 @@ def train_sft(
     if is_main and wb_mode != "disabled":
         tracking.init_run(
             wb_name,
-            config={"training": spec.to_dict(), "iteration": iteration, "run_name": run_name, "data": str(data),
-                    "data_sha256": data_sha, "base_model": str(base_model), "runtime": runtime},
+            config={
+                "training": spec.to_dict(),
+                "iteration": iteration,
+                "run_name": run_name,
+                "data": str(data),
+                "data_sha256": data_sha,
+                "base_model": str(base_model),
+                "runtime": runtime,
+            },
             tags=[f"m{iteration}", spec.method, run_name],
         )
 
@@ -231,7 +261,9 @@ def train_sft(
     result = trainer.train()
     eval_loss = None
     if eval_split.examples:
-        last_eval = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == trainer.state.global_step]
+        last_eval = [
+            h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == trainer.state.global_step
+        ]
         eval_loss = last_eval[-1]["eval_loss"] if last_eval else trainer.evaluate()["eval_loss"]
     if is_main and partial.exists():
         shutil.rmtree(partial)
@@ -254,8 +286,12 @@ def train_sft(
         "spec": spec.to_dict(),
         "provenance": {
             "base_model": {"path": str(base_model), "weights_sha256": base_sha},
-            "data": {"path": str(data), "sha256": data_sha, "n_records": len(records),
-                     "n_pairs": len({r["pair"] for r in records})},
+            "data": {
+                "path": str(data),
+                "sha256": data_sha,
+                "n_records": len(records),
+                "n_pairs": len({r["pair"] for r in records}),
+            },
         },
         "runtime": runtime,
         "results": {
@@ -289,8 +325,13 @@ def train_sft(
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info(
         "wrote %s: train loss %.4f, eval loss %s, %d steps, %.1fs, %.0f tokens/s, %d truncated",
-        output, info["results"]["train_loss"], _fmt_opt(eval_loss), info["results"]["global_step"], train_runtime,
-        info["results"]["train_tokens_per_s"] or 0.0, n_truncated,
+        output,
+        info["results"]["train_loss"],
+        _fmt_opt(eval_loss),
+        info["results"]["global_step"],
+        train_runtime,
+        info["results"]["train_tokens_per_s"] or 0.0,
+        n_truncated,
     )
     return info
 

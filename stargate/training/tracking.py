@@ -74,7 +74,11 @@ def init_run(name: str, config: dict[str, Any], tags: list[str]) -> Any:
     import wandb
 
     return wandb.init(
-        project=os.environ["WANDB_PROJECT"], name=name, dir=os.environ["WANDB_DIR"], config=config, tags=tags,
+        project=os.environ["WANDB_PROJECT"],
+        name=name,
+        dir=os.environ["WANDB_DIR"],
+        config=config,
+        tags=tags,
         job_type="train",
     )
 
