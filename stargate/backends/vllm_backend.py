@@ -146,7 +146,7 @@ class VLLMBackend(Backend):
             "loaded %s in vLLM %s (dtype %s, tensor_parallel_size %d, max_model_len %d) in %.1fs",
             model,
             vllm.__version__,
-            dtype,
+            str(getattr(self.llm.model_config, "dtype", dtype)).removeprefix("torch."),
             tp,
             self.max_model_len,
             time.perf_counter() - t0,
