@@ -73,7 +73,8 @@ def role_model_arg(role):
     if is_api_model(name):
         api = config["models"][name]["source"]["api"]
         return lambda wc, input: api
-    return lambda wc, input: input.model[0] if isinstance(input.model, list) else input.model
+    # a role that this config does not use (e.g. names by regex) declares no model input: pass "none"
+    return lambda wc, input: input.model if isinstance(input.model, str) else (input.model or ["none"])[0]
 
 
 def data_inputs(split):

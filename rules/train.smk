@@ -10,7 +10,7 @@ rule train:
         base=lambda wc: base_model_dir(),
         data=lambda wc: f"results/m{int(wc.t) - 1}/sft/{train_split(int(wc.t) - 1)}.jsonl",
         deepspeed=lambda wc: (
-            [f"config/deepspeed/{config['training']['deepspeed']}.json"] if config["training"].get("deepspeed") else []
+            [repo_path(f"config/deepspeed/{config['training']['deepspeed']}.json")] if config["training"].get("deepspeed") else []
         ),
     output:
         model=directory("results/models/m{t}"),
