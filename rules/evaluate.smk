@@ -49,6 +49,7 @@ rule judge:
         role=role_spec("judge"),
         model=role_model_arg("judge"),
         seed=WINRATE["seed"],
+        mode=WINRATE.get("verdict", "generate"),
         prompts=PROMPTS,
     log:
         "logs/judge/m{t}.log",
@@ -63,7 +64,8 @@ rule judge:
         ENV
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
-        " --personas {input.personas} --seed {params.seed} --prompts {params.prompts} --role {params.role:q}"
+        " --personas {input.personas} --seed {params.seed} --mode {params.mode} --prompts {params.prompts}"
+        " --role {params.role:q}"
         " --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 

@@ -42,6 +42,8 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
     ev = config.get("evaluation", {})
     if "qa-experimental" not in ev.get("conditions", []):
         problems.append("evaluation.conditions: must include qa-experimental (it selects the top-k conversations)")
+    if ev.get("winrate", {}).get("verdict") == "logprob" and config.get("roles", {}).get("judge", {}).get("backend") == "openai":
+        problems.append("evaluation.winrate.verdict: logprob needs a local judge (hf or vllm); use generate for API judges")
     data = config.get("data", {})
     tasks, personas = data.get("tasks", {}), data.get("personas", {})
     if tasks.get("source") == "file" and "path" not in tasks:

@@ -200,3 +200,18 @@ def test_tasks_and_names_stages(tmp_path, capsys):
 )
 def test_regex_names(text, name):
     assert regex_name(text) == name
+
+
+def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_model_dir):
+    pairs = [f"A-t000{i}|A-p0{j}" for i in range(3) for j in range(2)]
+    for name in ("cand", "base"):
+        recs = [{"pair": p, "conv": 0, "group": 1, "text": f"{name} answer {p}"} for p in pairs]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "judge.jsonl"
+    assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
+               "--mode", "logprob", "--output", out, "--role", role_json(), *common(data_files, tiny_model_dir)) == 0
+    recs = read_jsonl(out)
+    assert len(recs) == 6 and all(r["verdict"] in ("a", "b") for r in recs)
+    assert {r["candidate_position"] for r in recs} == {"A", "B"}  # positions are randomised
+    for r in recs:
+        assert r["winner"] == ("candidate" if r["verdict"].upper() == r["candidate_position"] else "baseline")

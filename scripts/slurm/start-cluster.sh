@@ -209,10 +209,19 @@ mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
   GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 [ "$DBD_CHANGED" = 1 ] && stop_pid /run/slurmdbd.pid
 if ! alive /run/slurmdbd.pid; then
+  rm -f /run/slurmdbd.pid
   /usr/sbin/slurmdbd 9>&-
   log "slurmdbd started"
 fi
-for _ in $(seq 1 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.3; done
+for i in $(seq 1 100); do
+  sacctmgr -n list cluster >/dev/null 2>&1 && break
+  if [ "$i" -gt 10 ] && ! alive /run/slurmdbd.pid; then break; fi  # it exited: no point waiting
+  sleep 0.3
+done
+if ! sacctmgr -n list cluster >/dev/null 2>&1; then
+  tail -15 "$LOGDIR/slurmdbd.log" >&2 || true
+  die "slurmdbd is not answering (log above: $LOGDIR/slurmdbd.log)"
+fi
 sacctmgr -n list cluster format=cluster%40 | grep -qw "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
 
 # ------------------------------------------------------------------ slurmctld + slurmd

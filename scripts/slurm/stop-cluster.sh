@@ -2,7 +2,7 @@
 # Stop the single-node SLURM cluster started by scripts/slurm/start-cluster.sh.
 #
 #   sudo scripts/slurm/stop-cluster.sh           # stop the daemons (by their pid files), keep state
-#   sudo scripts/slurm/stop-cluster.sh --purge   # also delete job state and the accounting database
+#   sudo scripts/slurm/stop-cluster.sh --purge   # also drop job state and the accounting database
 #
 # Only processes named in the pid files that the daemons wrote are signalled; nothing is killed by name.
 # Idempotent: stopping a stopped cluster is a no-op. Packages stay installed.
@@ -32,14 +32,26 @@ stop_pid() { # pidfile name
   rm -f "$1"
 }
 
+purge=0
+[ "${1:-}" = "--purge" ] && purge=1
+
 stop_pid /run/slurmd.pid slurmd
 stop_pid /run/slurmctld.pid slurmctld
 stop_pid /run/slurmdbd.pid slurmdbd
+if [ "$purge" = 1 ]; then
+  # Drop the accounting database through the server: deleting its folder would leave InnoDB's
+  # dictionary inconsistent and the next slurmdbd would fail ("table_defs_table already exists").
+  if mariadb-admin ping >/dev/null 2>&1; then
+    mariadb -e "DROP DATABASE IF EXISTS slurm_acct_db"
+  else
+    echo "[stop-cluster] mariadbd is not running; accounting database not purged" >&2
+  fi
+fi
 stop_pid /run/mysqld/mysqld.pid mariadbd
 stop_pid /run/munge/munged.pid munged
 
-if [ "${1:-}" = "--purge" ]; then
-  rm -rf /var/spool/slurmctld/* /var/spool/slurmd/* /var/lib/mysql/slurm_acct_db
+if [ "$purge" = 1 ]; then
+  rm -rf /var/spool/slurmctld/* /var/spool/slurmd/*
   echo "[stop-cluster] purged job state and accounting database"
 fi
 echo "[stop-cluster] done"

@@ -1,6 +1,10 @@
 """Judge m_t's answers against m0's (spec §6.2): the judge sees the full persona and the task, never the
 conversation; positions are randomised per item and verdicts mapped back to models. Ties and
 unparsable verdicts are kept in the file and left out of the win rate.
+
+`--mode logprob` is a forced choice for local judges too small to follow the verdict format (the
+embedded 135M model): the judge scores the two completions "Final Response: A" / "... B" of the same
+prompt and the likelier one is its verdict. The paper's GPT-4 judge uses `generate`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", required=True)
     p.add_argument("--personas", required=True)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--mode", choices=["generate", "logprob"], default="generate")
     p.add_argument("--prompts", required=True)
     p.add_argument("--output", required=True)
     add_role_arguments(p)
@@ -46,15 +51,23 @@ def run(args: argparse.Namespace) -> None:
         inputs.append(prompts.judge(p.persona, p.task, a, b))
     backend, role = open_role(args, "judge")
     with backend:
-        outs = backend.generate(inputs, sampling_of(role, n=1))
+        if args.mode == "generate":
+            outs = [o[0] for o in backend.generate(inputs, sampling_of(role, n=1))]
+        else:
+            ctx = [c for c in inputs for _ in (0, 1)]
+            scores = backend.score(ctx, ["Final Response: A", "Final Response: B"] * len(inputs))
+            outs = [f"(forced choice) log p(A) = {a.logprob:.4f}, log p(B) = {b.logprob:.4f}\n\n"
+                    f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
+                    for a, b in zip(scores[0::2], scores[1::2], strict=True)]
     recs, wins = [], {"candidate": 0, "baseline": 0, "invalid": 0}
     for item, o in zip(items, outs, strict=True):
-        verdict = prompts.parse_verdict(o[0])
+        verdict = prompts.parse_verdict(o)
         if verdict is None:
             winner = None
         else:
             winner = "candidate" if verdict.upper() == item["candidate_position"] else "baseline"
         wins[winner or "invalid"] += 1
-        recs.append({**item, "raw": o[0], "verdict": verdict, "winner": winner})
-    write_jsonl(args.output, recs, {**generation_meta(backend, role, args.model, args.prompts, stage="judge"), **wins})
+        recs.append({**item, "raw": o, "verdict": verdict, "winner": winner})
+    meta = generation_meta(backend, role, args.model, args.prompts, stage="judge", mode=args.mode)
+    write_jsonl(args.output, recs, {**meta, **wins})
     log.info("verdicts: %s", wins)
