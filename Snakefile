@@ -6,12 +6,18 @@
 #
 # This file is an index: the stages live in rules/*.smk, helpers in rules/common.smk.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile (e.g. config/paper.yaml) replaces the embedded default instead of being merged into
+# it, so no CPU-default key leaks into another experiment. Small changes: --config key=value.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "report/workflow.rst"

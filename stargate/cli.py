@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     try:
+        if hasattr(args, "gpus"):
+            from .gpus import claim_gpus
+
+            claim_gpus(args.gpus or 0)
         args._run(args)
     except StargateError as exc:
         print(f"stargate {args.stage}: error: {exc}", file=sys.stderr)
