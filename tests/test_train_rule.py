@@ -29,6 +29,10 @@ def train_split(t):
     return "A" if int(t) % 2 == 0 else "B"
 
 
+def repo_path(path):
+    return path
+
+
 include: "{rule}"
 """
 

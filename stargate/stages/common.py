@@ -108,7 +108,14 @@ def rng_for(*parts: Any) -> random.Random:
     return random.Random("|".join(str(p) for p in parts))
 
 
-# ----------------------------------------------------------------------------- roles
+# ----------------------------------------------------------------------------- arguments
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The split's tasks and named personas, and the prompt set: what every pair-level stage reads."""
+    parser.add_argument("--tasks", required=True, help="tasks of the split (JSONL)")
+    parser.add_argument("--personas", required=True, help="named personas of the split (JSONL)")
+    parser.add_argument("--prompts", required=True, help="prompt set name, e.g. fixed_v1")
+
+
 def add_role_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", required=True, help="role config as JSON: {backend, options, sampling}")
     parser.add_argument("--model", required=True, help="model folder (hf, vllm) or API model name (openai)")

@@ -16,7 +16,7 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
-from .common import add_role_arguments, generation_meta, open_role, pairs_by_key, sampling_of
+from .common import add_data_arguments, add_role_arguments, generation_meta, open_role, pairs_by_key, sampling_of
 
 log = get_logger(__name__)
 
@@ -24,11 +24,9 @@ log = get_logger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidate", required=True, help="answers of m_t")
     p.add_argument("--baseline", required=True, help="answers of m0")
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--personas", required=True)
+    add_data_arguments(p)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--mode", choices=["generate", "logprob"], default="generate")
-    p.add_argument("--prompts", required=True)
     p.add_argument("--output", required=True)
     add_role_arguments(p)
 

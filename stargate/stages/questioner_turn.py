@@ -15,6 +15,7 @@ from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
 from .common import (
+    add_data_arguments,
     add_role_arguments,
     generation_meta,
     load_conversations,
@@ -30,8 +31,7 @@ log = get_logger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--turn", type=int, required=True)
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--personas", required=True)
+    add_data_arguments(p)
     p.add_argument("--open", help="conversations still open after the previous turn (turn > 1)")
     p.add_argument("--iteration", type=int, required=True, help="t of the Questioner m_t (0 = base model)")
     p.add_argument("--shard", type=int, default=0)
@@ -40,7 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-turns", type=int, default=1)
     p.add_argument("--max-turns", type=int, default=3)
     p.add_argument("--seed", type=int, default=1, help="seed of the turn-count draw")
-    p.add_argument("--prompts", required=True)
     p.add_argument("--output", required=True)
     add_role_arguments(p)
 

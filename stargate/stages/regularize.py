@@ -12,6 +12,7 @@ from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
 from .common import (
+    add_data_arguments,
     add_role_arguments,
     generation_meta,
     load_conversations,
@@ -26,9 +27,7 @@ log = get_logger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topk", required=True, help="kept conversations")
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--personas", required=True)
-    p.add_argument("--prompts", required=True)
+    add_data_arguments(p)
     p.add_argument("--output", required=True)
     add_role_arguments(p)
 

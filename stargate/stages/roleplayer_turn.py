@@ -13,6 +13,7 @@ from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
 from .common import (
+    add_data_arguments,
     add_role_arguments,
     generation_meta,
     load_conversations,
@@ -28,9 +29,7 @@ log = get_logger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--turn", type=int, required=True)
     p.add_argument("--asked", required=True, help="conversations whose latest turn is a question")
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--personas", required=True)
-    p.add_argument("--prompts", required=True)
+    add_data_arguments(p)
     p.add_argument("--done", required=True, help="output: conversations finished at this turn")
     p.add_argument("--open", required=True, help="output: conversations that go on")
     add_role_arguments(p)

@@ -13,7 +13,15 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import add_role_arguments, load_conversations, load_gold, lookup_pair, open_role, pairs_by_key
+from .common import (
+    add_data_arguments,
+    add_role_arguments,
+    load_conversations,
+    load_gold,
+    lookup_pair,
+    open_role,
+    pairs_by_key,
+)
 
 log = get_logger(__name__)
 
@@ -25,9 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--condition", required=True, choices=CONVERSATION_CONDITIONS + PAIR_CONDITIONS)
     p.add_argument("--conversations", help="pooled (or shuffled) conversations; not used by pair conditions")
     p.add_argument("--gold", required=True)
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--personas", required=True)
-    p.add_argument("--prompts", required=True)
+    add_data_arguments(p)
     p.add_argument("--output", required=True)
     add_role_arguments(p)
 

@@ -8,7 +8,7 @@ from ..errors import InputError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
-from .common import load_conversations, lookup_pair, pairs_by_key
+from .common import add_data_arguments, load_conversations, lookup_pair, pairs_by_key
 
 log = get_logger(__name__)
 
@@ -16,9 +16,7 @@ log = get_logger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topk", required=True)
     p.add_argument("--responses", required=True, help="regularizer responses; 'none' trains on questions only")
-    p.add_argument("--tasks", required=True)
-    p.add_argument("--personas", required=True)
-    p.add_argument("--prompts", required=True)
+    add_data_arguments(p)
     p.add_argument("--output", required=True)
 
 
