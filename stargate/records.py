@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,6 @@ def read_jsonl(
     if not records and not allow_empty:
         raise InputError(path, "file is empty", fix="check the stage that produced it")
     return records
-
-
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
 
 
 _UMASK = os.umask(0)
