@@ -1,29 +1,38 @@
-"""Backends are bound to roles in config: {"backend": "hf" | "vllm" | "openai", "model": ..., "options": {...}}."""
+"""Backends are bound to roles in config: {"backend": "hf" | "vllm" | "openai" | "scripted", "model": ...,
+"options": {...}}. A role's options are parsed into the backend's typed options (backends/options.py);
+runtime facts that are not config (the job's GPU count, the stage name) are separate arguments."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import StargateError
-from .base import Backend, Prompt, Sampling, Score
+from .base import Backend, GenerationStats, Prompt, Sampling, Score
+from .options import OPTIONS, parse_options
 
-__all__ = ["Backend", "Prompt", "Sampling", "Score", "load_backend"]
+__all__ = ["Backend", "GenerationStats", "Prompt", "Sampling", "Score", "load_backend"]
 
 
-def load_backend(role: dict[str, Any], model: str) -> Backend:
-    """Instantiate the backend named in a role config. `model` is a local folder (hf, vllm) or an API model name."""
+def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | None = None) -> Backend:
+    """Instantiate the backend named in a role config. `model` is a local folder (hf, vllm), an API model name
+    (openai) or a label (scripted); `gpus` the GPUs given to the job; `stage` labels API ledger lines."""
     kind = role.get("backend")
-    options = dict(role.get("options") or {})
-    if kind == "hf":
-        from .hf import HFBackend
-
-        return HFBackend(model, **options)
-    if kind == "vllm":
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(model, **options)
+    if kind not in OPTIONS:
+        raise StargateError(f"unknown backend '{kind}' (choose {', '.join(OPTIONS)}); fix roles.<role>.backend")
     if kind == "openai":
         from .openai_backend import OpenAIBackend
 
-        return OpenAIBackend(model, **options)
-    raise StargateError(f"unknown backend '{kind}' (choose hf, vllm or openai)")
+        # the openai backend checks its options itself; the stage labels its ledger lines
+        return OpenAIBackend(model, **{**(role.get("options") or {}), "stage": stage})
+    options = parse_options(OPTIONS[kind], role.get("options"), kind)
+    if kind == "hf":
+        from .hf import HFBackend
+
+        return HFBackend(model, options, gpus=gpus)
+    if kind == "vllm":
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, options, gpus=gpus)
+    from .scripted import ScriptedBackend
+
+    return ScriptedBackend(model, options, gpus=gpus)

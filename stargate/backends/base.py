@@ -1,8 +1,12 @@
-"""The one interface every generation backend implements (hf, vllm, openai-compatible).
+"""The one interface every generation backend implements (hf, vllm, openai-compatible, scripted).
 
 A *prompt* is either a chat (a list of {"role", "content"} messages, rendered by the backend with
 the model's chat template) or a raw string (already fully formatted, e.g. the paper's hand-built
 Mistral strings; tokenized as-is, no special tokens added). API backends accept chats only.
+
+Seeds follow the contract of `stargate.seeding`: `generate(prompts, sampling, seeds)` takes one seed per
+prompt, and a prompt's samples depend only on the prompt, its seed and the sampling parameters, never on
+which other prompts share the call.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ..errors import StargateError
+from ..seeding import content_seed
 
 Message = dict[str, str]
 Prompt = list[Message] | str
@@ -46,13 +53,31 @@ class Score:
 
 @dataclass
 class GenerationStats:
-    """Counters a backend keeps so stages can report them (empty outputs are never dropped silently)."""
+    """Counters a backend keeps so stages report them (empty or refused outputs are never dropped silently).
+
+    `extra` holds backend-specific counters (the openai backend: api_calls, cache_hits, retries,
+    tokens_in, tokens_out, cost_usd, refused).
+    """
 
     n_prompts: int = 0
     n_outputs: int = 0
     n_empty: int = 0
+    n_refused: int = 0  # completions a content filter refused (returned as None)
+    n_tokens_in: int = 0
     n_tokens_out: int = 0
+    n_scored: int = 0
+    n_scored_tokens: int = 0
+    seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat JSON-ready dict for an artifact's `.meta.json` (`backend_stats`) and the job log."""
+        out = {k: v for k, v in asdict(self).items() if k != "extra"}
+        out["seconds"] = round(self.seconds, 3)
+        clash = sorted(set(self.extra) & set(out))
+        if clash:
+            raise StargateError(f"backend stats: extra counter(s) {', '.join(clash)} shadow a standard counter")
+        return {**out, **self.extra}
 
 
 class Backend(ABC):
@@ -64,8 +89,14 @@ class Backend(ABC):
         self.stats = GenerationStats()
 
     @abstractmethod
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
-        """Return `sampling.n` completions for every prompt, in order. Deterministic for a fixed seed."""
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int] | None = None
+    ) -> list[list[str | None]]:
+        """Return `sampling.n` completions for every prompt, in order.
+
+        `seeds` holds one seed per prompt (see `stargate.seeding`; None: derived from `sampling.seed` and
+        each prompt's content). A completion is None only where a backend reports a refusal.
+        """
 
     def score(self, contexts: Sequence[Prompt], targets: Sequence[str]) -> list[Score]:
         """Summed log p(target tokens | context) for each (context, target) pair.
@@ -79,12 +110,26 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release memory (GPU, worker processes, connections)."""
 
-    def _count(self, outputs: list[list[str]]) -> list[list[str]]:
+    def _seeds(self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int] | None) -> list[int]:
+        """One seed per prompt: the caller's, checked, or derived from the prompt's content."""
+        if seeds is None:
+            return [content_seed(sampling.seed, p) for p in prompts]
+        seeds = [int(s) for s in seeds]
+        if len(seeds) != len(prompts):
+            raise StargateError(f"{self.name} backend: {len(seeds)} seeds for {len(prompts)} prompts (one each)")
+        return seeds
+
+    def _count(self, outputs: list[list[str | None]]) -> list[list[str | None]]:
         self.stats.n_prompts += len(outputs)
         for outs in outputs:
             self.stats.n_outputs += len(outs)
-            self.stats.n_empty += sum(1 for o in outs if not o.strip())
+            self.stats.n_refused += sum(1 for o in outs if o is None)
+            self.stats.n_empty += sum(1 for o in outs if o is not None and not o.strip())
         return outputs
+
+    def _count_scores(self, scores: Sequence[Score]) -> None:
+        self.stats.n_scored += len(scores)
+        self.stats.n_scored_tokens += sum(s.n_tokens for s in scores)
 
     def __enter__(self) -> Backend:
         return self

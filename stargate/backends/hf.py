@@ -1,9 +1,13 @@
 """transformers backend: batched chat generation and exact summed log-probs, on CPU or GPU.
 
 The model is loaded once per process. Generation sorts prompts by length and runs fixed-size batches
-with left padding; each batch is seeded from (seed, batch index), so a run is reproducible for a fixed
-seed and batch size. Scoring runs teacher-forced forward passes with right padding and sums the
-log-probabilities of exactly the target tokens (span from character offsets, see spans.py).
+with left padding through a decode loop of our own (prefill, then one token per step with the KV cache);
+with n > 1 samples the prompt is encoded once and its cache repeated n times. Sampling draws every row's
+token from that row's own `torch.Generator`, seeded with the prompt's seed + k for its k-th sample
+(`stargate.seeding`), so a prompt's samples do not depend on the batch it shares or the batch size (up to
+floating-point differences of padded kernels, far below what flips a sample in fp32). Scoring runs
+teacher-forced forward passes with right padding and sums the log-probabilities of exactly the target
+tokens (span from character offsets, see spans.py).
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import os
 import time
 from collections.abc import Sequence
 
+from ..errors import StargateError
 from ..log import get_logger
+from ..seeding import sample_seeds
 from .base import Backend, Prompt, Sampling, Score
+from .options import HFOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
 
 log = get_logger(__name__)
@@ -25,58 +32,61 @@ def _resolve_dtype(torch, dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+def _stop_ids(tokenizer, model) -> set[int]:
+    """End-of-sequence ids: the tokenizer's and the generation config's (some models stop on several)."""
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list | tuple) else [eos])
+    return {int(i) for i in ids if i is not None}
+
+
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(
-        self,
-        model: str,
-        dtype: str = "auto",
-        device: str = "auto",
-        batch_size: int = 16,
-        gpus: int = 0,
-        attn_implementation: str | None = None,
-        **unused,
-    ) -> None:
+    def __init__(self, model: str, options: HFOptions | dict | None = None, *, gpus: int = 0) -> None:
         super().__init__()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if unused:
-            log.info("hf backend ignores options: %s", ", ".join(sorted(unused)))
+        opts = parse_options(HFOptions, options, "hf")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.torch = torch
+        device = opts.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        self.batch_size = int(batch_size)
+        self.batch_size = int(opts.batch_size)
         t0 = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        kwargs = {"dtype": _resolve_dtype(torch, dtype, device)}
-        if attn_implementation:
-            kwargs["attn_implementation"] = attn_implementation
+        kwargs = {"dtype": _resolve_dtype(torch, opts.dtype, device)}
+        if opts.attn_implementation:
+            kwargs["attn_implementation"] = opts.attn_implementation
         if device.startswith("cuda") and gpus > 1:
             kwargs["device_map"] = "auto"  # layers spread over the job's GPUs
         self.model = AutoModelForCausalLM.from_pretrained(model, **kwargs)
         if "device_map" not in kwargs:
             self.model.to(device)
         self.model.eval()
+        self.stop_ids = _stop_ids(self.tokenizer, self.model)
         log.info("loaded %s on %s (%s) in %.1fs", model, device, kwargs["dtype"], time.perf_counter() - t0)
 
     # --------------------------------------------------------------- generate
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int] | None = None
+    ) -> list[list[str | None]]:
         torch = self.torch
+        seeds = self._seeds(prompts, sampling, seeds)
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        results: list[list[str]] = [[] for _ in encoded]
+        results: list[list[str | None]] = [[] for _ in encoded]
         pad = self.tokenizer.pad_token_id
-        eos = self.tokenizer.eos_token_id
+        n = sampling.n
         # n samples per prompt multiply the batch: keep rows per forward pass near batch_size
-        per_batch = max(1, self.batch_size // max(1, sampling.n))
+        per_batch = max(1, self.batch_size // max(1, n))
         t0, n_new = time.perf_counter(), 0
-        for b, start in enumerate(range(0, len(order), per_batch)):
+        for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
             width = max(len(encoded[i]) for i in idx)
             input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -85,47 +95,83 @@ class HFBackend(Backend):
                 ids = encoded[i]
                 input_ids[row, width - len(ids) :] = torch.tensor(ids)
                 attention[row, width - len(ids) :] = 1
-            kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=pad)
-            if sampling.temperature > 0:
-                kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            torch.manual_seed(sampling.seed * 1_000_003 + b)
+            row_seeds = [s for i in idx for s in sample_seeds(seeds[i], n)]
             with torch.no_grad():
-                out = self._generate_rows(input_ids.to(self.device), attention.to(self.device), sampling.n, kwargs)
-            new = out[:, width:].cpu()
-            for row, i in enumerate(idx):
-                for k in range(sampling.n):
-                    toks = new[row * sampling.n + k].tolist()
-                    if eos in toks:
-                        toks = toks[: toks.index(eos)]
-                    toks = [t for t in toks if t != pad]
-                    n_new += len(toks)
-                    results[i].append(self.tokenizer.decode(toks, skip_special_tokens=True))
+                rows = self._decode(input_ids.to(self.device), attention.to(self.device), n, sampling, row_seeds)
+            for r, toks in enumerate(rows):
+                n_new += len(toks)
+                results[idx[r // n]].append(self.tokenizer.decode(toks, skip_special_tokens=True))
         dt = time.perf_counter() - t0
+        self.stats.n_tokens_in += sum(len(e) for e in encoded)
         self.stats.n_tokens_out += n_new
-        log.info("generated %d outputs, %d tokens in %.1fs (%.1f tok/s)", len(prompts) * sampling.n, n_new, dt,
+        self.stats.seconds += dt
+        log.info("generated %d outputs, %d tokens in %.1fs (%.1f tok/s)", len(prompts) * n, n_new, dt,
                  n_new / dt if dt else 0.0)
         return self._count(results)
 
-    def _generate_rows(self, input_ids, attention, n: int, kwargs: dict):
-        """n continuations per row. With n > 1 the shared prompt is encoded once and its KV cache
-        copied n times, instead of encoding the same prompt n times (the long elicitation prompt
-        dominates the Questioner's first turn)."""
-        ids, mask = input_ids.repeat_interleave(n, 0), attention.repeat_interleave(n, 0)
-        if n > 1 and input_ids.shape[1] > 1:
-            prefix = self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1], use_cache=True)
-            cache = prefix.past_key_values
-            if hasattr(cache, "batch_repeat_interleave"):
-                cache.batch_repeat_interleave(n)
-                return self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **kwargs)
-        return self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+    def _decode(self, input_ids, attention, n: int, sampling: Sampling, row_seeds: list[int]) -> list[list[int]]:
+        """Token ids of n continuations per row (without the stop token). The prompt batch is encoded once
+        and its KV cache repeated n times: the long elicitation prompt dominates the Questioner's turn 1."""
+        torch = self.torch
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens count from 0
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, 0)
+            attention = attention.repeat_interleave(n, 0)
+            positions = positions.repeat_interleave(n, 0)
+        rows = logits.shape[0]
+        generators = None
+        if sampling.temperature > 0:
+            generators = [torch.Generator(device=logits.device).manual_seed(s) for s in row_seeds]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        done = [False] * rows
+        pos = positions[:, -1:]
+        pad = self.tokenizer.pad_token_id
+        for step in range(sampling.max_tokens):
+            nxt = self._pick(logits.float(), sampling, generators, done)
+            for r, t in enumerate(nxt.tolist()):
+                if done[r]:
+                    continue
+                if t in self.stop_ids:
+                    done[r] = True
+                else:
+                    tokens[r].append(t)
+            if all(done) or step == sampling.max_tokens - 1:
+                break
+            nxt = torch.where(torch.tensor(done, device=nxt.device), torch.full_like(nxt, pad), nxt)
+            attention = torch.cat([attention, attention.new_ones((rows, 1))], dim=1)
+            pos = pos + 1
+            out = self.model(input_ids=nxt[:, None], attention_mask=attention, position_ids=pos,
+                             past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
+        return tokens
+
+    def _pick(self, logits, sampling: Sampling, generators, done: list[bool]):
+        """The next token of every row: argmax when greedy, else a draw from the row's own generator after
+        temperature and nucleus (top_p) filtering. Finished rows draw nothing, so a row's random stream
+        depends on its own tokens only."""
+        torch = self.torch
+        if generators is None:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / sampling.temperature, dim=-1)
+        if sampling.top_p < 1.0:
+            sorted_p, sorted_i = probs.sort(dim=-1, descending=True)
+            outside = sorted_p.cumsum(-1) - sorted_p > sampling.top_p  # the top token always stays
+            sorted_p = sorted_p.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, sorted_i, sorted_p)
+        picks = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
+        for r, gen in enumerate(generators):
+            if not done[r]:
+                picks[r] = torch.multinomial(probs[r], 1, generator=gen)[0]
+        return picks
 
     # ------------------------------------------------------------------ score
     def score(self, contexts: Sequence[Prompt], targets: Sequence[str]) -> list[Score]:
         torch = self.torch
         if len(contexts) != len(targets):
-            raise ValueError("contexts and targets differ in length")
+            raise StargateError(f"score: {len(contexts)} contexts but {len(targets)} targets")
         rendered = [render_for_scoring(self.tokenizer, c, t) for c, t in zip(contexts, targets, strict=True)]
         order = sorted(range(len(rendered)), key=lambda i: len(rendered[i][0]))
         scores: list[Score | None] = [None] * len(rendered)
@@ -150,6 +196,7 @@ class HFBackend(Backend):
                 tok = torch.tensor(ids[s:e], device=step.device)
                 lp = step.gather(1, tok.unsqueeze(1)).sum().item()
                 scores[i] = Score(logprob=float(lp), n_tokens=e - s)
+        self._count_scores(scores)  # type: ignore[arg-type]
         return scores  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -59,13 +59,33 @@ class OpenAIOptions:
     batch_endpoint: str | None = None
 
 
-OPTIONS: dict[str, type] = {"hf": HFOptions, "vllm": VLLMOptions, "openai": OpenAIOptions}
+@dataclass(frozen=True)
+class ScriptedOptions:
+    reply: str = "{last}"
+    rules: list[dict[str, str]] = field(default_factory=list)
+    rules_file: str | None = None
+    score_per_token: float = -1.0
 
-O = TypeVar("O")
+
+OPTIONS: dict[str, type] = {
+    "hf": HFOptions,
+    "vllm": VLLMOptions,
+    "openai": OpenAIOptions,
+    "scripted": ScriptedOptions,
+}
+
+OptionsT = TypeVar("OptionsT")
 
 
-def parse_options(cls: type[O], raw: dict[str, Any] | None, backend: str) -> O:
+def parse_options(cls: type[OptionsT], raw: dict[str, Any] | None, backend: str) -> OptionsT:
     """`raw` as a `cls`; an unknown key is an error on every backend (config: roles.<role>.options)."""
+    if isinstance(raw, cls):
+        return raw
+    if raw is not None and not isinstance(raw, dict):
+        raise StargateError(
+            f"the {backend} backend's options must be a mapping, got {type(raw).__name__}; "
+            "fix roles.<role>.options in the config"
+        )
     raw = dict(raw or {})
     known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(raw) - set(known))

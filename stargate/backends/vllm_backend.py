@@ -6,10 +6,11 @@
   the hf backend does, and submitted as token ids (`TokensPrompt`): chats with the chat template plus the
   generation prompt, raw strings as-is with no BOS added (vLLM would otherwise prepend one to a text
   prompt, spec §9 item 13). Outputs are decoded with the same tokenizer (`skip_special_tokens=True`).
-* Sampling: `n` samples per prompt come from one request (`SamplingParams(n=...)`). Each request gets a
-  seed derived from (`Sampling.seed`, the prompt itself), so a prompt's samples do not depend on which
-  other prompts share the call or on their order, and a resumed stage reproduces them (spec §9 item 12).
-  vLLM gives the k-th of the n samples seed + k.
+* Sampling: `n` samples per prompt come from one request (`SamplingParams(n=...)`). Each request gets
+  its prompt's seed (`seeds`, or one derived from `Sampling.seed` and the prompt itself, see
+  `stargate.seeding`), so a prompt's samples do not depend on which other prompts share the call or on
+  their order, and a resumed stage reproduces them (spec §9 item 12). vLLM gives the k-th of the n
+  samples seed + k.
 * Scoring (spec §4): the full context + target ids are submitted with `max_tokens=1, prompt_logprobs=0`;
   the log-prob of the actual token at each target position (span from `render_for_scoring`) is summed.
   Identical sequences are computed once (spec §9 item 11), and requests go in chunks of at most
@@ -23,8 +24,6 @@ vLLM is imported lazily, so `stargate` imports without it; it lives in its own v
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -33,11 +32,10 @@ from typing import Any
 from ..errors import StargateError
 from ..log import get_logger
 from .base import Backend, Prompt, Sampling, Score
+from .options import VLLMOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
 
 log = get_logger(__name__)
-
-DEFAULT_SCORE_CHUNK_TOKENS = 131_072
 
 
 def _visible_gpus() -> int:
@@ -55,12 +53,6 @@ def resolve_tensor_parallel_size(tensor_parallel_size: int | None, gpus: int | N
     if gpus and int(gpus) > 0:
         return int(gpus)
     return max(1, _visible_gpus())
-
-
-def request_seed(seed: int, prompt: Prompt) -> int:
-    """A per-prompt seed: a function of the call's seed and the prompt's content only."""
-    blob = json.dumps([seed, prompt], ensure_ascii=False, sort_keys=True).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x3FFF_FFFF  # room for seed + k
 
 
 def chunk_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
@@ -82,30 +74,14 @@ def chunk_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 class VLLMBackend(Backend):
     name = "vllm"
 
-    def __init__(
-        self,
-        model: str,
-        dtype: str = "auto",
-        tensor_parallel_size: int | None = None,
-        gpu_memory_utilization: float | None = None,
-        max_model_len: int | None = None,
-        enforce_eager: bool | None = None,
-        seed: int = 0,
-        score_chunk_tokens: int = DEFAULT_SCORE_CHUNK_TOKENS,
-        gpus: int = 0,
-        batch_size: int | None = None,
-        kv_cache_space_gb: float | None = None,
-        engine_args: dict[str, Any] | None = None,
-        **unused: Any,
-    ) -> None:
+    def __init__(self, model: str, options: VLLMOptions | dict | None = None, *, gpus: int = 0) -> None:
         super().__init__()
-        if unused:
-            log.info("vllm backend ignores options: %s", ", ".join(sorted(unused)))
-        if batch_size is not None:
-            log.debug("vllm backend ignores batch_size=%s: all prompts go in one call, vLLM batches them", batch_size)
-        if int(score_chunk_tokens) < 1:
-            raise StargateError(f"vllm option score_chunk_tokens must be a positive integer, got {score_chunk_tokens}")
-        self.score_chunk_tokens = int(score_chunk_tokens)
+        opts = parse_options(VLLMOptions, options, "vllm")
+        if int(opts.score_chunk_tokens) < 1:
+            raise StargateError(
+                f"vllm option score_chunk_tokens must be a positive integer, got {opts.score_chunk_tokens}"
+            )
+        self.score_chunk_tokens = int(opts.score_chunk_tokens)
         try:
             import vllm
             from vllm import LLM, SamplingParams, TokensPrompt
@@ -118,17 +94,18 @@ class VLLMBackend(Backend):
 
         self._SamplingParams, self._TokensPrompt = SamplingParams, TokensPrompt
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if kv_cache_space_gb is not None:  # CPU builds only; read by the engine process
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space_gb))
-        tp = resolve_tensor_parallel_size(tensor_parallel_size, gpus)
-        kwargs: dict[str, Any] = {"model": str(model), "dtype": dtype, "tensor_parallel_size": tp, "seed": int(seed)}
-        if gpu_memory_utilization is not None:
-            kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
-        if max_model_len is not None:
-            kwargs["max_model_len"] = int(max_model_len)
-        if enforce_eager is not None:
-            kwargs["enforce_eager"] = bool(enforce_eager)
-        kwargs.update(engine_args or {})
+        if opts.kv_cache_space_gb is not None:  # CPU builds only; read by the engine process
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(opts.kv_cache_space_gb))
+        tp = resolve_tensor_parallel_size(opts.tensor_parallel_size, gpus)
+        # every request carries its own seed (stargate.seeding); the engine seed only fixes the rest
+        kwargs: dict[str, Any] = {"model": str(model), "dtype": opts.dtype, "tensor_parallel_size": tp, "seed": 0}
+        if opts.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = float(opts.gpu_memory_utilization)
+        if opts.max_model_len is not None:
+            kwargs["max_model_len"] = int(opts.max_model_len)
+        if opts.enforce_eager is not None:
+            kwargs["enforce_eager"] = bool(opts.enforce_eager)
+        kwargs.update(opts.engine_args or {})
 
         t0 = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(str(kwargs.get("tokenizer") or model))
@@ -146,16 +123,19 @@ class VLLMBackend(Backend):
             "loaded %s in vLLM %s (dtype %s, tensor_parallel_size %d, max_model_len %d) in %.1fs",
             model,
             vllm.__version__,
-            str(getattr(self.llm.model_config, "dtype", dtype)).removeprefix("torch."),
+            str(getattr(self.llm.model_config, "dtype", opts.dtype)).removeprefix("torch."),
             tp,
             self.max_model_len,
             time.perf_counter() - t0,
         )
 
     # --------------------------------------------------------------- generate
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int] | None = None
+    ) -> list[list[str | None]]:
         if not prompts:
             return []
+        seeds = self._seeds(prompts, sampling, seeds)
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
         for i, ids in enumerate(encoded):
             if not ids:
@@ -174,16 +154,16 @@ class VLLMBackend(Backend):
                 temperature=0.0 if greedy else float(sampling.temperature),
                 top_p=1.0 if greedy else float(sampling.top_p),
                 max_tokens=int(sampling.max_tokens),
-                seed=request_seed(sampling.seed, p),
+                seed=seed,
                 detokenize=False,  # decoded below with the transformers tokenizer, as the hf backend does
             )
-            for p in prompts
+            for seed in seeds
         ]
         requests = [self._TokensPrompt(prompt_token_ids=ids) for ids in encoded]
         t0 = time.perf_counter()
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         dt = time.perf_counter() - t0
-        results: list[list[str]] = []
+        results: list[list[str | None]] = []
         n_new = 0
         for out in outputs:
             texts = []
@@ -195,7 +175,9 @@ class VLLMBackend(Backend):
                 n_new += len(toks) * copies
                 texts.extend([self.tokenizer.decode(toks, skip_special_tokens=True)] * copies)
             results.append(texts)
+        self.stats.n_tokens_in += sum(len(ids) for ids in encoded)
         self.stats.n_tokens_out += n_new
+        self.stats.seconds += dt
         log.info(
             "generated %d outputs, %d tokens in %.1fs (%.1f tok/s)",
             len(prompts) * sampling.n,
@@ -259,6 +241,8 @@ class VLLMBackend(Backend):
         for ids, s, e in rendered:
             lp = values[unique[(tuple(ids), s, e)]] if e > s else 0.0
             scores.append(Score(logprob=lp, n_tokens=e - s))
+        self._count_scores(scores)
+        self.stats.seconds += dt
         return scores
 
     def close(self) -> None:
