@@ -29,23 +29,41 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
-    """A 3M-parameter random Llama saved as a HF folder with the SmolLM2 tokenizer and chat template."""
+def build_tiny_model(folder: Path, tokenizer) -> Path:
+    """A 3M-parameter random Llama saved as a HF folder with `tokenizer` and its chat template (the one
+    tiny test model: every test that needs a model builds it here)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-llama")
-    tok = smollm2_tokenizer
+    tok = tokenizer
     torch.manual_seed(0)
     cfg = LlamaConfig(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    )  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """The tiny random Llama with the SmolLM2 tokenizer, built once per session."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), smollm2_tokenizer)
+
+
+def scripted_role_json(reply: str = "{last}", rules: list[dict] | None = None, **sampling) -> str:
+    """A role bound to the scripted backend (deterministic replies, no model): see stargate/backends/scripted.py."""
+    options = {"reply": reply, **({"rules": rules} if rules else {})}
+    return json.dumps({"backend": "scripted", "options": options,
+                       "sampling": {"temperature": 0.9, "top_p": 0.9, "max_tokens": 8, "seed": 1, **sampling}})
+
+
+@pytest.fixture
+def scripted_role():
+    """Factory of scripted role configs (JSON, as stages take --role): scripted_role(reply=..., rules=[...])."""
+    return scripted_role_json
 
 
 @pytest.fixture(scope="session")

