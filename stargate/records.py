@@ -53,12 +53,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """The one atomic file writer: a temporary file in the same folder, fsynced, renamed over `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts are ordinary files
@@ -69,18 +71,23 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict], meta: dict[str, Any] | None = None) -> int:
     """Write records atomically; also write `<path>.meta.json` with provenance and counts."""
     path = Path(path)
     records = list(records)
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    _atomic_write_text(path, body)
+    atomic_write_text(path, body)
     write_meta(path, {"n_records": len(records), **(meta or {})})
     return len(records)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    _atomic_write_text(Path(path), json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """`obj` as JSON, atomically (indent=None: one compact line)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
 def meta_path(path: str | Path) -> Path:

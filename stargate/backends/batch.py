@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StargateError
 from ..log import get_logger
+from ..records import atomic_write_bytes
 from .cache import atomic_write_json
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ async def _submit(backend: OpenAIBackend, client, folder: Path, calls: list[ApiC
             for c in calls
         ]
         input_path = folder / f"{job}.input.jsonl"
-        _atomic_write_bytes(input_path, ("\n".join(lines) + "\n").encode("utf-8"))
+        atomic_write_bytes(input_path, ("\n".join(lines) + "\n").encode("utf-8"))
         state = {
             "job": job,
             "stage": backend.stage,
@@ -305,20 +306,3 @@ async def _collect(backend: OpenAIBackend, client, folder: Path, state: dict, b,
         "%s: batch %s collected: %d results stored, %d without a result", backend.stage, b.id, stored, len(problems)
     )
     return [(need[k], f"{need[k].where()}: {msg}") for k, msg in problems.items() if k in need]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..log import get_logger
+from ..records import write_json
 
 log = get_logger(__name__)
 
@@ -72,19 +72,8 @@ def request_key(model: str, messages: Sequence[dict], sampling: dict, extra: dic
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync it, rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """A cache entry as one compact JSON line, through the project's one atomic writer (records.py)."""
+    write_json(path, obj, indent=None)
 
 
 class ApiCache:

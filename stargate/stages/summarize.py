@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 from pathlib import Path
 
 from ..errors import StargateError
 from ..log import get_logger
-from ..records import read_jsonl, read_meta, write_json
+from ..records import atomic_write_text, read_jsonl, read_meta, write_json
 
 log = get_logger(__name__)
 
@@ -101,13 +102,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _plot(out: Path, rows: list[dict], wins: list[dict], iterations: list[int]) -> None:
