@@ -10,10 +10,15 @@ is decided:
 * `render_for_scoring(tokenizer, context, target)`: the token ids of context + target and the half-open
   token range ``[start, end)`` of the target, located by character offsets so that neither an end-of-turn
   token nor anything of the context is counted.
+
+The chat-span logic itself (`assistant_spans`: where each assistant turn of a chat lies in its rendering,
+found by rendering prefixes with the model's own template; `tokenize_with_offsets`, `overlapping_tokens`)
+is shared with SFT's loss mask (training/masking.py), so scoring and training agree on what a turn is.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StargateError
@@ -30,7 +35,8 @@ def _is_chat(prompt: Any) -> bool:
     )
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+def render_chat(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """A chat rendered with the tokenizer's own chat template, as text."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise StargateError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
@@ -42,10 +48,67 @@ def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_promp
     return text
 
 
+@dataclass(frozen=True)
+class TurnSpan:
+    """Character offsets of one assistant turn in a chat's full rendering: it starts after the generation
+    prompt; its content ends at `content_end` (None if the template altered the content) and the turn with its
+    end-of-turn token at `end` (whitespace the template puts after that token excluded)."""
+
+    index: int  # position of the message in the chat
+    start: int
+    content_end: int | None
+    end: int
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[TurnSpan]]:
+    """The full rendering of a chat and the span of every assistant turn in it.
+
+    Turn k starts at ``len(render(messages[:k], add_generation_prompt=True))`` and ends at
+    ``len(render(messages[:k+1]).rstrip())``; both renderings must be prefixes of the full one, which holds
+    for any template that does not rewrite earlier turns (ChatML, Mistral `[INST]`, Llama-3, ...).
+    """
+    messages = list(messages)
+    full = render_chat(tokenizer, messages, add_generation_prompt=False)
+    spans = []
+    for k, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = render_chat(tokenizer, messages[:k], add_generation_prompt=True)
+        upto = render_chat(tokenizer, messages[: k + 1], add_generation_prompt=False).rstrip()
+        if not (full.startswith(before) and full.startswith(upto) and len(upto) >= len(before)):
+            raise StargateError(
+                "cannot locate the assistant turns: the chat template's rendering of the context with the "
+                "generation prompt is not a prefix of its rendering with the assistant turn appended (templates "
+                "that rewrite earlier turns, e.g. ones that drop reasoning, are not supported); "
+                f"turn {k}: context ends {before[-80:]!r}, full text there reads "
+                f"{full[max(0, len(before) - 80) : len(before)]!r}"
+            )
+        content = m["content"]
+        content_end = len(before) + len(content) if full[len(before) :].startswith(content) else None
+        spans.append(TurnSpan(k, len(before), content_end, len(upto)))
+    return full, spans
+
+
+def tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of `text` (no special tokens added) and each token's character span."""
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError as exc:  # slow (Python) tokenizers have no offset mapping
+        raise StargateError(
+            f"locating turns needs a fast tokenizer with offset mappings ({type(tokenizer).__name__} has none): {exc}"
+        ) from exc
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def overlapping_tokens(offsets: list[tuple[int, int]], start: int, end: int) -> list[int]:
+    """Indices of the tokens whose characters overlap ``[start, end)`` (a boundary-straddling token counts)."""
+    return [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+
+
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
     """The text a generation prompt is fed as: chat template + generation prompt, or the raw string as-is."""
     if _is_chat(prompt):
-        return _render(tokenizer, list(prompt), add_generation_prompt=True)
+        return render_chat(tokenizer, list(prompt), add_generation_prompt=True)
     return prompt
 
 
@@ -70,36 +133,22 @@ def render_for_scoring(tokenizer: Any, context: Prompt, target: str) -> tuple[li
     if not isinstance(target, str):
         raise StargateError(f"a scoring target must be a string, got {type(target).__name__}")
     if _is_chat(context):
-        messages = list(context)
-        ctx = _render(tokenizer, messages, add_generation_prompt=True)
-        full = _render(tokenizer, messages + [{"role": "assistant", "content": target}], add_generation_prompt=False)
-        if not full.startswith(ctx):
-            raise StargateError(
-                "cannot locate the target span: the chat template's rendering of the context with the generation "
-                "prompt is not a prefix of its rendering with the assistant turn appended (templates that rewrite "
-                "earlier turns, e.g. ones that drop reasoning, are not supported for scoring); "
-                f"context ends {ctx[-80:]!r}, full text there reads {full[max(0, len(ctx) - 80) : len(ctx)]!r}"
-            )
-        if not full[len(ctx) :].startswith(target):
+        full, spans = assistant_spans(tokenizer, list(context) + [{"role": "assistant", "content": target}])
+        turn = spans[-1]
+        if turn.content_end is None:
             raise StargateError(
                 "cannot locate the target span: the chat template changed the assistant content (it may strip "
-                f"or escape it); target starts {target[:60]!r}, rendering reads {full[len(ctx) : len(ctx) + 60]!r}. "
-                "Strip the target (gold.strip()) or use a raw-string context"
+                f"or escape it); target starts {target[:60]!r}, rendering reads "
+                f"{full[turn.start : turn.start + 60]!r}. Strip the target (gold.strip()) or use a raw-string context"
             )
+        char_start = turn.start
     else:
-        ctx = context
         full = context + target
-    char_start, char_end = len(ctx), len(ctx) + len(target)
+        char_start = len(context)
+    char_end = char_start + len(target)
 
-    try:
-        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError as exc:  # slow (Python) tokenizers have no offset mapping
-        raise StargateError(
-            f"scoring needs a fast tokenizer with offset mappings ({type(tokenizer).__name__} has none): {exc}"
-        ) from exc
-    ids = list(enc["input_ids"])
-    offsets = enc["offset_mapping"]
-    inside = [i for i, (a, b) in enumerate(offsets) if a < char_end and b > char_start]
+    ids, offsets = tokenize_with_offsets(tokenizer, full)
+    inside = overlapping_tokens(offsets, char_start, char_end)
     if inside:
         start, end = inside[0], inside[-1] + 1
         if inside != list(range(start, end)):  # pragma: no cover - offsets are monotone for real tokenizers

@@ -1,7 +1,8 @@
 """Tokenize one chat for SFT: labels on every assistant turn (with its end-of-turn token), -100 elsewhere.
 
 This follows the paper's `_tokenize_fn` (spec §5): the spans are found by rendering *prefixes* of the
-conversation with the model's own chat template, so it works for any template (ChatML, Mistral
+conversation with the model's own chat template (`backends/spans.py: assistant_spans`, the same code that
+locates a scored target), so it works for any template (ChatML, Mistral
 `[INST]`, Llama-3, ...) and needs no `{% generation %}` markers (SmolLM2's and Mistral's templates have
 none). Two refinements over the original, both template-agnostic:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends.spans import assistant_spans, overlapping_tokens, tokenize_with_offsets
 from ..errors import StargateError
 
 IGNORE_INDEX = -100
@@ -64,13 +66,6 @@ def check_messages(messages: Any) -> str | None:
     return None
 
 
-def _render(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    if not isinstance(text, str):
-        raise StargateError(f"apply_chat_template returned {type(text).__name__}, expected str")
-    return text
-
-
 def assistant_char_spans(tokenizer: Any, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """The full rendering and the half-open character span of every assistant turn (content + end-of-turn)."""
     if getattr(tokenizer, "chat_template", None) is None:
@@ -78,40 +73,17 @@ def assistant_char_spans(tokenizer: Any, messages: list[dict]) -> tuple[str, lis
             f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; SFT needs the base "
             "model's chat template to find the assistant turns"
         )
-    full = _render(tokenizer, messages, add_generation_prompt=False)
-    spans = []
-    for k, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        before = _render(tokenizer, messages[:k], add_generation_prompt=True)
-        upto = _render(tokenizer, messages[: k + 1], add_generation_prompt=False).rstrip()
-        if not (full.startswith(before) and full.startswith(upto) and len(upto) >= len(before)):
-            raise StargateError(
-                "the chat template does not render conversations prefix-consistently (rendering the first turns "
-                "is not a prefix of rendering them all), so assistant turns cannot be located; templates that "
-                f"rewrite earlier turns are not supported. Turn {k}: prefix ends {before[-60:]!r}"
-            )
-        spans.append((len(before), len(upto)))
-    return full, spans
+    full, spans = assistant_spans(tokenizer, messages)
+    return full, [(t.start, t.end) for t in spans]
 
 
 def encode_chat(tokenizer: Any, messages: list[dict], max_length: int) -> Encoded:
     """Token ids and labels of one chat; labels are the ids on assistant spans and -100 elsewhere."""
     full, spans = assistant_char_spans(tokenizer, messages)
-    try:
-        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError as exc:  # slow tokenizers have no offsets
-        raise StargateError(f"SFT needs a fast tokenizer with offset mappings: {exc}") from exc
-    ids = list(enc["input_ids"])
+    ids, offsets = tokenize_with_offsets(tokenizer, full)
     labels = [IGNORE_INDEX] * len(ids)
-    si = 0
-    for i, (a, b) in enumerate(enc["offset_mapping"]):
-        while si < len(spans) and spans[si][1] <= a:
-            si += 1
-        if si == len(spans):
-            break
-        s, e = spans[si]
-        if a < e and b > s:  # the token overlaps an assistant span (a boundary-straddling token counts)
+    for s, e in spans:
+        for i in overlapping_tokens(offsets, s, e):
             labels[i] = ids[i]
     return Encoded(ids[:max_length], labels[:max_length], len(ids))
 
