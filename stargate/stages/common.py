@@ -1,4 +1,5 @@
-"""What several stages share: reading the data artifacts, pairing them, opening a role's backend."""
+"""What several stages share: reading the data artifacts, pairing them, their command-line arguments.
+(Opening a role's backend and generating are in generation.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..backends import Backend, Sampling, load_backend
 from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..records import read_jsonl
@@ -130,37 +130,3 @@ def parse_json_arg(text: str, flag: str) -> dict:
     if not isinstance(value, dict):
         raise StargateError(f"{flag} must be a JSON object")
     return value
-
-
-def open_role(args: argparse.Namespace, stage: str) -> tuple[Backend, dict]:
-    role = parse_json_arg(args.role, "--role")
-    role.setdefault("options", {})
-    role["options"] = dict(role["options"])
-    if args.gpus and role.get("backend") in ("hf", "vllm"):
-        role["options"].setdefault("gpus", args.gpus)
-    if role.get("backend") == "openai":
-        role["options"].setdefault("stage", stage)
-    log.info("stage %s: backend=%s model=%s", stage, role.get("backend"), args.model)
-    return load_backend(role, args.model), role
-
-
-def sampling_of(role: dict, **overrides: Any) -> Sampling:
-    return Sampling.from_config(role.get("sampling") or {}, **overrides)
-
-
-def generation_meta(backend: Backend, role: dict, model: str, prompt_set: str | None = None, **extra: Any) -> dict:
-    """Provenance and counters for an artifact's sidecar; empty generations are reported, not dropped."""
-    meta = {
-        "backend": role.get("backend"),
-        "model": model,
-        "sampling": role.get("sampling"),
-        "n_generated": backend.stats.n_outputs,
-        "n_empty": backend.stats.n_empty,
-        **extra,
-    }
-    if prompt_set:
-        meta["prompt_set"] = prompt_set
-    if backend.stats.n_empty:
-        log.warning("%d of %d generations were empty (kept, counted in the artifact's .meta.json)",
-                    backend.stats.n_empty, backend.stats.n_outputs)
-    return meta

@@ -16,7 +16,8 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
-from .common import add_data_arguments, add_role_arguments, generation_meta, open_role, pairs_by_key, sampling_of
+from . import generation
+from .common import add_data_arguments, add_role_arguments, pairs_by_key
 
 log = get_logger(__name__)
 
@@ -47,16 +48,18 @@ def run(args: argparse.Namespace) -> None:
         a, b = (r["text"], base[r["pair"]]["text"]) if candidate_first else (base[r["pair"]]["text"], r["text"])
         items.append({"pair": r["pair"], "group": r["group"], "candidate_position": "A" if candidate_first else "B"})
         inputs.append(prompts.judge(p.persona, p.task, a, b))
-    backend, role = open_role(args, "judge")
-    with backend:
-        if args.mode == "generate":
-            outs = [o[0] for o in backend.generate(inputs, sampling_of(role, n=1))]
-        else:
-            ctx = [c for c in inputs for _ in (0, 1)]
-            scores = backend.score(ctx, ["Final Response: A", "Final Response: B"] * len(inputs))
-            outs = [f"(forced choice) log p(A) = {a.logprob:.4f}, log p(B) = {b.logprob:.4f}\n\n"
-                    f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
-                    for a, b in zip(scores[0::2], scores[1::2], strict=True)]
+    if args.mode == "generate":
+        gen = generation.generate(args, "judge", inputs, [(item["pair"],) for item in items],
+                                  prompt_set=args.prompts, n=1)
+        outs, meta = [o[0] for o in gen.outputs], gen.meta
+    else:
+        ctx = [c for c in inputs for _ in (0, 1)]
+        scored = generation.score(args, "judge", ctx, ["Final Response: A", "Final Response: B"] * len(inputs),
+                                  prompt_set=args.prompts)
+        scores, meta = scored.scores, scored.meta
+        outs = [f"(forced choice) log p(A) = {a.logprob:.4f}, log p(B) = {b.logprob:.4f}\n\n"
+                f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
+                for a, b in zip(scores[0::2], scores[1::2], strict=True)]
     recs, wins = [], {"candidate": 0, "baseline": 0, "invalid": 0}
     for item, o in zip(items, outs, strict=True):
         verdict = prompts.parse_verdict(o)
@@ -66,6 +69,5 @@ def run(args: argparse.Namespace) -> None:
             winner = "candidate" if verdict.upper() == item["candidate_position"] else "baseline"
         wins[winner or "invalid"] += 1
         recs.append({**item, "raw": o, "verdict": verdict, "winner": winner})
-    meta = generation_meta(backend, role, args.model, args.prompts, stage="judge", mode=args.mode)
-    write_jsonl(args.output, recs, {**meta, **wins})
+    write_jsonl(args.output, recs, {**meta, "mode": args.mode, **wins})
     log.info("verdicts: %s", wins)

@@ -14,7 +14,7 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
-from .common import generation_meta, open_role, sampling_of
+from . import generation
 
 log = get_logger(__name__)
 
@@ -54,12 +54,10 @@ def run(args: argparse.Namespace) -> None:
         if not (args.role and args.model):
             raise StargateError("data.names 'llm' needs the persona_generator role (--role/--model)")
         prompts = load_prompt_set(args.prompts)
-        backend, role = open_role(args, "names")
-        with backend:
-            outs = backend.generate([prompts.name_extraction(r["text"]) for r in recs], sampling_of(role, n=1,
-                                                                                                   temperature=0.0))
-        meta.update(generation_meta(backend, role, args.model, args.prompts))
-        for i, (r, o) in enumerate(zip(recs, outs, strict=True)):
+        gen = generation.generate(args, "names", [prompts.name_extraction(r["text"]) for r in recs],
+                                  [(r["persona_id"],) for r in recs], prompt_set=args.prompts, n=1, temperature=0.0)
+        meta.update(gen.meta)
+        for i, (r, o) in enumerate(zip(recs, gen.outputs, strict=True)):
             cand = o[0].strip().splitlines()[0].strip(" .\"'*") if o[0].strip() else ""
             if cand and len(cand.split()) <= 4 and cand.lower() in r["text"].lower():
                 llm_names[i] = cand

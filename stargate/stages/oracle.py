@@ -8,7 +8,8 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import add_data_arguments, add_role_arguments, generation_meta, load_pairs, open_role, sampling_of
+from . import generation
+from .common import add_data_arguments, add_role_arguments, load_pairs
 
 log = get_logger(__name__)
 
@@ -22,15 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     pairs = load_pairs(args.tasks, args.personas)
     prompts = load_prompt_set(args.prompts)
-    backend, role = open_role(args, "oracle")
-    with backend:
-        outs = backend.generate([prompts.oracle(p.persona, p.task) for p in pairs], sampling_of(role, n=1))
-    recs = [{"pair": p.key, "task_id": p.task_id, "persona_id": p.persona_id, "text": o[0]} for p, o in zip(pairs, outs, strict=True)]
-    meta = generation_meta(backend, role, args.model, args.prompts, stage="oracle")
+    gen = generation.generate(args, "oracle", [prompts.oracle(p.persona, p.task) for p in pairs],
+                              [(p.key,) for p in pairs], prompt_set=args.prompts, n=1)
+    recs = [{"pair": p.key, "task_id": p.task_id, "persona_id": p.persona_id, "text": o[0]}
+            for p, o in zip(pairs, gen.outputs, strict=True)]
     empty = [r["pair"] for r in recs if not r["text"].strip()]
     if empty:
         # an empty gold answer cannot be scored: fail loudly rather than train on a meaningless reward
         raise StargateError(f"the oracle returned {len(empty)} empty gold response(s), e.g. for {empty[0]}; "
                             "raise roles.oracle.sampling.max_tokens or change the oracle model")
-    write_jsonl(args.output, recs, meta)
+    write_jsonl(args.output, recs, gen.meta)
     log.info("wrote %d gold responses", len(recs))

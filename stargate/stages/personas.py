@@ -16,7 +16,8 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import generation_meta, open_role, parse_json_arg, sampling_of
+from . import generation
+from .common import parse_json_arg
 from .tasks import read_split_file
 
 log = get_logger(__name__)
@@ -62,12 +63,10 @@ def run(args: argparse.Namespace) -> None:
         for _ in range(count):
             a, b = rng.sample(range(len(seeds)), 2)
             messages.append(prompts.persona_generation(seeds[a], seeds[b]))
-        backend, role = open_role(args, "personas")
-        with backend:
-            outs = backend.generate(messages, sampling_of(role, n=1))
-        texts = [o[0].strip() for o in outs]
-        meta = {"stage": "personas", "source": "generate", "seeds": spec["seeds"],
-                **generation_meta(backend, role, args.model, args.prompts)}
+        gen = generation.generate(args, "personas", messages, [(args.split, i) for i in range(count)],
+                                  prompt_set=args.prompts, n=1)
+        texts = [o[0].strip() for o in gen.outputs]
+        meta = {**gen.meta, "source": "generate", "seeds": spec["seeds"]}
         empty = [i for i, t in enumerate(texts) if not t]
         if empty:
             raise StargateError(f"the persona generator returned {len(empty)} empty persona(s) (indices {empty[:5]}); "

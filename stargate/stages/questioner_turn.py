@@ -4,6 +4,10 @@ Turn 1 starts `n` conversations per pair from `n` samples of the same prompt and
 count (uniform in [min_turns, max_turns], per pair, from a seed: the same pairs get the same counts for
 every m_t). Later turns add one sampled question to every still-open conversation. The input file is
 never modified; the output holds every conversation with its new question appended.
+
+Seeds (stargate.seeding): turn 1 samples the pair's n opening questions from one prompt keyed
+(pair, None, 1), so conversation c gets that seed + c; a later turn keys each conversation's prompt
+(pair, conv, turn). Neither depends on the shard, the batch or the other conversations.
 """
 
 from __future__ import annotations
@@ -14,17 +18,8 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import (
-    add_data_arguments,
-    add_role_arguments,
-    generation_meta,
-    load_conversations,
-    load_pairs,
-    lookup_pair,
-    open_role,
-    rng_for,
-    sampling_of,
-)
+from . import generation
+from .common import add_data_arguments, add_role_arguments, load_conversations, load_pairs, lookup_pair, rng_for
 
 log = get_logger(__name__)
 
@@ -72,32 +67,23 @@ def run(args: argparse.Namespace) -> None:
             if len(c["turns"]) != 2 * (args.turn - 1):
                 raise StargateError(f"{args.open}:{lineno}: conversation has {len(c['turns'])} turns, "
                                     f"expected {2 * (args.turn - 1)} before turn {args.turn}")
-    meta = {"stage": "questioner_turn", "turn": args.turn, "iteration": args.iteration, "shard": args.shard,
-            "shards": args.shards}
-    if not convs:  # every conversation finished earlier: nothing to ask, but the output still exists
-        write_jsonl(args.output, [], {**meta, "n_empty": 0})
-        log.info("turn %d: no open conversations", args.turn)
-        return
-    backend, role = open_role(args, "questioner_turn")
     finetuned = args.iteration > 0
-    # distinct streams per shard and turn, reproducible for a fixed config
-    seed = int((role.get("sampling") or {}).get("seed", 0)) + 7919 * args.shard + 104729 * (args.turn - 1)
-    with backend:
-        if args.turn == 1:
-            # one prompt per pair, n samples: the pair's n conversations start from its n questions
-            heads = [c for c in convs if c["conv"] == 0]
-            inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, [], finetuned) for c in heads]
-            n = args.conversations
-            outs = backend.generate(inputs, sampling_of(role, n=n, seed=seed))
-            questions = {c["pair"]: o for c, o in zip(heads, outs, strict=True)}
-            for c in convs:
-                c["turns"] = [{"role": "questioner", "text": questions[c["pair"]][c["conv"]]}]
-        else:
-            inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned)
-                      for c in convs]
-            outs = backend.generate(inputs, sampling_of(role, n=1, seed=seed))
-            for c, o in zip(convs, outs, strict=True):
-                c["turns"] = c["turns"] + [{"role": "questioner", "text": o[0]}]
-    meta.update(generation_meta(backend, role, args.model, args.prompts))
+    if args.turn == 1:
+        # one prompt per pair, n samples: the pair's n conversations start from its n questions
+        heads = [c for c in convs if c["conv"] == 0]
+        inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, [], finetuned) for c in heads]
+        gen = generation.generate(args, "questioner_turn", inputs, [(c["pair"], None, 1) for c in heads],
+                                  prompt_set=args.prompts, n=args.conversations)
+        questions = {c["pair"]: o for c, o in zip(heads, gen.outputs, strict=True)}
+        for c in convs:
+            c["turns"] = [{"role": "questioner", "text": questions[c["pair"]][c["conv"]]}]
+    else:
+        inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned)
+                  for c in convs]
+        gen = generation.generate(args, "questioner_turn", inputs, [(c["pair"], c["conv"], args.turn) for c in convs],
+                                  prompt_set=args.prompts, n=1)
+        for c, o in zip(convs, gen.outputs, strict=True):
+            c["turns"] = c["turns"] + [{"role": "questioner", "text": o[0]}]
+    meta = {**gen.meta, "turn": args.turn, "iteration": args.iteration, "shard": args.shard, "shards": args.shards}
     write_jsonl(args.output, convs, meta)
     log.info("turn %d: %d questions asked", args.turn, len(convs))

@@ -11,16 +11,8 @@ import argparse
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import (
-    add_data_arguments,
-    add_role_arguments,
-    generation_meta,
-    load_conversations,
-    lookup_pair,
-    open_role,
-    pairs_by_key,
-    sampling_of,
-)
+from . import generation
+from .common import add_data_arguments, add_role_arguments, load_conversations, lookup_pair, pairs_by_key
 
 log = get_logger(__name__)
 
@@ -40,9 +32,8 @@ def run(args: argparse.Namespace) -> None:
     for lineno, c in enumerate(convs, start=1):
         p = lookup_pair(pairs, c["pair"], args.topk, lineno)
         inputs.append(prompts.regularizer(p.name, p.task, c["turns"]))
-    backend, role = open_role(args, "regularize")
-    with backend:
-        outs = backend.generate(inputs, sampling_of(role, n=1))
-    recs = [{"pair": c["pair"], "conv": c["conv"], "text": o[0]} for c, o in zip(convs, outs, strict=True)]
-    write_jsonl(args.output, recs, generation_meta(backend, role, args.model, args.prompts, stage="regularize"))
+    gen = generation.generate(args, "regularize", inputs, [(c["pair"], c["conv"]) for c in convs],
+                              prompt_set=args.prompts, n=1)
+    recs = [{"pair": c["pair"], "conv": c["conv"], "text": o[0]} for c, o in zip(convs, gen.outputs, strict=True)]
+    write_jsonl(args.output, recs, gen.meta)
     log.info("wrote %d regularizer responses", len(recs))

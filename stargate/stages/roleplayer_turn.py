@@ -12,16 +12,8 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import (
-    add_data_arguments,
-    add_role_arguments,
-    generation_meta,
-    load_conversations,
-    load_pairs,
-    lookup_pair,
-    open_role,
-    sampling_of,
-)
+from . import generation
+from .common import add_data_arguments, add_role_arguments, load_conversations, load_pairs, lookup_pair
 
 log = get_logger(__name__)
 
@@ -43,18 +35,14 @@ def run(args: argparse.Namespace) -> None:
         lookup_pair(by_key, c["pair"], args.asked, lineno)
         if len(c["turns"]) != 2 * args.turn - 1 or c["turns"][-1]["role"] != "questioner":
             raise StargateError(f"{args.asked}:{lineno}: expected {2 * args.turn - 1} turns ending with a question")
-    meta = {"stage": "roleplayer_turn", "turn": args.turn}
-    if convs:
-        backend, role = open_role(args, "roleplayer_turn")
-        with backend:
-            inputs = [prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name,
-                                         c["turns"]) for c in convs]
-            outs = backend.generate(inputs, sampling_of(role, n=1))
-        for c, o in zip(convs, outs, strict=True):
-            c["turns"] = c["turns"] + [{"role": "roleplayer", "text": o[0]}]
-        meta.update(generation_meta(backend, role, args.model, args.prompts))
-    else:
-        meta["n_empty"] = 0
+    inputs = [prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name,
+                                 c["turns"]) for c in convs]
+    # seed key: the conversation and the turn, as for the Questioner (stargate.seeding)
+    gen = generation.generate(args, "roleplayer_turn", inputs, [(c["pair"], c["conv"], args.turn) for c in convs],
+                              prompt_set=args.prompts, n=1)
+    for c, o in zip(convs, gen.outputs, strict=True):
+        c["turns"] = c["turns"] + [{"role": "roleplayer", "text": o[0]}]
+    meta = {**gen.meta, "turn": args.turn}
     done = [c for c in convs if c["target_turns"] <= args.turn]
     still_open = [c for c in convs if c["target_turns"] > args.turn]
     write_jsonl(args.done, done, meta)

@@ -13,15 +13,8 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import (
-    add_data_arguments,
-    add_role_arguments,
-    load_conversations,
-    load_gold,
-    lookup_pair,
-    open_role,
-    pairs_by_key,
-)
+from . import generation
+from .common import add_data_arguments, add_role_arguments, load_conversations, load_gold, lookup_pair, pairs_by_key
 
 log = get_logger(__name__)
 
@@ -55,12 +48,10 @@ def run(args: argparse.Namespace) -> None:
         for p in pairs.values():
             ctx = prompts.scoring_context(args.condition, p.name, p.persona, p.task, [])
             items.append(({"pair": p.key, "conv": None}, ctx, gold[p.key].strip()))
-    backend, role = open_role(args, "score")
-    with backend:
-        scores = backend.score([ctx for _, ctx, _ in items], [t for _, _, t in items])
+    scored = generation.score(args, "score", [ctx for _, ctx, _ in items], [t for _, _, t in items],
+                              prompt_set=args.prompts)
     recs = [{**rec, "condition": args.condition, "logprob": s.logprob, "n_tokens": s.n_tokens}
-            for (rec, _, _), s in zip(items, scores, strict=True)]
-    write_jsonl(args.output, recs, {"stage": "score", "condition": args.condition, "scorer": args.model,
-                                    "backend": role.get("backend"), "prompt_set": args.prompts})
+            for (rec, _, _), s in zip(items, scored.scores, strict=True)]
+    write_jsonl(args.output, recs, {**scored.meta, "condition": args.condition, "scorer": args.model})
     mean = sum(r["logprob"] for r in recs) / len(recs)
     log.info("scored %d items for %s (mean log p = %.2f)", len(recs), args.condition, mean)

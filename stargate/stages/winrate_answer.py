@@ -11,15 +11,8 @@ import random
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
-from .common import (
-    add_data_arguments,
-    add_role_arguments,
-    generation_meta,
-    load_conversations,
-    load_pairs,
-    open_role,
-    sampling_of,
-)
+from . import generation
+from .common import add_data_arguments, add_role_arguments, load_conversations, load_pairs
 
 log = get_logger(__name__)
 
@@ -58,10 +51,9 @@ def run(args: argparse.Namespace) -> None:
     chosen = select(load_conversations(args.conversations), {p.key: p.index for p in pairs}, args.pairs_per_group,
                     args.seed)
     inputs = [prompts.winrate_answer(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"]) for c in chosen]
-    backend, role = open_role(args, "winrate_answer")
-    with backend:
-        outs = backend.generate(inputs, sampling_of(role, n=1))
+    gen = generation.generate(args, "winrate_answer", inputs, [(c["pair"], c["conv"]) for c in chosen],
+                              prompt_set=args.prompts, n=1)
     recs = [{"pair": c["pair"], "conv": c["conv"], "group": c["target_turns"], "text": o[0]}
-            for c, o in zip(chosen, outs, strict=True)]
-    write_jsonl(args.output, recs, generation_meta(backend, role, args.model, args.prompts, stage="winrate_answer"))
+            for c, o in zip(chosen, gen.outputs, strict=True)]
+    write_jsonl(args.output, recs, gen.meta)
     log.info("wrote %d answers", len(recs))

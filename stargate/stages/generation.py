@@ -1,0 +1,121 @@
+"""The skeleton every model-calling stage shares: open the role's backend, generate (or score) all items in
+one call with one seed per item, and hand back the outputs with the artifact's meta.
+
+A stage module supplies only what is special about it: its inputs, one prompt and one *key* per item, and
+the records it writes. The key names the item under the seeding contract (`stargate.seeding`): the item's
+seed is ``derive_seed(role sampling seed, stage, *key)``, so e.g. the same (pair, conversation, turn) gets
+the same seed however the stage is sharded, batched or resumed, on every backend. The meta carries the
+provenance (backend, model, sampling, prompt set), the counters the summary reads (`n_generated`,
+`n_empty`, `n_refused`) and the backend's statistics (`backend_stats`: tokens, time and, for API backends,
+calls, cache hits, retries, cost); the statistics are also logged when the job's backend closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import Backend, GenerationStats, Prompt, Sampling, Score, load_backend
+from ..log import get_logger
+from ..seeding import derive_seed
+from .common import parse_json_arg
+
+log = get_logger(__name__)
+
+Key = tuple[Any, ...]
+
+
+@dataclass
+class Generated:
+    """What a generation stage gets back: `n` completions per item (None where a backend reports a refusal)
+    and the meta for its artifact."""
+
+    outputs: list[list[str | None]]
+    meta: dict[str, Any]
+
+
+@dataclass
+class Scored:
+    scores: list[Score]
+    meta: dict[str, Any]
+
+
+def read_role(args: argparse.Namespace) -> dict[str, Any]:
+    role = parse_json_arg(args.role, "--role")
+    role["options"] = dict(role.get("options") or {})
+    return role
+
+
+def open_role(args: argparse.Namespace, stage: str, role: dict[str, Any]) -> Backend:
+    """The role's backend, loaded once for the job; the job's GPU count and the stage are runtime facts."""
+    log.info("stage %s: backend=%s model=%s", stage, role.get("backend"), args.model)
+    return load_backend(role, args.model, gpus=int(getattr(args, "gpus", 0) or 0), stage=stage)
+
+
+def sampling_of(role: dict[str, Any], **overrides: Any) -> Sampling:
+    return Sampling.from_config(role.get("sampling") or {}, **overrides)
+
+
+def seeds_for(stage: str, sampling: Sampling, keys: Sequence[Key]) -> list[int]:
+    return [derive_seed(sampling.seed, stage, *key) for key in keys]
+
+
+def generate(
+    args: argparse.Namespace,
+    stage: str,
+    prompts: Sequence[Prompt],
+    keys: Sequence[Key],
+    *,
+    prompt_set: str | None = None,
+    **overrides: Any,
+) -> Generated:
+    """Generate for every (prompt, key) with the role in `args.role` (`overrides`: sampling fields, e.g. n).
+    No items: no model is loaded, and the meta still says so."""
+    if len(prompts) != len(keys):
+        raise ValueError(f"{stage}: {len(prompts)} prompts but {len(keys)} keys")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{stage}: item keys must be unique (they decide the seeds)")
+    role = read_role(args)
+    sampling = sampling_of(role, **overrides)
+    if not prompts:
+        return Generated([], _meta(stage, GenerationStats(), role, args.model, sampling, prompt_set))
+    backend = open_role(args, stage, role)
+    with backend:
+        outputs = backend.generate(prompts, sampling, seeds_for(stage, sampling, keys))
+    return Generated(outputs, _meta(stage, backend.stats, role, args.model, sampling, prompt_set))
+
+
+def score(
+    args: argparse.Namespace, stage: str, contexts: Sequence[Prompt], targets: Sequence[str],
+    *, prompt_set: str | None = None,
+) -> Scored:
+    """Summed log p(target | context) for every pair with the role in `args.role`."""
+    role = read_role(args)
+    backend = open_role(args, stage, role)
+    with backend:
+        scores = backend.score(contexts, targets)
+    return Scored(scores, _meta(stage, backend.stats, role, args.model, None, prompt_set))
+
+
+def _meta(stage: str, stats: GenerationStats, role: dict, model: str, sampling: Sampling | None,
+          prompt_set: str | None) -> dict[str, Any]:
+    """Provenance and counters for an artifact's sidecar; empty generations are reported, not dropped."""
+    backend_stats = stats.to_dict()
+    meta: dict[str, Any] = {"stage": stage, "backend": role.get("backend"), "model": str(model)}
+    if sampling is not None:  # a generation, not a scoring, job
+        meta.update(sampling=sampling.to_dict(), n_generated=stats.n_outputs, n_empty=stats.n_empty,
+                    n_refused=stats.n_refused)
+    meta["backend_stats"] = backend_stats
+    if prompt_set:
+        meta["prompt_set"] = prompt_set
+    log.info("%s: backend stats %s", stage, json.dumps(backend_stats, sort_keys=True))
+    if stats.n_empty:
+        log.warning("%s: %d of %d generations were empty (kept, counted in the artifact's .meta.json)",
+                    stage, stats.n_empty, stats.n_outputs)
+    if stats.n_refused:
+        log.warning("%s: %d of %d completions were refused by a content filter (counted in the .meta.json)",
+                    stage, stats.n_refused, stats.n_outputs)
+    return meta
