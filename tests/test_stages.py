@@ -1,11 +1,12 @@
-"""Each stage through its CLI on a tiny random Llama: outputs, counts, alignment checks, bad input."""
+"""Each stage through its CLI, on a tiny random Llama or the scripted backend: outputs, counts, seeds, alignment
+checks, bad input."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import role_json
+from conftest import role_json, scripted_role_json
 
 from stargate.cli import main
 from stargate.records import read_jsonl, read_meta
@@ -55,7 +56,88 @@ def test_simulation_pools_every_pair(simulated):
     for c in convs:
         by_pair.setdefault(c["pair"], set()).add(c["target_turns"])
     assert all(len(v) == 1 for v in by_pair.values())  # turn count drawn per pair, not per conversation
-    assert "n_empty" in read_meta(simulated)
+    meta = read_meta(simulated)
+    empty = sum(1 for c in convs for t in c["turns"] if not t["text"].strip())
+    assert meta["n_empty"] == meta["n_empty_turns"] == empty
+
+
+def _scripted_simulation(out, d, questioner: str, roleplayer: str, shards: int = 1):
+    """Two turns of simulation with scripted roles (no model), 3 conversations per pair, pooled."""
+    done, asked = [], []
+    for shard in range(shards):
+        for k in (1, 2):
+            a = out / f"s{shard}t{k}.asked.jsonl"
+            extra = ["--open", out / f"s{shard}t{k - 1}.open.jsonl"] if k > 1 else []
+            assert run("questioner-turn", "--turn", k, "--iteration", 0, "--shard", shard, "--shards", shards,
+                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, *extra, "--output", a,
+                       "--role", questioner, *common(d, "scripted")) == 0
+            assert run("roleplayer-turn", "--turn", k, "--asked", a, "--done", out / f"s{shard}t{k}.done.jsonl",
+                       "--open", out / f"s{shard}t{k}.open.jsonl", "--role", roleplayer, *common(d, "scripted")) == 0
+            done.append(out / f"s{shard}t{k}.done.jsonl")
+            asked.append(a)
+    pooled = out / "pooled.jsonl"
+    assert run("pool", "--finished", *done, "--asked", *asked, "--tasks", d["tasks"], "--personas", d["personas"],
+               "--conversations", 3, "--output", pooled) == 0
+    return pooled
+
+
+def test_empty_generations_are_counted(tmp_path, data_files):
+    """Every Roleplayer reply empty: the pooled sidecar counts exactly one empty turn per exchange."""
+    pooled = _scripted_simulation(tmp_path, data_files, scripted_role_json("Why {seed}?"), scripted_role_json(""))
+    convs = read_jsonl(pooled)
+    meta = read_meta(pooled)
+    assert meta["n_empty"] == meta["n_empty_turns"] == sum(c["target_turns"] for c in convs) > len(convs)
+    done = read_meta(tmp_path / "s0t1.done.jsonl")
+    assert done["backend"] == "scripted" and done["n_empty"] == done["backend_stats"]["n_empty"] == 18
+
+
+def test_seeds_follow_pair_conversation_and_turn(tmp_path, data_files):
+    """The seeding contract through the stages: sharding does not change any (pair, conv, turn)'s seed."""
+    q, r = scripted_role_json("seed {seed}"), scripted_role_json("answer {seed}")
+    one = read_jsonl(_scripted_simulation(tmp_path / "one", data_files, q, r, shards=1))
+    two = read_jsonl(_scripted_simulation(tmp_path / "two", data_files, q, r, shards=2))
+    assert one == two
+    texts = [t["text"] for c in one for t in c["turns"]]
+    assert len(set(texts)) == len(texts)  # every turn of every conversation has its own seed
+    first = {(c["pair"], c["conv"]): int(c["turns"][0]["text"].split()[1]) for c in one}
+    for (pair, conv), seed in first.items():  # turn 1: the pair's n samples take seed, seed + 1, ...
+        assert seed == first[(pair, 0)] + conv
+
+
+def test_questioner_samples_do_not_depend_on_sharding(tmp_path, tiny_model_dir, data_files):
+    """A real sampler (hf, temperature 0.9): the same pair gets the same opening questions in 1 or 2 shards."""
+    def questions(shards):
+        got = {}
+        for shard in range(shards):
+            p = tmp_path / f"q{shards}-{shard}.jsonl"
+            assert run("questioner-turn", "--turn", 1, "--iteration", 0, "--shard", shard, "--shards", shards,
+                       "--conversations", 3, "--output", p, "--role", role_json(),
+                       *common(data_files, tiny_model_dir)) == 0
+            got.update({(c["pair"], c["conv"]): c["turns"][0]["text"] for c in read_jsonl(p)})
+        return got
+
+    alone = questions(1)
+    assert questions(2) == alone and len(alone) == 18
+    meta = read_meta(tmp_path / "q1-0.jsonl")
+    assert meta["backend_stats"]["n_prompts"] == 6 and meta["backend_stats"]["n_outputs"] == 18
+    assert 0 < meta["backend_stats"]["n_tokens_out"] <= 18 * 8
+
+
+def test_backend_stats_are_written_and_logged(tmp_path, data_files, caplog):
+    out = tmp_path / "gold.jsonl"
+    with caplog.at_level("INFO"):
+        assert run("oracle", "--output", out, "--role", scripted_role_json("Gold: {last}"),
+                   *common(data_files, "scripted")) == 0
+    stats = read_meta(out)["backend_stats"]
+    assert stats["n_prompts"] == stats["n_outputs"] == 6 and stats["n_empty"] == 0
+    assert all(r["text"].startswith("Gold: ") for r in read_jsonl(out))
+    assert any("oracle: backend stats" in m and '"n_prompts": 6' in m for m in caplog.messages)
+
+
+def test_unknown_backend_option_fails_the_stage(tmp_path, data_files, capsys):
+    role = json.dumps({"backend": "scripted", "options": {"reply": "x", "batch_size": 4}})
+    rc = run("oracle", "--output", tmp_path / "o.jsonl", "--role", role, *common(data_files, "scripted"))
+    assert rc == 2 and "unknown option(s) batch_size for the scripted backend" in capsys.readouterr().err
 
 
 def test_turn_partition_is_the_same_for_every_model(tmp_path, tiny_model_dir, data_files):
@@ -124,23 +206,22 @@ def test_winrate_selection_is_model_independent():
     assert len(a) == 6 and len(select(convs, order, 0, seed=1)) == 9
 
 
-def test_judge_maps_positions_back(tmp_path, data_files, tiny_model_dir, monkeypatch):
-    pairs = [f"A-t000{i}|A-p00" for i in range(3)]
+def test_judge_maps_positions_back(tmp_path, data_files, scripted_role):
+    pairs = [f"A-t000{i}|A-p0{j}" for i in range(3) for j in range(2)]
     for name in ("cand", "base"):
         recs = [{"pair": p, "conv": 0, "group": 1, "text": f"{name} answer"} for p in pairs]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    from stargate.backends.hf import HFBackend
-
-    def always_a(self, prompts, sampling):
-        return self._count([["Comparison: fine.\n\nFinal Response: A"] for _ in prompts])
-
-    monkeypatch.setattr(HFBackend, "generate", always_a)
     out = tmp_path / "judge.jsonl"
+    judge = scripted_role("Comparison: fine.\n\nFinal Response: A")
     assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-               "--output", out, "--role", role_json(), *common(data_files, tiny_model_dir)) == 0
-    for r in read_jsonl(out):
+               "--output", out, "--role", judge, *common(data_files, "scripted")) == 0
+    recs = read_jsonl(out)
+    assert {r["candidate_position"] for r in recs} == {"A", "B"}  # both mappings are exercised
+    for r in recs:
         assert r["verdict"] == "a"
         assert r["winner"] == ("candidate" if r["candidate_position"] == "A" else "baseline")
+    meta = read_meta(out)
+    assert meta["candidate"] == sum(r["candidate_position"] == "A" for r in recs) and meta["invalid"] == 0
 
 
 @pytest.mark.parametrize(
