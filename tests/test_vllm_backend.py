@@ -22,9 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from stargate.backends import load_backend
 from stargate.backends.base import Sampling
-from stargate.backends.vllm_backend import chunk_by_tokens, request_seed, resolve_tensor_parallel_size
+from stargate.backends.options import HFOptions, VLLMOptions
+from stargate.backends.vllm_backend import chunk_by_tokens, resolve_tensor_parallel_size
 from stargate.errors import StargateError
+from stargate.seeding import content_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
@@ -59,12 +62,18 @@ def test_chunk_by_tokens_bounds_every_chunk():
     assert all(sum(lengths[i] for i in c) <= 10 for c in chunks)
 
 
-def test_request_seed_depends_on_seed_and_prompt_only():
+def test_default_seed_depends_on_seed_and_prompt_only():
     chat = [{"role": "user", "content": "hi"}]
-    assert request_seed(1, chat) == request_seed(1, [dict(chat[0])])
-    assert request_seed(1, chat) != request_seed(2, chat)
-    assert request_seed(1, chat) != request_seed(1, "hi")
-    assert 0 <= request_seed(123, "x") < 2**30
+    assert content_seed(1, chat) == content_seed(1, [dict(chat[0])])
+    assert content_seed(1, chat) != content_seed(2, chat)
+    assert content_seed(1, chat) != content_seed(1, "hi")
+    assert 0 <= content_seed(123, "x") < 2**30
+
+
+def test_unknown_option_is_an_error_before_vllm_is_needed():
+    for bad in ({"seed": 1}, {"batch_size": 8}, {"gpus": 2}):  # runtime facts and other backends' options
+        with pytest.raises(StargateError, match=f"unknown option.*{next(iter(bad))}.*vllm backend"):
+            load_backend({"backend": "vllm", "options": bad}, "/nonexistent")
 
 
 @pytest.mark.skipif(HAVE_VLLM, reason="checks the message shown when vllm is missing")
@@ -145,7 +154,7 @@ def vllm_backend(model_dir):
     from stargate.backends.vllm_backend import VLLMBackend
 
     backend = VLLMBackend(
-        str(model_dir), dtype="float32", max_model_len=2048, enforce_eager=True, seed=0, score_chunk_tokens=4096
+        str(model_dir), VLLMOptions(dtype="float32", max_model_len=2048, enforce_eager=True, score_chunk_tokens=4096)
     )
     yield backend
     backend.close()
@@ -155,7 +164,7 @@ def vllm_backend(model_dir):
 def hf_backend(model_dir):
     from stargate.backends.hf import HFBackend
 
-    backend = HFBackend(str(model_dir), dtype="float32", device="cpu", batch_size=8)
+    backend = HFBackend(str(model_dir), HFOptions(dtype="float32", device="cpu", batch_size=8))
     yield backend
     backend.close()
 
@@ -187,6 +196,12 @@ def test_generation_n_samples_and_seed_determinism(vllm_backend):
     assert vllm_backend.generate(CHATS[1:2], sampling) == first[1:2]
     # another seed: other samples
     assert vllm_backend.generate(CHATS, Sampling(n=3, temperature=0.9, top_p=0.9, max_tokens=16, seed=2)) != first
+    # explicit per-prompt seeds (the stages' seeding contract): a prompt's samples follow its own seed only
+    seeds = [101, 202, 303]
+    keyed = vllm_backend.generate(CHATS, sampling, seeds)
+    assert [vllm_backend.generate([c], sampling, [s])[0] for c, s in zip(CHATS, seeds, strict=True)] == keyed
+    changed = vllm_backend.generate(CHATS, sampling, [101, 999, 303])
+    assert changed[0] == keyed[0] and changed[2] == keyed[2] and changed[1] != keyed[1]
     stats = vllm_backend.stats
     assert stats.n_outputs >= 9 and stats.n_tokens_out > 0
 
