@@ -126,3 +126,13 @@ def test_score_padding_does_not_leak(backend):
     for x, y in zip(batched, single, strict=True):
         assert x.n_tokens == y.n_tokens and x.logprob == pytest.approx(y.logprob, abs=1e-4)
     assert all(s.logprob < 0 for s in batched)
+
+
+def test_shared_prompt_cache_equals_encoding_every_sample(backend, monkeypatch):
+    """n > 1 encodes the prompt once and repeats its KV cache: the samples equal those of n separate encodings."""
+    from transformers import DynamicCache
+
+    shared = backend.generate(CHATS, SAMPLE, [5, 6, 7, 8])
+    owner = next(c for c in DynamicCache.__mro__ if "batch_repeat_interleave" in vars(c))
+    monkeypatch.delattr(owner, "batch_repeat_interleave")
+    assert backend.generate(CHATS, SAMPLE, [5, 6, 7, 8]) == shared

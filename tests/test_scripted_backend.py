@@ -61,3 +61,11 @@ def test_bad_options_are_named(options, message):
 def test_missing_rules_file_names_the_file(tmp_path):
     with pytest.raises(InputError, match="nope.json"):
         scripted(rules_file=str(tmp_path / "nope.json"))
+
+
+def test_refused_completions_are_counted_not_empty():
+    """A backend returns None for a completion a content filter refused: counted as refused, not as empty."""
+    b = scripted()
+    b._count([["ok", None], [" ", None]])
+    stats = b.stats.to_dict()
+    assert (stats["n_outputs"], stats["n_refused"], stats["n_empty"]) == (4, 2, 1)

@@ -117,10 +117,15 @@ class HFBackend(Backend):
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1, :]
         if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.repeat_interleave(n, 0)
             attention = attention.repeat_interleave(n, 0)
             positions = positions.repeat_interleave(n, 0)
+            if hasattr(cache, "batch_repeat_interleave"):
+                cache.batch_repeat_interleave(n)
+                logits = logits.repeat_interleave(n, 0)
+            else:  # a cache type that cannot be repeated: encode each row n times instead
+                ids = input_ids.repeat_interleave(n, 0)
+                out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True)
+                cache, logits = out.past_key_values, out.logits[:, -1, :]
         rows = logits.shape[0]
         generators = None
         if sampling.temperature > 0:
