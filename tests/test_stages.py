@@ -296,3 +296,13 @@ def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_m
     assert {r["candidate_position"] for r in recs} == {"A", "B"}  # positions are randomised
     for r in recs:
         assert r["winner"] == ("candidate" if r["verdict"].upper() == r["candidate_position"] else "baseline")
+
+
+def test_duplicate_input_records_are_refused(tmp_path, data_files, capsys):
+    rec = {"pair": "A-t0000|A-p00", "conv": 0, "target_turns": 1,
+           "turns": [{"role": "questioner", "text": "q"}, {"role": "roleplayer", "text": "a"}]}
+    top = tmp_path / "top.jsonl"
+    top.write_text((json.dumps(rec) + "\n") * 2)
+    rc = run("regularize", "--topk", top, "--output", tmp_path / "reg.jsonl", "--role", scripted_role_json(),
+             *common(data_files, "scripted"))
+    assert rc == 2 and "('A-t0000|A-p00', 0)" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import Backend, GenerationStats, Prompt, Sampling, Score, load_backend
+from ..errors import StargateError
 from ..log import get_logger
 from ..seeding import derive_seed
 from .common import parse_json_arg
@@ -76,8 +77,12 @@ def generate(
     No items: no model is loaded, and the meta still says so."""
     if len(prompts) != len(keys):
         raise ValueError(f"{stage}: {len(prompts)} prompts but {len(keys)} keys")
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"{stage}: item keys must be unique (they decide the seeds)")
+    seen: set[Key] = set()
+    for key in keys:
+        if key in seen:
+            raise StargateError(f"{stage}: two input records are the same item {key!r} (each item's seed comes "
+                                "from its key); remove the duplicate from the stage's input file")
+        seen.add(key)
     role = read_role(args)
     sampling = sampling_of(role, **overrides)
     if not prompts:
