@@ -65,7 +65,8 @@ def test_missing_rules_file_names_the_file(tmp_path):
 
 def test_refused_completions_are_counted_not_empty():
     """A backend returns None for a completion a content filter refused: counted as refused, not as empty."""
-    b = scripted()
-    b._count([["ok", None], [" ", None]])
+    b = scripted(reply="", rules=[{"match": "refuse", "reply": None}])
+    out = b.generate(["please refuse", "fine"], Sampling(n=2))
+    assert out == [[None, None], ["", ""]]
     stats = b.stats.to_dict()
-    assert (stats["n_outputs"], stats["n_refused"], stats["n_empty"]) == (4, 2, 1)
+    assert (stats["n_outputs"], stats["n_refused"], stats["n_empty"]) == (4, 2, 2)

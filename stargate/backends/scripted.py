@@ -4,7 +4,9 @@ For tests and dry runs of the stages (`backend: scripted` in a role). Each reply
 template with the fields `{last}` (the content of the prompt's last message, or the whole raw string),
 `{k}` (the sample's index among the prompt's n) and `{seed}` (the sample's seed under the seeding contract,
 so a test can see which seed a prompt got). The first rule whose `match` regular expression is found in the
-prompt's text (every message's content, joined by newlines) gives the template; else `reply` does.
+prompt's text (every message's content, joined by newlines) gives the template; else `reply` does. A rule
+whose reply is null stands for a refusal: the completion is None, as the openai backend reports a
+content-filter refusal with `refusals: count`.
 `score` returns `score_per_token` times the number of whitespace-separated words of the target.
 """
 
@@ -38,7 +40,7 @@ def _check_template(template: Any, where: str) -> str:
     return template
 
 
-def _compile_rules(rules: Any, where: str) -> list[tuple[re.Pattern, str]]:
+def _compile_rules(rules: Any, where: str) -> list[tuple[re.Pattern, str | None]]:
     if not isinstance(rules, list):
         raise StargateError(f"{where} must be a list of {{match, reply}} objects")
     out = []
@@ -49,11 +51,12 @@ def _compile_rules(rules: Any, where: str) -> list[tuple[re.Pattern, str]]:
             pattern = re.compile(rule["match"])
         except (re.error, TypeError) as exc:
             raise StargateError(f"{where}[{i}].match is not a regular expression: {exc}") from None
-        out.append((pattern, _check_template(rule["reply"], f"{where}[{i}].reply")))
+        reply = rule["reply"]
+        out.append((pattern, None if reply is None else _check_template(reply, f"{where}[{i}].reply")))
     return out
 
 
-def _load_rules_file(path: str) -> list[tuple[re.Pattern, str]]:
+def _load_rules_file(path: str) -> list[tuple[re.Pattern, str | None]]:
     try:
         rules = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -79,7 +82,7 @@ class ScriptedBackend(Backend):
     def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int] | None = None
     ) -> list[list[str | None]]:
-        outputs = []
+        outputs: list[list[str | None]] = []
         for prompt, seed in zip(prompts, self._seeds(prompts, sampling, seeds), strict=True):
             if isinstance(prompt, str):
                 text = last = prompt
@@ -87,8 +90,9 @@ class ScriptedBackend(Backend):
                 text = "\n".join(str(m.get("content", "")) for m in prompt)
                 last = str(prompt[-1].get("content", "")) if prompt else ""
             template = next((t for pattern, t in self.rules if pattern.search(text)), self.reply)
-            outputs.append([template.format(last=last, k=k, seed=s) for k, s in enumerate(sample_seeds(seed, sampling.n))])
-        self.stats.n_tokens_out += sum(len(o.split()) for outs in outputs for o in outs)
+            outputs.append([None if template is None else template.format(last=last, k=k, seed=s)
+                            for k, s in enumerate(sample_seeds(seed, sampling.n))])
+        self.stats.n_tokens_out += sum(len(o.split()) for outs in outputs for o in outs if o is not None)
         return self._count(outputs)
 
     def score(self, contexts: Sequence[Prompt], targets: Sequence[str]) -> list[Score]:
