@@ -306,3 +306,22 @@ def test_duplicate_input_records_are_refused(tmp_path, data_files, capsys):
     rc = run("regularize", "--topk", top, "--output", tmp_path / "reg.jsonl", "--role", scripted_role_json(),
              *common(data_files, "scripted"))
     assert rc == 2 and "('A-t0000|A-p00', 0)" in capsys.readouterr().err
+
+
+def test_personas_and_llm_names_through_a_scripted_generator(tmp_path, scripted_role):
+    seeds = tmp_path / "seeds.json"
+    seeds.write_text(json.dumps({"train": ["I'm ANNA. I bake.", "I'm BORIS. I fix radios.", "I'm CLARA. I teach."]}))
+    spec = json.dumps({"source": "generate", "seeds": str(seeds), "count": {"A": 3, "B": 2, "test": 2}, "seed": 1})
+    texts = tmp_path / "texts.jsonl"
+    assert run("personas", "--split", "A", "--spec", spec, "--prompts", "fixed_v1", "--output", texts,
+               "--role", scripted_role("Nora Quinn is a pilot (seed {seed})."), "--model", "scripted") == 0
+    recs = read_jsonl(texts)
+    assert [r["persona_id"] for r in recs] == ["A-p00", "A-p01", "A-p02"]
+    assert len({r["text"] for r in recs}) == 3  # one seed per persona index
+    named = tmp_path / "named.jsonl"
+    assert run("names", "--personas", texts, "--method", "llm", "--prompts", "fixed_v1", "--output", named,
+               "--role", scripted_role("Nora Quinn"), "--model", "scripted") == 0
+    out = read_jsonl(named)
+    assert all(r["name"] == "Nora Quinn" and r["name_source"] == "llm" for r in out)
+    meta = read_meta(named)
+    assert meta["name_sources"] == {"llm": 3, "regex": 0} and meta["backend_stats"]["n_prompts"] == 3
