@@ -16,8 +16,8 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
+from ..released import read_personas
 from .common import generation_meta, open_role, parse_json_arg, sampling_of
-from .tasks import read_split_file
 
 log = get_logger(__name__)
 
@@ -49,7 +49,7 @@ def load_seeds(path: str | Path, split: str) -> list[str]:
 def run(args: argparse.Namespace) -> None:
     spec = parse_json_arg(args.spec, "--spec")
     if spec["source"] == "file":
-        texts = read_split_file(spec["path"], args.split, "personas")
+        texts = read_personas(spec["path"], args.split, bool(spec.get("per_split")))
         meta = {"stage": "personas", "source": spec["path"]}
     elif spec["source"] == "generate":
         if not (args.role and args.model):
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
         backend, role = open_role(args, "personas")
         with backend:
             outs = backend.generate(messages, sampling_of(role, n=1))
-        texts = [o[0].strip() for o in outs]
+        texts = [(o[0] or "").strip() for o in outs]  # None: refused by a content filter
         meta = {"stage": "personas", "source": "generate", "seeds": spec["seeds"],
                 **generation_meta(backend, role, args.model, args.prompts)}
         empty = [i for i, t in enumerate(texts) if not t]
