@@ -1,15 +1,40 @@
 # One-time data: tasks, personas, their names, and the Oracle's gold responses (spec §2).
+# Each can come from a file (the authors' released formats: stargate/released.py); a file named in the
+# config is a rule input, so a missing file fails and a changed one reruns what follows.
+
+import shlex
+
+
+def data_file(kind, split):
+    """The file data.<kind>.path names for a split: {split} filled in; a relative path is read from
+    data.released_dir when that is set, else from the working directory or the repository."""
+    path = config["data"][kind]["path"].replace("{split}", split)
+    root = config["data"].get("released_dir")
+    if root and not os.path.isabs(path):
+        return os.path.join(repo_path(root), path)
+    return repo_path(path)
+
+
+def data_from_file(kind):
+    spec = config["data"].get(kind)
+    return isinstance(spec, dict) and spec.get("source") == "file"
+
+
+def file_spec(kind, input):
+    """data.<kind> as the stage's --spec: the resolved file, and whether it holds this split only."""
+    spec = {**config["data"][kind]}
+    if spec["source"] == "file":
+        spec.update(path=input.source[0], per_split="{split}" in config["data"][kind]["path"])
+    return json.dumps(spec)
 
 
 rule tasks:
     input:
-        source=lambda wc: (
-            [repo_path(config["data"]["tasks"]["path"])] if config["data"]["tasks"]["source"] == "file" else []
-        ),
+        source=lambda wc: [data_file("tasks", wc.split)] if data_from_file("tasks") else [],
     output:
         "results/data/tasks/{split}.jsonl",
     params:
-        spec=lambda wc, input: json.dumps({**config["data"]["tasks"], **({"path": input.source[0]} if input.source else {})}),
+        spec=lambda wc, input: file_spec("tasks", input),
     log:
         "logs/tasks/{split}.log",
     threads: 1
@@ -26,8 +51,8 @@ rule tasks:
 rule personas:
     input:
         source=lambda wc: (
-            [repo_path(config["data"]["personas"]["path"])]
-            if config["data"]["personas"]["source"] == "file"
+            [data_file("personas", wc.split)]
+            if data_from_file("personas")
             else [repo_path(config["data"]["personas"]["seeds"])]
         ),
         model=lambda wc: role_model_input("persona_generator") if config["data"]["personas"]["source"] == "generate" else [],
@@ -35,11 +60,10 @@ rule personas:
     output:
         "results/data/personas/{split}.texts.jsonl",
     params:
-        spec=lambda wc, input: json.dumps(
-            {
-                **config["data"]["personas"],
-                **({"path": input.source[0]} if config["data"]["personas"]["source"] == "file" else {"seeds": input.source[0]}),
-            }
+        spec=lambda wc, input: (
+            file_spec("personas", input)
+            if data_from_file("personas")
+            else json.dumps({**config["data"]["personas"], "seeds": input.source[0]})
         ),
         role=role_spec("persona_generator"),
         model=role_model_arg("persona_generator"),
@@ -63,12 +87,14 @@ rule personas:
 rule names:
     input:
         personas="results/data/personas/{split}.texts.jsonl",
+        source=lambda wc: [data_file("names", wc.split)] if data_from_file("names") else [],
         model=lambda wc: role_model_input("persona_generator") if config["data"]["names"] == "llm" else [],
         prompts=PROMPT_FILES,
     output:
         "results/data/personas/{split}.jsonl",
     params:
-        method=config["data"]["names"],
+        method="file" if data_from_file("names") else config["data"]["names"],
+        names_file=lambda wc, input: f"--names-file {shlex.quote(input.source[0])}" if input.source else "",
         role=role_spec("persona_generator"),
         model=role_model_arg("persona_generator"),
         prompts=PROMPTS,
@@ -82,18 +108,21 @@ rule names:
     conda:
         ENV
     shell:
-        "stargate names --personas {input.personas} --method {params.method} --prompts {params.prompts}"
+        "stargate names --personas {input.personas} --method {params.method} {params.names_file} --prompts {params.prompts}"
         " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule oracle:
     input:
         unpack(lambda wc: data_inputs(wc.split)),
-        model=role_model_input("oracle"),
+        source=lambda wc: [data_file("oracle", wc.split)] if data_from_file("oracle") else [],
+        model=role_model_input("oracle") if not data_from_file("oracle") else [],
         prompts=PROMPT_FILES,
     output:
         "results/data/oracle/{split}.jsonl",
     params:
+        gold_file=lambda wc, input: f"--gold-file {shlex.quote(input.source[0])}" if input.source else "",
+        max_dropped=config["data"].get("oracle", {}).get("max_dropped_fraction", 0.0),
         role=role_spec("oracle"),
         model=role_model_arg("oracle"),
         prompts=PROMPTS,
@@ -110,4 +139,5 @@ rule oracle:
         ENV
     shell:
         "stargate oracle --tasks {input.tasks} --personas {input.personas} --prompts {params.prompts}"
+        " {params.gold_file} --max-dropped-fraction {params.max_dropped}"
         " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"

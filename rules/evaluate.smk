@@ -50,6 +50,7 @@ rule judge:
         model=role_model_arg("judge"),
         seed=WINRATE["seed"],
         mode=WINRATE.get("verdict", "generate"),
+        max_dropped=WINRATE.get("max_dropped_fraction", 1.0),
         prompts=PROMPTS,
     log:
         "logs/judge/m{t}.log",
@@ -65,6 +66,7 @@ rule judge:
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
         " --personas {input.personas} --seed {params.seed} --mode {params.mode} --prompts {params.prompts}"
+        " --max-dropped-fraction {params.max_dropped}"
         " --role {params.role:q}"
         " --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 

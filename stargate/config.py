@@ -44,16 +44,7 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
         problems.append("evaluation.conditions: must include qa-experimental (it selects the top-k conversations)")
     if ev.get("winrate", {}).get("verdict") == "logprob" and config.get("roles", {}).get("judge", {}).get("backend") == "openai":
         problems.append("evaluation.winrate.verdict: logprob needs a local judge (hf or vllm); use generate for API judges")
-    data = config.get("data", {})
-    tasks, personas = data.get("tasks", {}), data.get("personas", {})
-    if tasks.get("source") == "file" and "path" not in tasks:
-        problems.append("data.tasks.path: required when data.tasks.source is file")
-    if tasks.get("source") == "hf_dataset" and not {"dataset", "rows"} <= tasks.keys():
-        problems.append("data.tasks: hf_dataset needs dataset and rows")
-    if personas.get("source") == "file" and "path" not in personas:
-        problems.append("data.personas.path: required when data.personas.source is file")
-    if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
-        problems.append("data.personas: generate needs seeds and count")
+    problems += check_data(config.get("data", {}))
     for name, m in models.items():
         src = m["source"]
         kinds = [k for k in ("gguf_package", "hf", "path", "api") if k in src]
@@ -63,3 +54,40 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
             problems.append(f"models.{name}.source.gguf_file: required with gguf_package")
     if problems:
         raise StargateError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+
+
+def check_data(data: dict[str, Any]) -> list[str]:
+    """Cross-checks of `data`: file sources name a file, row ranges are disjoint, the released gold
+    responses can only be aligned with the released personas."""
+    problems = []
+    tasks, personas, oracle = data.get("tasks", {}), data.get("personas", {}), data.get("oracle", {})
+    if tasks.get("source") == "file" and "path" not in tasks:
+        problems.append("data.tasks.path: required when data.tasks.source is file")
+    if tasks.get("source") == "hf_dataset" and not {"dataset", "rows"} <= tasks.keys():
+        problems.append("data.tasks: hf_dataset needs dataset and rows")
+    if tasks.get("source") == "file" and "rows" in tasks and "{split}" in tasks.get("path", ""):
+        problems.append("data.tasks: rows cut one task list into splits, but the path names one file per split "
+                        "({split}); remove rows or the {split}")
+    rows = tasks.get("rows") or {}
+    for split, (lo, hi) in rows.items():
+        if lo >= hi:
+            problems.append(f"data.tasks.rows.{split}: [{lo}, {hi}] is empty; give [lo, hi] with lo < hi")
+    spans = sorted((lo, hi, split) for split, (lo, hi) in rows.items())
+    for (lo1, hi1, s1), (lo2, hi2, s2) in zip(spans, spans[1:]):
+        if lo2 < hi1:
+            problems.append(f"data.tasks.rows: {s1} [{lo1}, {hi1}] and {s2} [{lo2}, {hi2}] overlap, so tasks would "
+                            "appear in two splits; make the ranges disjoint (paper: A [0,250], B [250,500], test [500,550])")
+    if personas.get("source") == "file" and "path" not in personas:
+        problems.append("data.personas.path: required when data.personas.source is file")
+    if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
+        problems.append("data.personas: generate needs seeds and count")
+    if oracle.get("source") == "file":
+        if "path" not in oracle:
+            problems.append("data.oracle.path: required when data.oracle.source is file")
+        elif "{split}" not in oracle["path"]:
+            problems.append("data.oracle.path: the authors' gold responses are one file per split; put {split} in "
+                            "the path (e.g. gold-responses/star-2-bsft/{split}.json)")
+        if personas.get("source") != "file":
+            problems.append("data.oracle.source file: the gold responses are keyed by position in the authors' "
+                            "persona lists ('prompt-i persona-j'), so data.personas must be source: file too")
+    return problems
