@@ -4,15 +4,22 @@
 
 import shlex
 
+from stargate.errors import StargateError
+
 
 def data_file(kind, split):
     """The file data.<kind>.path names for a split: {split} filled in; a relative path is read from
     data.released_dir when that is set, else from the working directory or the repository."""
     path = config["data"][kind]["path"].replace("{split}", split)
-    root = config["data"].get("released_dir")
-    if root and not os.path.isabs(path):
-        return os.path.join(repo_path(root), path)
-    return repo_path(path)
+    if os.path.isabs(path) or "released_dir" not in config["data"]:
+        return repo_path(path)
+    root = config["data"]["released_dir"]
+    if not root:
+        raise StargateError(
+            f"data.released_dir: data.{kind}.path '{path}' is read from the authors' data folder; name it, e.g. "
+            "snakemake --configfile CONFIG --config 'data={released_dir: /path/to/released-data}'"
+        )
+    return os.path.join(repo_path(root), path)
 
 
 def data_from_file(kind):
