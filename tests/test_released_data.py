@@ -1,0 +1,358 @@
+"""The authors' released data as inputs (tasks, personas, names, gold responses in their native formats),
+config/paper-released.yaml, and the paper's protocol for refused or unusable oracle/judge replies.
+
+Fixtures: tests/fixtures/released/ (a miniature of the authors' data folder; README.md there names the
+source of every file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from stargate.backends.base import Backend, GenerationStats
+from stargate.cli import main
+from stargate.config import check_config
+from stargate.errors import StargateError
+from stargate.prompts import load_prompt_set
+from stargate.records import read_jsonl, read_meta
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASED = REPO / "tests/fixtures/released"
+PAPER_ROWS = {"A": [0, 250], "B": [250, 500], "test": [500, 550]}
+ROLE = json.dumps({"backend": "hf", "sampling": {"temperature": 0.0, "max_tokens": 8}})
+
+
+def run(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+def released(kind: str, split: str) -> Path:
+    folder, name = {"tasks": ("prompts", split), "personas": ("personas", split),
+                    "names": ("personas", f"{split}_NAMES"), "gold": ("gold-responses", split)}[kind]
+    return RELEASED / folder / "star-2-bsft" / f"{name}.json"
+
+
+def file_spec(path, **extra) -> str:
+    return json.dumps({"source": "file", "path": str(path), **extra})
+
+
+def data_stages(out: Path, split: str, gold: Path | None = None, names: Path | None = None) -> dict[str, Path]:
+    """tasks -> personas -> names (file) -> oracle (file) of one split of the fixture folder."""
+    p = {k: out / f"{split}.{k}.jsonl" for k in ("tasks", "texts", "personas", "gold")}
+    assert run("tasks", "--split", split, "--spec", file_spec(released("tasks", split), per_split=True),
+               "--output", p["tasks"]) == 0
+    assert run("personas", "--split", split, "--spec", file_spec(released("personas", split), per_split=True),
+               "--prompts", "paper_v1", "--output", p["texts"]) == 0
+    assert run("names", "--personas", p["texts"], "--method", "file", "--names-file", names or released("names", split),
+               "--prompts", "paper_v1", "--output", p["personas"]) == 0
+    p["rc"] = run("oracle", "--tasks", p["tasks"], "--personas", p["personas"], "--prompts", "paper_v1",
+                  "--gold-file", gold or released("gold", split), "--role", ROLE, "--model", "none",
+                  "--output", p["gold"])
+    return p
+
+
+# ----------------------------------------------------------------------------- tasks: rows of one list
+def test_rows_of_the_pilot_task_list_give_the_paper_splits(tmp_path):
+    source = RELEASED / "instruct-questions/A.json"
+    texts = {}
+    for split in PAPER_ROWS:
+        out = tmp_path / f"{split}.jsonl"
+        assert run("tasks", "--split", split, "--spec", file_spec(source, rows=PAPER_ROWS), "--output", out) == 0
+        recs = read_jsonl(out)
+        assert [r["task_id"] for r in recs[:2]] == [f"{split}-t0000", f"{split}-t0001"]
+        texts[split] = [r["text"] for r in recs]
+        assert read_meta(out)["source"] == f"{source}[{PAPER_ROWS[split][0]}:{PAPER_ROWS[split][1]}]"
+    assert {s: len(t) for s, t in texts.items()} == {"A": 250, "B": 250, "test": 50}
+    # spec §2.1: the example record A[0], and the hand-labelled "general" test indices 26, 41, 49
+    assert texts["A"][0] == ("I was wondering if you could walk me through the process of setting up a "
+                             "hydroponic garden for herbs.")
+    assert texts["test"][26] == "What is the capital of Mongolia."
+    assert texts["test"][41] == "What are the differences between a butterfly and a moth."
+    assert texts["test"][49] == "What are the differences between the Democratic and Republican parties."
+    every = json.loads(source.read_text())
+    assert texts["B"] == [t.strip() for t in every[250:500]]
+    # the dataset repeats some prompts: the test split shares none with A or B, but A and B share 3
+    # and A holds 4 repeats (kept: the original used the rows as they are)
+    assert not (set(texts["A"]) | set(texts["B"])) & set(texts["test"])
+    assert set(texts["A"]) & set(texts["B"]) == {"How can I improve my public speaking skills.",
+                                                 "What should I look for when buying a used car.",
+                                                 "What is the best way to learn Spanish."}
+    assert (len(set(texts["A"])), len(set(texts["B"])), len(set(texts["test"]))) == (246, 249, 50)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"rows": {**PAPER_ROWS, "test": [500, 1001]}}, "rows [500, 1001] of split test run past the list's 1000 items"),
+        ({}, "is one JSON list of tasks, but the config says neither which rows"),
+    ],
+)
+def test_bad_task_rows_name_the_file(tmp_path, capsys, spec, message):
+    source = RELEASED / "instruct-questions/A.json"
+    assert run("tasks", "--split", "test", "--spec", file_spec(source, **spec), "--output", tmp_path / "t.jsonl") == 2
+    err = capsys.readouterr().err
+    assert str(source) in err and message in err and "fix:" in err
+
+
+# ----------------------------------------------------------------------------- the fixture folder, end to end
+def test_released_folder_through_the_data_stages(tmp_path):
+    for split, (n_tasks, n_personas) in {"A": (4, 7), "B": (4, 3), "test": (4, 3)}.items():
+        p = data_stages(tmp_path, split)
+        assert p["rc"] == 0
+        personas = read_jsonl(p["personas"])
+        assert [r["name"] for r in personas] == json.loads(released("names", split).read_text())
+        assert {r["name_source"] for r in personas} == {"file"}
+        gold = read_jsonl(p["gold"])
+        assert len(gold) == n_tasks * n_personas
+        source = json.loads(released("gold", split).read_text())
+        tasks = [t["task_id"] for t in read_jsonl(p["tasks"])]
+        ids = [q["persona_id"] for q in personas]
+        for r in gold:
+            i, j = tasks.index(r["task_id"]), ids.index(r["persona_id"])
+            assert r["released_key"] == f"prompt-{i} persona-{j}"
+            assert r["text"] == source[r["released_key"]][0]  # verbatim, leading space included
+        meta = read_meta(p["gold"])
+        assert meta["source"] == "file" and meta["n_dropped"] == 0
+    # the pilot test gold answers the pilot test tasks: task 0 is about cleaning a kitchen, persona 0 is Theo
+    first = next(r for r in read_jsonl(tmp_path / "test.gold.jsonl") if r["released_key"] == "prompt-0 persona-0")
+    assert first["text"].startswith(" Hello Theo") and "kitchen" in first["text"]
+    # the hand-made A_NAMES.json spells persona 6 "Roza" where the text says "Rosa": kept, and reported
+    assert read_meta(tmp_path / "A.personas.jsonl")["names_not_in_text"] == ["A-p06"]
+    assert read_jsonl(tmp_path / "A.personas.jsonl")[6]["name"] == "Roza Alvarez"
+
+
+def _edited_gold(tmp_path, edit) -> Path:
+    gold = json.loads(released("gold", "B").read_text())
+    edit(gold)
+    path = tmp_path / "gold-B.json"
+    path.write_text(json.dumps(gold))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda g: g.pop("prompt-3 persona-2"), "1 of the split's 12 pairs have no gold response, e.g. 'prompt-3 persona-2'"),
+        (lambda g: g.update({"prompt-4 persona-0": ["x"]}), "e.g. 'prompt-4 persona-0'"),
+        (lambda g: g.update({"prompt-0 persona-3": ["x"]}), "e.g. 'prompt-0 persona-3'"),
+        (lambda g: g.update({"prompt-0  persona-1": ["x"]}), "key 'prompt-0  persona-1' is not of the form"),
+        (lambda g: g.update({"prompt-1 persona-1": ["a", "b"]}), "key 'prompt-1 persona-1': the value must be a list"),
+    ],
+)
+def test_misaligned_gold_names_file_and_key(tmp_path, capsys, edit, message):
+    gold = _edited_gold(tmp_path, edit)
+    p = data_stages(tmp_path, "B", gold=gold)
+    assert p["rc"] == 2 and not p["gold"].exists()
+    err = capsys.readouterr().err
+    assert str(gold) in err and message in err and "fix:" in err
+
+
+def test_gold_of_another_split_is_rejected(tmp_path, capsys):
+    # the A gold file (4 tasks x 7 personas) against split B (4 x 3): persona-3.. are extra
+    p = data_stages(tmp_path, "B", gold=released("gold", "A"))
+    assert p["rc"] == 2
+    assert "16 key(s) name a task or persona the split does not have (4 tasks x 3 personas)" in capsys.readouterr().err
+
+
+def test_names_must_be_parallel_to_personas(tmp_path, capsys):
+    names = tmp_path / "B_NAMES.json"
+    names.write_text(json.dumps(json.loads(released("names", "B").read_text())[:2]))
+    texts = tmp_path / "B.texts.jsonl"
+    assert run("personas", "--split", "B", "--spec", file_spec(released("personas", "B"), per_split=True),
+               "--prompts", "paper_v1", "--output", texts) == 0
+    assert run("names", "--personas", texts, "--method", "file", "--names-file", names, "--prompts", "paper_v1",
+               "--output", tmp_path / "n.jsonl") == 2
+    err = capsys.readouterr().err
+    assert f"{names}: has 2 names but {texts} has 3 personas" in err and "parallel" in err
+
+
+def test_a_persona_list_needs_a_split_in_its_path(tmp_path, capsys):
+    path = released("personas", "A")
+    assert run("personas", "--split", "B", "--spec", file_spec(path), "--prompts", "paper_v1",
+               "--output", tmp_path / "p.jsonl") == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "put {split} in data.personas.path" in err
+
+
+# ----------------------------------------------------------------------------- config
+def _config(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def test_paper_released_config_is_the_paper_run_but_its_data():
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    cfg = _config("config/paper-released.yaml")
+    jsonschema.validate(cfg, schema)
+    check_config(cfg, "paper-released")
+    assert all(cfg["data"][k]["source"] == "file" for k in ("tasks", "personas", "names", "oracle"))
+    assert cfg["roles"]["judge"]["options"]["send_seed"] is False  # the original sent no seed
+    paper = _config("config/paper.yaml")
+    # everything else must stay the paper's: if config/paper.yaml changes, change this file with it
+    for c in (cfg, paper):
+        c.pop("data"), c.pop("run_name"), c["roles"]["judge"].pop("options"), c["evaluation"]["winrate"].pop(
+            "max_dropped_fraction", None)
+    assert cfg == paper
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["tasks"].update(rows={"A": [0, 250], "B": [200, 500], "test": [500, 550]}),
+         r"A \[0, 250\] and B \[200, 500\] overlap"),
+        (lambda d: d["tasks"].update(rows=PAPER_ROWS), "rows cut one task list into splits, but the path names"),
+        (lambda d: d["oracle"].update(path="gold.json"), "put {split} in the path"),
+        (lambda d: d.update(personas={"source": "generate", "seeds": "s.json", "count": {"A": 1, "B": 1, "test": 1}}),
+         "so data.personas must be source: file too"),
+    ],
+)
+def test_data_config_errors_name_the_key(change, message):
+    cfg = _config("config/paper-released.yaml")
+    change(cfg["data"])
+    with pytest.raises(StargateError, match=message):
+        check_config(cfg)
+
+
+def snakemake(*args, cwd):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
+    folder = tmp_path / "released"
+    shutil.copytree(RELEASED, folder)
+    cfg = ["--configfile", str(REPO / "config/paper-released.yaml")]
+    r = snakemake(*cfg, "--config", f"data={{released_dir: {folder}}}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = [j for j in r.stdout.split("\n\n") if j.strip().startswith("rule ") or "\nrule " in j]
+    data_jobs = [j for j in jobs if any(f"rule {k}:" in j for k in ("tasks", "personas", "names", "oracle"))]
+    assert len(data_jobs) == 12
+    for job in data_jobs:  # no data job needs a model: every one reads the authors' files
+        assert "resources/models/" not in job
+    assert f"--gold-file {folder}/gold-responses/star-2-bsft/test.json" in r.stdout
+    assert f"--names-file {folder}/personas/star-2-bsft/B_NAMES.json" in r.stdout
+    # a data file named in the config is a rule input: a missing one stops the dry run
+    (folder / "gold-responses/star-2-bsft/B.json").unlink()
+    r = snakemake(*cfg, "--config", f"data={{released_dir: {folder}}}", cwd=tmp_path)
+    assert r.returncode != 0 and "gold-responses/star-2-bsft/B.json" in r.stdout + r.stderr
+    # without the folder the workflow asks for it
+    r = snakemake(*cfg, cwd=tmp_path)
+    assert r.returncode != 0 and "data.released_dir" in r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------- names in the paper's form
+def test_llm_names_ask_for_the_full_name(tmp_path, monkeypatch):
+    text = load_prompt_set("paper_v1").name_extraction("1. Leo Sato, 36, a critic.")[0]["content"]
+    assert "full name" in text and "first name?" not in text
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"persona_id": "A-p00", "split": "A", "text": "1. Leo Sato, 36, a critic."}) + "\n")
+    fake = scripted(lambda prompt: "Leo Sato")
+    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: fake)
+    assert run("names", "--personas", texts, "--method", "llm", "--prompts", "paper_v1", "--role", ROLE,
+               "--model", "fake", "--output", tmp_path / "n.jsonl") == 0
+    assert [(r["name"], r["name_source"]) for r in read_jsonl(tmp_path / "n.jsonl")] == [("Leo Sato", "llm")]
+
+
+# ----------------------------------------------------------------------------- refusals and unusable replies
+class Scripted(Backend):
+    """Answers each prompt with reply(prompt); None stands for a content-filter refusal."""
+
+    name = "scripted-test"
+
+    def __init__(self, reply):
+        super().__init__()
+        self.reply, self.stats = reply, GenerationStats()
+
+    def generate(self, prompts, sampling):
+        outs = [[self.reply(p)] for p in prompts]
+        self.stats.n_prompts += len(outs)
+        self.stats.n_outputs += len(outs)
+        return outs
+
+
+def scripted(reply) -> Scripted:
+    return Scripted(reply)
+
+
+def _user(prompt) -> str:
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+@pytest.fixture
+def split_b(tmp_path):
+    p = data_stages(tmp_path, "B")
+    assert p["rc"] == 0
+    return p
+
+
+def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, monkeypatch, capsys):
+    tasks = [t["text"] for t in read_jsonl(split_b["tasks"])]
+
+    def reply(prompt):  # task 0: refused by the content filter, task 1: blank, else an answer
+        text = _user(prompt)
+        return None if tasks[0] in text else ("  " if tasks[1] in text else "Gold.")
+
+    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: scripted(reply))
+    out = tmp_path / "gold.jsonl"
+    argv = ["oracle", "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
+            "--role", ROLE, "--model", "fake", "--output", out]
+    assert run(*argv) == 2 and not out.exists()  # default cap 0: any drop fails, as before
+    err = capsys.readouterr().err
+    assert "6 of 12 gold responses dropped (3 refused by a content filter, 3 unusable" in err
+    assert "data.oracle.max_dropped_fraction = 0.0" in err
+    assert run(*argv, "--max-dropped-fraction", "0.5") == 0
+    recs, meta = read_jsonl(out), read_meta(out)
+    assert len(recs) == 6 and {r["task_id"] for r in recs} == {"B-t0002", "B-t0003"}
+    assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (3, 3, 6)
+    assert sorted(meta["refused"]) == [f"B-t0000|B-p0{j}" for j in range(3)]
+
+
+def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_b, monkeypatch, capsys):
+    personas = read_jsonl(split_b["personas"])
+    pairs = [f"B-t000{i}|{p['persona_id']}" for p in personas for i in range(4)]
+    for who in ("cand", "base"):
+        (tmp_path / f"{who}.jsonl").write_text("".join(
+            json.dumps({"pair": k, "conv": 0, "group": 1 + n % 3, "text": f"{who} answer {n}"}) + "\n"
+            for n, k in enumerate(pairs)))
+
+    def reply(prompt):  # persona 0: refused; persona 1: a tie on task 0, then m_t wins; persona 2: m0 wins
+        text = _user(prompt)
+        if personas[0]["text"] in text:
+            return None
+        if personas[1]["text"] in text and "answer 4" in text:
+            return "Comparison: equal.\n\nFinal Response: C"
+        candidate_is_a = text.index("cand answer") < text.index("base answer")
+        winner_is_a = candidate_is_a == (personas[1]["text"] in text)
+        return f"Comparison: x.\n\nFinal Response: {'A' if winner_is_a else 'B'}"
+
+    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: scripted(reply))
+    out = tmp_path / "judge.jsonl"
+    argv = ["judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
+            "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
+            "--role", ROLE, "--model", "fake", "--output", out]
+    assert run(*argv, "--max-dropped-fraction", "0.4") == 2 and not out.exists()
+    assert "5 of 12 judge verdicts dropped (4 refused" in capsys.readouterr().err
+    assert run(*argv, "--max-dropped-fraction", "0.5") == 0
+    recs, meta = read_jsonl(out), read_meta(out)
+    assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (4, 1, 5)
+    assert (meta["candidate"], meta["baseline"], meta["invalid"]) == (3, 4, 5)
+    assert sum(r["refused"] for r in recs) == 4 and all(r["winner"] is None for r in recs if r["refused"])
+    # the summary's win rate counts valid verdicts only: 3 of 7, with 5 invalid
+    for t, cond in ((0, "qa-experimental"), (1, "qa-experimental")):
+        (tmp_path / f"lp{t}.jsonl").write_text(json.dumps({"pair": pairs[0], "conv": 0, "condition": cond,
+                                                           "logprob": -1.0}) + "\n")
+    (tmp_path / "neg.jsonl").write_text(json.dumps({"pair": pairs[0], "condition": "neg-control", "logprob": -2.0})
+                                        + "\n")
+    assert run("summarize", "--logprobs", f"0={tmp_path / 'lp0.jsonl'}", f"1={tmp_path / 'lp1.jsonl'}",
+               "--controls", tmp_path / "neg.jsonl", "--judge", f"1={out}", "--out-dir", tmp_path / "summary") == 0
+    overall = [w for w in json.loads((tmp_path / "summary/summary.json").read_text())["winrates"]
+               if w["group"] == "overall"]
+    assert overall == [{"t": 1, "group": "overall", "wins": 3, "losses": 4, "invalid": 5, "win_rate": 3 / 7}]
