@@ -6,6 +6,7 @@ any job runs, with the key's path in the message.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from .errors import StargateError
@@ -73,7 +74,7 @@ def check_data(data: dict[str, Any]) -> list[str]:
         if lo >= hi:
             problems.append(f"data.tasks.rows.{split}: [{lo}, {hi}] is empty; give [lo, hi] with lo < hi")
     spans = sorted((lo, hi, split) for split, (lo, hi) in rows.items())
-    for (lo1, hi1, s1), (lo2, hi2, s2) in zip(spans, spans[1:]):
+    for (lo1, hi1, s1), (lo2, hi2, s2) in pairwise(spans):
         if lo2 < hi1:
             problems.append(f"data.tasks.rows: {s1} [{lo1}, {hi1}] and {s2} [{lo2}, {hi2}] overlap, so tasks would "
                             "appear in two splits; make the ranges disjoint (paper: A [0,250], B [250,500], test [500,550])")

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from stargate.backends.base import Backend, GenerationStats
+from stargate.backends.base import Backend, GenerationStats, Score
 from stargate.cli import main
 from stargate.config import check_config
 from stargate.errors import StargateError
@@ -271,6 +271,9 @@ class Scripted(Backend):
         super().__init__()
         self.reply, self.stats = reply, GenerationStats()
 
+    def score(self, contexts, targets):
+        return [Score(-float(len(t)), 1) for t in targets]
+
     def generate(self, prompts, sampling):
         outs = [[self.reply(p)] for p in prompts]
         self.stats.n_prompts += len(outs)
@@ -313,6 +316,22 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, mo
     assert len(recs) == 6 and {r["task_id"] for r in recs} == {"B-t0002", "B-t0003"}
     assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (3, 3, 6)
     assert sorted(meta["refused"]) == [f"B-t0000|B-p0{j}" for j in range(3)]
+
+    # downstream, the dropped pairs are not scored and keep no conversation; the others go on
+    convs = tmp_path / "convs.jsonl"
+    keys = [f"B-t000{i}|B-p0{j}" for j in range(3) for i in range(4)]
+    turns = [{"role": "questioner", "text": "Q?"}, {"role": "roleplayer", "text": "A."}]
+    convs.write_text("".join(json.dumps({"pair": k, "conv": c, "target_turns": 1, "turns": turns}) + "\n"
+                             for k in keys for c in range(2)))
+    lp, top = tmp_path / "lp.jsonl", tmp_path / "top.jsonl"
+    assert run("score", "--condition", "qa-experimental", "--conversations", convs, "--gold", out,
+               "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
+               "--role", ROLE, "--model", "fake", "--output", lp) == 0
+    scored = read_jsonl(lp)
+    assert len(scored) == 12 and {r["pair"] for r in scored} == {r["pair"] for r in recs}
+    assert sorted(read_meta(lp)["no_gold"]) == sorted(set(keys) - {r["pair"] for r in recs})
+    assert run("topk", "--conversations", convs, "--logprobs", lp, "--k", 1, "--output", top) == 0
+    assert {r["pair"] for r in read_jsonl(top)} == {r["pair"] for r in recs}
 
 
 def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_b, monkeypatch, capsys):
