@@ -4,11 +4,13 @@
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from stargate.config import check_config
+from stargate.errors import StargateError
 from stargate.prompts import template_files
 
 validate(config, "../config/schema.yaml")
@@ -118,3 +120,32 @@ def questioner_turn_inputs(wc):
     if int(wc.k) > 1:
         inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
     return inputs
+
+
+# Data files named in config (rules/data.smk).
+def data_file(kind, split):
+    """The file data.<kind>.path names for a split: {split} filled in; a relative path is read from
+    data.released_dir when that is set, else from the working directory or the repository."""
+    path = config["data"][kind]["path"].replace("{split}", split)
+    if os.path.isabs(path) or "released_dir" not in config["data"]:
+        return repo_path(path)
+    root = config["data"]["released_dir"]
+    if not root:
+        raise StargateError(
+            f"data.released_dir: data.{kind}.path '{path}' is read from the authors' data folder; name it, e.g. "
+            "snakemake --configfile CONFIG --config 'data={released_dir: /path/to/released-data}'"
+        )
+    return os.path.join(repo_path(root), path)
+
+
+def data_from_file(kind):
+    spec = config["data"].get(kind)
+    return isinstance(spec, dict) and spec.get("source") == "file"
+
+
+def file_spec(kind, input):
+    """data.<kind> as the stage's --spec: the resolved file, and whether it holds this split only."""
+    spec = {**config["data"][kind]}
+    if spec["source"] == "file":
+        spec.update(path=input.source[0], per_split="{split}" in config["data"][kind]["path"])
+    return json.dumps(spec)

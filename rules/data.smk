@@ -2,38 +2,6 @@
 # Each can come from a file (the authors' released formats: stargate/released.py); a file named in the
 # config is a rule input, so a missing file fails and a changed one reruns what follows.
 
-import shlex
-
-from stargate.errors import StargateError
-
-
-def data_file(kind, split):
-    """The file data.<kind>.path names for a split: {split} filled in; a relative path is read from
-    data.released_dir when that is set, else from the working directory or the repository."""
-    path = config["data"][kind]["path"].replace("{split}", split)
-    if os.path.isabs(path) or "released_dir" not in config["data"]:
-        return repo_path(path)
-    root = config["data"]["released_dir"]
-    if not root:
-        raise StargateError(
-            f"data.released_dir: data.{kind}.path '{path}' is read from the authors' data folder; name it, e.g. "
-            "snakemake --configfile CONFIG --config 'data={released_dir: /path/to/released-data}'"
-        )
-    return os.path.join(repo_path(root), path)
-
-
-def data_from_file(kind):
-    spec = config["data"].get(kind)
-    return isinstance(spec, dict) and spec.get("source") == "file"
-
-
-def file_spec(kind, input):
-    """data.<kind> as the stage's --spec: the resolved file, and whether it holds this split only."""
-    spec = {**config["data"][kind]}
-    if spec["source"] == "file":
-        spec.update(path=input.source[0], per_split="{split}" in config["data"][kind]["path"])
-    return json.dumps(spec)
-
 
 rule tasks:
     input:
