@@ -372,6 +372,7 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
                                         + "\n")
     assert run("summarize", "--logprobs", f"0={tmp_path / 'lp0.jsonl'}", f"1={tmp_path / 'lp1.jsonl'}",
                "--controls", tmp_path / "neg.jsonl", "--judge", f"1={out}", "--out-dir", tmp_path / "summary") == 0
-    overall = [w for w in json.loads((tmp_path / "summary/summary.json").read_text())["winrates"]
-               if w["group"] == "overall"]
+    summary = json.loads((tmp_path / "summary/summary.json").read_text())
+    assert summary["judge_dropped"] == {"m1": {"n_refused": 4, "n_unusable": 1, "n_dropped": 5}}
+    overall = [w for w in summary["winrates"] if w["group"] == "overall"]
     assert overall == [{"t": 1, "group": "overall", "wins": 3, "losses": 4, "invalid": 5, "win_rate": 3 / 7}]

@@ -23,6 +23,8 @@ from .dropped import Dropped, add_cap_argument
 
 log = get_logger(__name__)
 
+CAP_KEY = "evaluation.winrate.max_dropped_fraction"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidate", required=True, help="answers of m_t")
@@ -33,9 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True)
     add_role_arguments(p)
     add_cap_argument(p, 1.0, CAP_KEY)
-
-
-CAP_KEY = "evaluation.winrate.max_dropped_fraction"
 
 
 def run(args: argparse.Namespace) -> None:

@@ -79,9 +79,12 @@ def run(args: argparse.Namespace) -> None:
     rows.sort(key=lambda r: (r["condition"], r["t"]))
     _write_csv(out / "logprobs.csv", rows, ["condition", "t", "mean", "sem", "n"])
 
-    wins = []
+    wins, judge_dropped = [], {}
     for t, path in _tagged(args.judge):
         recs = read_jsonl(path, required=("pair", "group", "winner"))
+        # verdicts refused by a content filter or unparsable: out of the win rate, counted (spec §6.2)
+        meta = read_meta(path)
+        judge_dropped[f"m{t}"] = {k: meta.get(k, 0) for k in ("n_refused", "n_unusable", "n_dropped")}
         for group in sorted({r["group"] for r in recs}) + ["overall"]:
             sel = [r for r in recs if group == "overall" or r["group"] == group]
             w = sum(r["winner"] == "candidate" for r in sel)
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> None:
     for t, path in _tagged(args.conversations):
         meta = read_meta(path)
         empties[f"m{t}"] = {"n_empty_generations": meta.get("n_empty", 0), "n_empty_turns": meta.get("n_empty_turns", 0)}
-    write_json(out / "summary.json", {"logprobs": rows, "winrates": wins, "empty_generations": empties})
+    write_json(out / "summary.json", {"logprobs": rows, "winrates": wins, "judge_dropped": judge_dropped,
+                                      "empty_generations": empties})
     _plot(out, rows, wins, iterations)
     log.info("summary: %d log-prob rows, %d win-rate rows", len(rows), len(wins))
 
