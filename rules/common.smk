@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from stargate.config import check_config
-from stargate.errors import StargateError
+from stargate.released import data_path, per_split_file
 from stargate.prompts import template_files
 
 validate(config, "../config/schema.yaml")
@@ -124,18 +124,8 @@ def questioner_turn_inputs(wc):
 
 # Data files named in config (rules/data.smk).
 def data_file(kind, split):
-    """The file data.<kind>.path names for a split: {split} filled in; a relative path is read from
-    data.released_dir when that is set, else from the working directory or the repository."""
-    path = config["data"][kind]["path"].replace("{split}", split)
-    if os.path.isabs(path) or "released_dir" not in config["data"]:
-        return repo_path(path)
-    root = config["data"]["released_dir"]
-    if not root:
-        raise StargateError(
-            f"data.released_dir: data.{kind}.path '{path}' is read from the authors' data folder; name it, e.g. "
-            "snakemake --configfile CONFIG --config 'data={released_dir: /path/to/released-data}'"
-        )
-    return os.path.join(repo_path(root), path)
+    """The file data.<kind>.path names for a split ({split}, data.released_dir: stargate/released.py)."""
+    return data_path(config["data"], kind, split, repo_path)
 
 
 def data_from_file(kind):
@@ -147,5 +137,10 @@ def file_spec(kind, input):
     """data.<kind> as the stage's --spec: the resolved file, and whether it holds this split only."""
     spec = {**config["data"][kind]}
     if spec["source"] == "file":
-        spec.update(path=input.source[0], per_split="{split}" in config["data"][kind]["path"])
+        spec.update(path=input.source[0], per_split=per_split_file(config["data"], kind))
     return json.dumps(spec)
+
+
+def source_arg(flag, input):
+    """'FLAG FILE' when the rule reads a data file (input.source), else nothing."""
+    return f"{flag} {shlex.quote(input.source[0])}" if input.source else ""

@@ -69,7 +69,7 @@ rule names:
         "results/data/personas/{split}.jsonl",
     params:
         method="file" if data_from_file("names") else config["data"]["names"],
-        names_file=lambda wc, input: f"--names-file {shlex.quote(input.source[0])}" if input.source else "",
+        names_file=lambda wc, input: source_arg("--names-file", input),
         role=role_spec("persona_generator"),
         model=role_model_arg("persona_generator"),
         prompts=PROMPTS,
@@ -96,7 +96,7 @@ rule oracle:
     output:
         "results/data/oracle/{split}.jsonl",
     params:
-        gold_file=lambda wc, input: f"--gold-file {shlex.quote(input.source[0])}" if input.source else "",
+        gold_file=lambda wc, input: source_arg("--gold-file", input),
         max_dropped=config["data"].get("oracle", {}).get("max_dropped_fraction", 0.0),
         role=role_spec("oracle"),
         model=role_model_arg("oracle"),

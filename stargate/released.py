@@ -15,13 +15,35 @@ match, a names list that is not parallel) stops with the file, the key and the f
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, StargateError
 
 GOLD_KEY = re.compile(r"^prompt-(\d+) persona-(\d+)$")
+
+
+def data_path(data: dict[str, Any], kind: str, split: str, resolve: Callable[[str], str] = str) -> str:
+    """The file `data.<kind>.path` names for a split: {split} filled in; a relative path is read from
+    `data.released_dir` when the config has that key (null there means "name it"), else `resolve`d
+    (the workflow resolves against the working directory, then the repository)."""
+    path = data[kind]["path"].replace("{split}", split)
+    if os.path.isabs(path) or "released_dir" not in data:
+        return resolve(path)
+    if not data["released_dir"]:
+        raise StargateError(
+            f"data.released_dir: data.{kind}.path '{path}' is read from the authors' data folder; name it, e.g. "
+            "snakemake --configfile CONFIG --config 'data={released_dir: /path/to/released-data}'"
+        )
+    return os.path.join(resolve(data["released_dir"]), path)
+
+
+def per_split_file(data: dict[str, Any], kind: str) -> bool:
+    """Whether data.<kind>.path names one file per split (it contains {split})."""
+    return "{split}" in data[kind].get("path", "")
 
 
 def gold_key(task_index: int, persona_index: int) -> str:
