@@ -63,15 +63,17 @@ def read_json(path: str | Path, what: str) -> Any:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
 
 
-def string_list(data: Any, path: str | Path, what: str, where: str = "") -> list[str]:
-    """A non-empty JSON list of non-blank strings, returned stripped (consumers call .strip(), spec §2.1)."""
+def string_list(data: Any, path: str | Path, what: str, where: str = "", strip: bool = True) -> list[str]:
+    """A non-empty JSON list of non-blank strings. Tasks are stripped (every consumer upstream called
+    .strip(), spec §2.1); the authors' personas and names are kept verbatim, because the paper_v1 prompts
+    strip them only where the original did."""
     if not isinstance(data, list) or not data:
         raise InputError(path, f"{where + ' ' if where else ''}must be a non-empty JSON list of {what} strings, "
                          f"got {type(data).__name__}")
     for i, item in enumerate(data):
         if not isinstance(item, str) or not item.strip():
             raise InputError(path, f"{where or 'item '}[{i}] is empty or not a string", fix=f"give every {what} as text")
-    return [s.strip() for s in data]
+    return [s.strip() for s in data] if strip else list(data)
 
 
 def slice_rows(items: list[str], rows: list[int], path: str | Path, split: str) -> list[str]:
@@ -118,12 +120,12 @@ def read_personas(path: str | Path, split: str, per_split_file: bool) -> list[st
     if not per_split_file:
         raise InputError(path, "is one JSON list of personas, but the path names no split, so every split would get "
                          "the same personas", fix="put {split} in data.personas.path (e.g. personas/{split}.json)")
-    return string_list(data, path, "persona")
+    return string_list(data, path, "persona", strip=False)
 
 
 def read_names(path: str | Path, personas: list[str], personas_source: str | Path) -> list[str]:
     """The hand-made `{split}_NAMES.json`: one name per persona, in the persona list's order."""
-    names = string_list(read_json(path, "names"), path, "name")
+    names = string_list(read_json(path, "names"), path, "name", strip=False)
     if len(names) != len(personas):
         raise InputError(path, f"has {len(names)} names but {personas_source} has {len(personas)} personas",
                          fix="the names list must be parallel to the persona list: one name per persona, same order "
@@ -134,7 +136,7 @@ def read_names(path: str | Path, personas: list[str], personas_source: str | Pat
 def names_not_in_text(names: list[str], personas: list[str]) -> list[int]:
     """Indices whose name does not occur in its persona. A hint only: the pilot's hand-made A_NAMES.json
     spells persona 6 'Roza Alvarez' where the persona says 'Rosa', and the original used the file as is."""
-    return [i for i, (n, p) in enumerate(zip(names, personas, strict=True)) if n.lower() not in p.lower()]
+    return [i for i, (n, p) in enumerate(zip(names, personas, strict=True)) if n.strip().lower() not in p.lower()]
 
 
 def read_gold(path: str | Path, n_tasks: int, n_personas: int) -> dict[tuple[int, int], str]:

@@ -174,6 +174,20 @@ def test_names_must_be_parallel_to_personas(tmp_path, capsys):
     assert f"{names}: has 2 names but {texts} has 3 personas" in err and "parallel" in err
 
 
+def test_personas_and_names_are_kept_verbatim(tmp_path):
+    # paper_v1 strips names only where the original did (not in the win-rate answers): no stripping on read
+    (tmp_path / "B.json").write_text(json.dumps(["Ada Lovelace, 36, a mathematician.\n"]))
+    (tmp_path / "B_NAMES.json").write_text(json.dumps(["Ada Lovelace "]))
+    texts, named = tmp_path / "t.jsonl", tmp_path / "n.jsonl"
+    assert run("personas", "--split", "B", "--spec", file_spec(tmp_path / "B.json", per_split=True),
+               "--prompts", "paper_v1", "--output", texts) == 0
+    assert run("names", "--personas", texts, "--method", "file", "--names-file", tmp_path / "B_NAMES.json",
+               "--prompts", "paper_v1", "--output", named) == 0
+    rec = read_jsonl(named)[0]
+    assert (rec["text"], rec["name"]) == ("Ada Lovelace, 36, a mathematician.\n", "Ada Lovelace ")
+    assert read_meta(named)["names_not_in_text"] == []
+
+
 def test_a_persona_list_needs_a_split_in_its_path(tmp_path, capsys):
     path = released("personas", "A")
     assert run("personas", "--split", "B", "--spec", file_spec(path), "--prompts", "paper_v1",
