@@ -1,22 +1,27 @@
 # One-time data: tasks, personas, their names, and the Oracle's gold responses (spec §2).
 
+# Data paths are resolved here (relative to the working directory, else the repository) and recorded
+# in the spec param; the files themselves are inputs, so a changed file reruns and a missing one fails.
+TASKS = config["data"]["tasks"]
+PERSONAS = config["data"]["personas"]
+TASKS_FILE = [repo_path(TASKS["path"])] if TASKS["source"] == "file" else []
+PERSONAS_FILE = repo_path(PERSONAS["path"] if PERSONAS["source"] == "file" else PERSONAS["seeds"])
+GENERATED_PERSONAS = PERSONAS["source"] == "generate"
+LLM_NAMES = config["data"]["names"] == "llm"
+
 
 rule tasks:
     input:
-        source=lambda wc: (
-            [repo_path(config["data"]["tasks"]["path"])] if config["data"]["tasks"]["source"] == "file" else []
-        ),
+        source=TASKS_FILE,
     output:
         "results/data/tasks/{split}.jsonl",
     params:
-        spec=lambda wc, input: json.dumps({**config["data"]["tasks"], **({"path": input.source[0]} if input.source else {})}),
+        spec=json.dumps({**TASKS, **({"path": TASKS_FILE[0]} if TASKS_FILE else {})}, sort_keys=True),
+        code=code("tasks"),
     log:
         "logs/tasks/{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        **res(),
     conda:
         ENV
     shell:
@@ -25,89 +30,67 @@ rule tasks:
 
 rule personas:
     input:
-        source=lambda wc: (
-            [repo_path(config["data"]["personas"]["path"])]
-            if config["data"]["personas"]["source"] == "file"
-            else [repo_path(config["data"]["personas"]["seeds"])]
-        ),
-        model=lambda wc: role_model_input("persona_generator") if config["data"]["personas"]["source"] == "generate" else [],
-        prompts=PROMPT_FILES,
+        source=PERSONAS_FILE,
+        model=role_model_input("persona_generator") if GENERATED_PERSONAS else [],
+        prompts=prompt_files("personas"),
     output:
         "results/data/personas/{split}.texts.jsonl",
     params:
-        spec=lambda wc, input: json.dumps(
-            {
-                **config["data"]["personas"],
-                **({"path": input.source[0]} if config["data"]["personas"]["source"] == "file" else {"seeds": input.source[0]}),
-            }
-        ),
-        role=role_spec("persona_generator"),
-        model=role_model_arg("persona_generator"),
-        prompts=PROMPTS,
+        spec=json.dumps({**PERSONAS, ("seeds" if GENERATED_PERSONAS else "path"): PERSONAS_FILE}, sort_keys=True),
+        role=role_cli("persona_generator") if GENERATED_PERSONAS else f"--prompts {PROMPTS}",
+        code=code("personas"),
     log:
         "logs/personas/{split}.log",
     benchmark:
         "benchmarks/personas/{split}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=120,
+        **res(mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:
-        "stargate personas --split {wildcards.split} --spec {params.spec:q} --prompts {params.prompts}"
-        " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate personas --split {wildcards.split} --spec {params.spec:q} {params.role}"
+        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule names:
     input:
         personas="results/data/personas/{split}.texts.jsonl",
-        model=lambda wc: role_model_input("persona_generator") if config["data"]["names"] == "llm" else [],
-        prompts=PROMPT_FILES,
+        model=role_model_input("persona_generator") if LLM_NAMES else [],
+        prompts=prompt_files("names"),
     output:
         "results/data/personas/{split}.jsonl",
     params:
         method=config["data"]["names"],
-        role=role_spec("persona_generator"),
-        model=role_model_arg("persona_generator"),
-        prompts=PROMPTS,
+        role=role_cli("persona_generator") if LLM_NAMES else f"--prompts {PROMPTS}",
+        code=code("names"),
     log:
         "logs/names/{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        **res(mem_mb=4000, runtime=60),
     conda:
         ENV
     shell:
-        "stargate names --personas {input.personas} --method {params.method} --prompts {params.prompts}"
-        " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate names --personas {input.personas} --method {params.method} {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule oracle:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         model=role_model_input("oracle"),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("oracle"),
     output:
         "results/data/oracle/{split}.jsonl",
     params:
-        role=role_spec("oracle"),
-        model=role_model_arg("oracle"),
-        prompts=PROMPTS,
+        role=role_cli("oracle"),
+        code=code("oracle"),
     log:
         "logs/oracle/{split}.log",
     benchmark:
         "benchmarks/oracle/{split}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=240,
+        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
     shell:
-        "stargate oracle --tasks {input.tasks} --personas {input.personas} --prompts {params.prompts}"
-        " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate oracle --tasks {input.tasks} --personas {input.personas} {params.role}"
+        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
