@@ -58,7 +58,7 @@ def test_every_rule_names_its_stage_module():
     for smk in (REPO / "rules").glob("*.smk"):
         for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.S | re.M):
             rules[name] = body
-    assert len(rules) >= 18
+    assert len(rules) >= 17  # + score_control, a `use rule` of score
     for name, body in rules.items():
         m = re.search(r'"stargate ([a-z-]+) ', body)
         if m is None:  # a rule without a stage command (e.g. an aggregating local rule)

@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import StargateError
 
-PROMPTS_DIR = Path(__file__).parent
+PROMPTS_DIR = Path(__file__).resolve().parent
 TEXT_NAMES = (
     "persona_system",
     "persona_user",
