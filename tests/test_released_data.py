@@ -384,8 +384,9 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
                                                            "logprob": -1.0}) + "\n")
     (tmp_path / "neg.jsonl").write_text(json.dumps({"pair": pairs[0], "condition": "neg-control", "logprob": -2.0})
                                         + "\n")
-    assert run("summarize", "--logprobs", f"0={tmp_path / 'lp0.jsonl'}", f"1={tmp_path / 'lp1.jsonl'}",
-               "--controls", tmp_path / "neg.jsonl", "--judge", f"1={out}", "--out-dir", tmp_path / "summary") == 0
+    manifest = {"logprobs": {t: {"qa-experimental": str(tmp_path / f"lp{t}.jsonl")} for t in (0, 1)},
+                "controls": {"neg-control": str(tmp_path / "neg.jsonl")}, "judge": {1: str(out)}, "conversations": {}}
+    assert run("summarize", "--manifest", json.dumps(manifest), "--out-dir", tmp_path / "summary") == 0
     summary = json.loads((tmp_path / "summary/summary.json").read_text())
     assert summary["judge_dropped"] == {"m1": {"n_refused": 4, "n_unusable": 1, "n_dropped": 5}}
     overall = [w for w in summary["winrates"] if w["group"] == "overall"]

@@ -61,10 +61,10 @@ class OpenAIOptions:
 
 OPTIONS: dict[str, type] = {"hf": HFOptions, "vllm": VLLMOptions, "openai": OpenAIOptions}
 
-O = TypeVar("O")
+OptionsT = TypeVar("OptionsT")
 
 
-def parse_options(cls: type[O], raw: dict[str, Any] | None, backend: str) -> O:
+def parse_options(cls: type[OptionsT], raw: dict[str, Any] | None, backend: str) -> OptionsT:
     """`raw` as a `cls`; an unknown key is an error on every backend (config: roles.<role>.options)."""
     raw = dict(raw or {})
     known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
