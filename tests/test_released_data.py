@@ -249,8 +249,10 @@ def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
     jobs = [j for j in r.stdout.split("\n\n") if j.strip().startswith("rule ") or "\nrule " in j]
     data_jobs = [j for j in jobs if any(f"rule {k}:" in j for k in ("tasks", "personas", "names", "oracle"))]
     assert len(data_jobs) == 12
-    for job in data_jobs:  # no data job needs a model: every one reads the authors' files
-        assert "resources/models/" not in job
+    for job in data_jobs:  # no data job needs a model, local or API: every one reads the authors' files
+        assert "resources/models/" not in job and "gpt-4" not in job
+    judge_jobs = [j for j in jobs if "rule judge:" in j]
+    assert len(judge_jobs) == 3 and all("--model gpt-4" in j for j in judge_jobs)  # the judge stays paid
     assert f"--gold-file {folder}/gold-responses/star-2-bsft/test.json" in r.stdout
     assert f"--names-file {folder}/personas/star-2-bsft/B_NAMES.json" in r.stdout
     # a data file named in the config is a rule input: a missing one stops the dry run
