@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from stargate.backends.base import Backend, GenerationStats, Score
+from stargate.backends.base import Backend, Score
 from stargate.cli import main
 from stargate.config import check_config
 from stargate.errors import StargateError
@@ -264,20 +264,7 @@ def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
     assert r.returncode != 0 and "data.released_dir" in r.stdout + r.stderr
 
 
-# ----------------------------------------------------------------------------- names in the paper's form
-def test_llm_names_ask_for_the_full_name(tmp_path, monkeypatch):
-    text = load_prompt_set("paper_v1").name_extraction("1. Leo Sato, 36, a critic.")[0]["content"]
-    assert "full name" in text and "first name?" not in text
-    texts = tmp_path / "t.jsonl"
-    texts.write_text(json.dumps({"persona_id": "A-p00", "split": "A", "text": "1. Leo Sato, 36, a critic."}) + "\n")
-    fake = scripted(lambda prompt: "Leo Sato")
-    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: fake)
-    assert run("names", "--personas", texts, "--method", "llm", "--prompts", "paper_v1", "--role", ROLE,
-               "--model", "fake", "--output", tmp_path / "n.jsonl") == 0
-    assert [(r["name"], r["name_source"]) for r in read_jsonl(tmp_path / "n.jsonl")] == [("Leo Sato", "llm")]
-
-
-# ----------------------------------------------------------------------------- refusals and unusable replies
+# ----------------------------------------------------------------------------- a scripted backend: names, refusals
 class Scripted(Backend):
     """Answers each prompt with reply(prompt); None stands for a content-filter refusal."""
 
@@ -285,7 +272,7 @@ class Scripted(Backend):
 
     def __init__(self, reply):
         super().__init__()
-        self.reply, self.stats = reply, GenerationStats()
+        self.reply = reply
 
     def score(self, contexts, targets):
         return [Score(-float(len(t)), 1) for t in targets]
@@ -297,12 +284,21 @@ class Scripted(Backend):
         return outs
 
 
-def scripted(reply) -> Scripted:
-    return Scripted(reply)
-
-
 def _user(prompt) -> str:
     return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+# the llm names step asks for the paper's form
+def test_llm_names_ask_for_the_full_name(tmp_path, monkeypatch):
+    text = load_prompt_set("paper_v1").name_extraction("1. Leo Sato, 36, a critic.")[0]["content"]
+    assert "full name" in text and "first name?" not in text
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"persona_id": "A-p00", "split": "A", "text": "1. Leo Sato, 36, a critic."}) + "\n")
+    fake = Scripted(lambda prompt: "Leo Sato")
+    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: fake)
+    assert run("names", "--personas", texts, "--method", "llm", "--prompts", "paper_v1", "--role", ROLE,
+               "--model", "fake", "--output", tmp_path / "n.jsonl") == 0
+    assert [(r["name"], r["name_source"]) for r in read_jsonl(tmp_path / "n.jsonl")] == [("Leo Sato", "llm")]
 
 
 @pytest.fixture
@@ -319,7 +315,7 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, mo
         text = _user(prompt)
         return None if tasks[0] in text else ("  " if tasks[1] in text else "Gold.")
 
-    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: scripted(reply))
+    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: Scripted(reply))
     out = tmp_path / "gold.jsonl"
     argv = ["oracle", "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
             "--role", ROLE, "--model", "fake", "--output", out]
@@ -368,7 +364,7 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
         winner_is_a = candidate_is_a == (personas[1]["text"] in text)
         return f"Comparison: x.\n\nFinal Response: {'A' if winner_is_a else 'B'}"
 
-    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: scripted(reply))
+    monkeypatch.setattr("stargate.stages.common.load_backend", lambda *a, **k: Scripted(reply))
     out = tmp_path / "judge.jsonl"
     argv = ["judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
             "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
