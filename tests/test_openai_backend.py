@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,11 +17,13 @@ from pathlib import Path
 import pytest
 import servers
 
+from stargate.api.accounting import BudgetExceeded, Ledger
+from stargate.api.cache import ApiCache
+from stargate.api.requests import ApiCallError, check_chat
 from stargate.backends import load_backend
 from stargate.backends.base import Sampling
-from stargate.backends.cache import ApiCache
-from stargate.backends.openai_backend import ApiCallError, BudgetExceeded, OpenAIBackend
-from stargate.cost import Ledger
+from stargate.backends.openai_backend import OpenAIBackend
+from stargate.backends.options import OpenAIOptions
 from stargate.errors import StargateError
 
 fake_openai = servers.fake_openai
@@ -271,7 +272,7 @@ def test_budget_cap_stops_cleanly_and_rerun_finishes(tmp_path):
     with OpenAITestServer() as server:
         opts = dict(base_url=server.base_url, cache_dir=str(tmp_path), prices=prices, max_concurrency=2, **FAST)
         b = OpenAIBackend("fake-model", budget_usd=0.1, **opts)
-        est = b.estimate_cost(b.plan([b._check_chat(p, 0) for p in prompts[:1]], Sampling(max_tokens=16))[0])
+        est = b.estimate_cost(b.plan([check_chat(p, 0) for p in prompts[:1]], Sampling(max_tokens=16))[0])
         with pytest.raises(BudgetExceeded, match="budget_usd=0.1 reached") as exc:
             b.generate(prompts, Sampling(max_tokens=16))
         done = server.stats.reached
@@ -521,4 +522,3 @@ def test_env_cache_dir_used_by_default(fake_openai, tmp_path, monkeypatch):
     b.generate(chats(1), Sampling())
     assert len(ApiCache(tmp_path / "envcache")) == 1
     assert (tmp_path / "envcache" / "ledger.jsonl").exists()
-    assert os.environ["STARGATE_API_CACHE"] == str(tmp_path / "envcache")
