@@ -26,5 +26,5 @@ def load_backend(role: dict[str, Any], model: str, stage: str | None = None) -> 
     if kind == "openai":
         from .openai_backend import OpenAIBackend
 
-        return OpenAIBackend(model, stage=stage, **options)
+        return OpenAIBackend(model, options, stage=stage)
     raise StargateError(f"unknown backend '{kind}' (choose hf, vllm or openai)")

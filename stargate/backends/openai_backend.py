@@ -49,23 +49,29 @@ class OpenAIBackend(Backend):
     def __init__(
         self,
         model: str,
-        options: OpenAIOptions | None = None,
+        options: OpenAIOptions | dict[str, Any] | None = None,
         *,
         stage: str | None = None,
         default_cache_dir: str | os.PathLike | None = None,
         **raw_options: Any,
     ):
-        """`options` (typed), or the role's option mapping as keywords; `stage` labels the ledger lines;
-        `default_cache_dir` is used when the option cache_dir is unset (else $STARGATE_API_CACHE, else
-        resources/api-cache)."""
+        """`options`: typed, or the role's option mapping (also accepted as keywords); `stage` labels the
+        ledger lines; `default_cache_dir` is used when the option cache_dir is unset (else
+        $STARGATE_API_CACHE, else resources/api-cache)."""
         super().__init__()
+        if options is not None and raw_options:
+            raise StargateError("give the openai backend its options either as one object or as keywords, not both")
+        if options is not None and not isinstance(options, OpenAIOptions | dict):
+            raise StargateError(f"the openai backend's options must be a mapping, got {type(options).__name__} "
+                                "(fix roles.<role>.options in the config)")
+        if not isinstance(options, OpenAIOptions):
+            raw_options = {**(options or {}), **raw_options}
+            options = None
         if "api_key" in raw_options:
             raise StargateError(
                 "option 'api_key' is not allowed: keys are read only from environment variables; "
                 "set api_key_env to the NAME of the variable that holds the key (roles.<role>.options)"
             )
-        if options is not None and raw_options:
-            raise StargateError("give the openai backend either an OpenAIOptions or option keywords, not both")
         opts = options if options is not None else parse_options(OpenAIOptions, _drop_none(raw_options), "openai")
         _check_options(opts)
         self.options = opts
