@@ -2,7 +2,7 @@
 
 A prompt becomes one `ApiCall` (n choices in one request), or n calls of one choice each with seeds
 seed, seed+1, ... (`n_per_request: false`, for servers without `n`). The cache key covers everything
-that changes the answer (`stargate/backends/cache.py`); keys are unchanged from earlier versions.
+that changes the answer (`cache.py`); keys are unchanged from earlier versions.
 """
 
 from __future__ import annotations
