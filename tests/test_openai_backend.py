@@ -277,6 +277,8 @@ def test_budget_cap_stops_cleanly_and_rerun_finishes(tmp_path):
             b.generate(prompts, Sampling(max_tokens=16))
         done = server.stats.reached
         assert 0 < done < 10 and f"{done} of 10 requests are answered and cached" in str(exc.value)
+        # the stats say what was paid and skipped, though the stage stopped
+        assert b.stats.extra["api_calls"] == done and b.stats.extra["skipped_budget"] == 10 - done
         ledger = Ledger(tmp_path / "ledger.jsonl")
         assert ledger.spent() <= 0.1
         # it stopped because the next call (estimated at its max_tokens) would not fit beside the one in flight

@@ -118,7 +118,10 @@ class OpenAIBackend(Backend):
         is None only where a content filter refused it and `refusals: count`."""
         chats = [check_chat(p, i) for i, p in enumerate(prompts)]
         calls = self.plan(chats, sampling, seeds)
-        entries = _run_sync(lambda: self._run(calls))
+        try:
+            entries = _run_sync(lambda: self._run(calls))
+        finally:  # what was paid is reported even when the stage stops here
+            self._publish_stats()
         outputs: list[list[str | None]] = [[] for _ in chats]
         for call in calls:  # calls are ordered by (index, sub)
             outputs[call.index].extend(texts(entries[call.key]))
