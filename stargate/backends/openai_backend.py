@@ -81,7 +81,8 @@ class OpenAIBackend(Backend):
         self.api_version = opts.api_version or os.environ.get("OPENAI_API_VERSION")
         if self.azure and not self.api_version:
             raise StargateError(
-                "azure_endpoint needs api_version (option, or $OPENAI_API_VERSION), e.g. 2024-10-21"
+                "azure_endpoint (or azure_endpoint_env) needs api_version (option, or $OPENAI_API_VERSION), "
+                "e.g. 2024-10-21; fix roles.<role>.options"
             )
         self.api_key_env = opts.api_key_env or ("AZURE_OPENAI_API_KEY" if self.azure else "OPENAI_API_KEY")
         self.settings = RunSettings(
@@ -168,12 +169,12 @@ class OpenAIBackend(Backend):
                 entry = self.cache.get(c.key)
                 if entry is not None:
                     entries[c.key] = entry
+            if outcome.budget_stopped:
+                self.accounting.tally.skipped_budget += len(outcome.skipped)
             self._raise_if_incomplete(calls, entries, outcome)
         return entries
 
     def _raise_if_incomplete(self, calls: list[ApiCall], entries: dict, outcome: RunOutcome) -> None:
-        if outcome.budget_stopped:
-            self.accounting.tally.skipped_budget += len(outcome.skipped)
         todo = [c for c in calls if c.key not in entries]
         if not todo:
             return
