@@ -64,8 +64,10 @@ def package_imports(module: str, parents: bool = True) -> frozenset[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
+            # `from pkg import mod` names the module mod; `from mod import name` names mod
             base = _resolve(module, is_package, node)
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
+            subs = [f"{base}.{a.name}" for a in node.names if _exists(f"{base}.{a.name}")]
+            names = subs if len(subs) == len(node.names) else [base, *subs]
         for name in names:
             if name == PACKAGE or name.startswith(PACKAGE + "."):
                 # `from . import x` names a module x, `from .m import f` names m; keep what exists

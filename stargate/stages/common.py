@@ -141,10 +141,8 @@ def open_role(args: argparse.Namespace, stage: str) -> tuple[Backend, dict]:
     role["options"] = dict(role["options"])
     if args.gpus and role.get("backend") in ("hf", "vllm"):
         role["options"].setdefault("gpus", args.gpus)
-    if role.get("backend") == "openai":
-        role["options"].setdefault("stage", stage)
     log.info("stage %s: backend=%s model=%s", stage, role.get("backend"), args.model)
-    return load_backend(role, args.model), role
+    return load_backend(role, args.model, stage=stage), role
 
 
 def sampling_of(role: dict, **overrides: Any) -> Sampling:

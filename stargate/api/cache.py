@@ -10,8 +10,8 @@ and two writers of the same key write the same kind of content.
 Layout of the cache folder (default `resources/api-cache`, see `resolve_cache_dir`)::
 
     v1/<key[:2]>/<key>.json   one entry per API call
-    ledger.jsonl              tokens and money per call (stargate/cost.py)
-    batches/                  Batch API job state (stargate/backends/batch.py)
+    ledger.jsonl              tokens and money per call (stargate/api/accounting.py)
+    batches/                  Batch API job state (stargate/api/batch.py)
 """
 
 from __future__ import annotations
@@ -71,13 +71,13 @@ def request_key(model: str, messages: Sequence[dict], sampling: dict, extra: dic
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync it, rename it over `path`."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync it, rename it over `path`: all of it or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, ensure_ascii=False)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -85,6 +85,10 @@ def atomic_write_json(path: Path, obj: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False).encode("utf-8"))
 
 
 class ApiCache:
