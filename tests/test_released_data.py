@@ -207,7 +207,8 @@ def test_paper_released_config_is_the_paper_run_but_its_data():
     jsonschema.validate(cfg, schema)
     check_config(cfg, "paper-released")
     assert all(cfg["data"][k]["source"] == "file" for k in ("tasks", "personas", "names", "oracle"))
-    assert cfg["roles"]["judge"]["options"]["send_seed"] is False  # the original sent no seed
+    judge = cfg["roles"]["judge"]["options"]
+    assert judge["send_seed"] is False and judge["refusals"] == "count"  # the original sent no seed
     paper = _config("config/paper.yaml")
     # everything else must stay the paper's: if config/paper.yaml changes, change this file with it
     for c in (cfg, paper):
