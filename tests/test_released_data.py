@@ -390,3 +390,44 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
     assert summary["judge_dropped"] == {"m1": {"n_refused": 4, "n_unusable": 1, "n_dropped": 5}}
     overall = [w for w in summary["winrates"] if w["group"] == "overall"]
     assert overall == [{"t": 1, "group": "overall", "wins": 3, "losses": 4, "invalid": 5, "win_rate": 3 / 7}]
+
+
+def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, split_b, monkeypatch):
+    """The judge role of paper-released.yaml as configured (Azure from the environment, no seed, refusals
+    counted) against a fake Azure endpoint whose content filter refuses the first persona's prompts."""
+    from servers.openai_server import OpenAITestServer, fake_completion
+
+    personas = read_jsonl(split_b["personas"])
+    pairs = [f"B-t000{i}|{p['persona_id']}" for p in personas for i in range(4)]
+    for who in ("cand", "base"):
+        (tmp_path / f"{who}.jsonl").write_text("".join(
+            json.dumps({"pair": k, "conv": 0, "group": 1, "text": f"{who} answer"}) + "\n" for k in pairs))
+    bodies = []
+
+    def azure_gpt4(body):
+        bodies.append(body)
+        if personas[0]["text"] in body["messages"][-1]["content"]:
+            return 400, {"error": {"message": "The response was filtered", "type": None, "param": "prompt",
+                                   "code": "content_filter"}}
+        out = fake_completion(body)
+        out["choices"][0]["message"]["content"] = "Comparison: x.\n\nFinal Response: A"
+        return out
+
+    role = _config("config/paper-released.yaml")["roles"]["judge"]
+    role.pop("model")
+    role["options"].update(cache_dir=str(tmp_path / "cache"), backoff_base_s=0.01, backoff_max_s=0.05)
+    out = tmp_path / "judge.jsonl"
+    with OpenAITestServer(complete=azure_gpt4) as server:
+        for name, value in (("AZURE_OPENAI_ENDPOINT", server.root_url), ("AZURE_OPENAI_DEPLOYMENT", "gpt-4"),
+                            ("AZURE_OPENAI_API_KEY", "test-key")):
+            monkeypatch.setenv(name, value)
+        assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
+                   "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
+                   "--role", json.dumps(role), "--model", "gpt-4", "--max-dropped-fraction", "0.4",
+                   "--output", out) == 0
+        assert server.stats.paths[0].startswith("/openai/deployments/gpt-4/chat/completions")
+    assert len(bodies) == 12 and not any("seed" in b for b in bodies)  # the original sent no seed
+    meta, recs = read_meta(out), read_jsonl(out)
+    assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (4, 0, 4)
+    assert sorted(r["pair"] for r in recs if r["refused"]) == sorted(pairs[:4])
+    assert meta["candidate"] + meta["baseline"] == 8 and meta["invalid"] == 4
