@@ -235,9 +235,9 @@ def test_data_config_errors_name_the_key(change, message):
         check_config(cfg)
 
 
-def snakemake(*args, cwd):
+def snakemake(*args, cwd, dry=True):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", *args],
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *["-n"] * dry, *args],
                           cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -431,3 +431,19 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
     assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (4, 0, 4)
     assert sorted(r["pair"] for r in recs if r["refused"]) == sorted(pairs[:4])
     assert meta["candidate"] + meta["baseline"] == 8 and meta["invalid"] == 4
+
+
+def test_paper_released_data_jobs_run_and_rerun_on_a_changed_file(tmp_path):
+    folder = tmp_path / "released"
+    shutil.copytree(RELEASED, folder)
+    args = ["--configfile", str(REPO / "config/paper-released.yaml"), "--config", f"data={{released_dir: {folder}}}",
+            "--cores", "1", *(f"results/data/oracle/{s}.jsonl" for s in ("A", "B", "test"))]
+    r = snakemake(*args, cwd=tmp_path, dry=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(read_jsonl(tmp_path / "results/data/oracle/A.jsonl")) == 4 * 7
+    assert not (tmp_path / "resources").exists()  # no model was prepared
+    assert "Nothing to be done" in snakemake(*args, cwd=tmp_path).stdout
+    names = folder / "personas/star-2-bsft/B_NAMES.json"
+    names.write_text(json.dumps(["Henry O.", "Ahmad Nasser", "Fatima Ahmed"]))
+    r = snakemake(*args, cwd=tmp_path)
+    assert "rule names:" in r.stdout and "wildcards: split=B" in r.stdout and "split=A" not in r.stdout
