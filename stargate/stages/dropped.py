@@ -54,11 +54,12 @@ class Dropped:
 
 
 def add_cap_argument(parser, default: float, key: str) -> None:
-    parser.add_argument("--max-dropped-fraction", type=_fraction, default=default,
+    parser.add_argument("--max-dropped-fraction", type=fraction, default=default,
                         help=f"fail when more than this share of replies is refused or unusable ({key})")
 
 
-def _fraction(text: str) -> float:
+def fraction(text: str) -> float:
+    """A share in [0, 1] (argparse names the type in its error: "invalid fraction value")."""
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise ValueError(text)
