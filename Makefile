@@ -28,4 +28,6 @@ test-slow: setup setup-vllm
 
 lint: setup
 	ruff check stargate tests bench
+	ruff format --check stargate tests bench
+	snakefmt --check Snakefile rules
 	snakemake --lint

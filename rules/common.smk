@@ -1,20 +1,29 @@
-# Helpers shared by every stage: config validation, path conventions, input functions.
-# No rules live here. Each rule gets only the config slice it uses, as `params`, so a
-# change to one stage's settings reruns that stage and what follows it, nothing before it.
+# Helpers shared by every stage: config loading, path conventions, input functions, params.
+# No rules live here. Each rule gets only the config slice it uses, as recorded `params` (plain
+# values or `lambda wildcards:` functions, both recorded by Snakemake), plus the fingerprint of the
+# package code its stage runs, so a change reruns that stage and what follows it, nothing before it.
 
 import json
 import os
+import shlex
 from pathlib import Path
 
-from snakemake.utils import validate
+from stargate.config import (
+    CONDITIONS_CONTROL,
+    CONDITIONS_PER_ITERATION,
+    SELECTION_CONDITION,
+    check_config,
+    fill_defaults,
+    train_split,
+)
+from stargate.fingerprint import code_fingerprint
+from stargate.prompts import stage_template_files
+from stargate.released import data_path, per_split_file
 
-from stargate.config import check_config
-from stargate.prompts import template_files
-
-validate(config, "../config/schema.yaml")
+# The schema (config/schema.yaml) defines and defaults every key; after this, config[...] is complete.
+fill_defaults(config, "config")
 check_config(config)
 
-SPLITS = ["A", "B", "test"]
 T = int(config["iterations"])
 SIM = config["simulation"]
 SHARDS = list(range(int(SIM["shards"])))
@@ -22,17 +31,29 @@ TURNS = list(range(1, int(SIM["max_turns"]) + 1))
 ENV = "../envs/stargate.yaml"
 REPO = Path(workflow.basedir)
 PROMPTS = config["prompts"]
-PROMPT_FILES = template_files(PROMPTS)
+EVAL = config["evaluation"]
+PER_T_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_PER_ITERATION]
+CONTROL_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_CONTROL]
+
+
+def res(**special):
+    """A rule's resources: CPU-only and small unless it says otherwise (profiles/slurm sets GPUs)."""
+    return {"gpu": 0, "mem_mb": 2000, "runtime": 30, **special}
+
+
+def code(stage):
+    """Fingerprint of the package code `stargate <stage>` runs: a param, so code edits rerun the stage."""
+    return code_fingerprint(f"stargate.stages.{stage}")
+
+
+def prompt_files(stage):
+    """The prompt templates `stage` reads (and the manifest): inputs, so editing one reruns only its users."""
+    return stage_template_files(PROMPTS, stage)
 
 
 def repo_path(path):
     """Config paths are relative to the working directory, else to the repository."""
     return path if os.path.isabs(path) or os.path.exists(path) else str(REPO / path)
-
-
-def train_split(t):
-    """Iteration t simulates split A when t is even, B when odd (spec §1.3)."""
-    return "A" if int(t) % 2 == 0 else "B"
 
 
 def model_dir(name):
@@ -52,29 +73,28 @@ def questioner_model(t):
     return base_model_dir() if int(t) == 0 else f"results/models/m{t}"
 
 
-def role_spec(role):
-    """The role's config as JSON (backend, options, sampling): a params value, so edits rerun the role."""
-    spec = dict(config["roles"][role])
-    spec.pop("model", None)
-    if spec["backend"] == "openai":  # api: holds defaults for every API role
-        spec["options"] = {**config.get("api", {}), **spec.get("options", {})}
-    return json.dumps(spec, sort_keys=True)
+def role_model_name(role):
+    return config["roles"][role].get("model", config["base_model"])
 
 
 def role_model_input(role):
-    """Input files of a role bound to a named model: its prepared folder, or nothing for an API model."""
-    name = config["roles"][role].get("model", config["base_model"])
+    """Input of a role bound to a named model: its prepared folder, or nothing for an API model."""
+    name = role_model_name(role)
     return [] if is_api_model(name) else [model_dir(name)]
 
 
-def role_model_arg(role):
-    """`--model` of a role: its input folder (taken from `input`, lint-clean) or the API model name."""
-    name = config["roles"][role].get("model", config["base_model"])
-    if is_api_model(name):
-        api = config["models"][name]["source"]["api"]
-        return lambda wc, input: api
-    # a role that this config does not use (e.g. names by regex) declares no model input: pass "none"
-    return lambda wc, input: input.model if isinstance(input.model, str) else (input.model or ["none"])[0]
+def role_cli(role, model=None):
+    """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string.
+
+    The role JSON is the role's config with every default filled in (see stargate.config.fill_defaults). M is the local model folder (also an input of the rule) or the API model name.
+    """
+    spec = dict(config["roles"][role])
+    spec.pop("model", None)
+    if model is None:
+        name = role_model_name(role)
+        model = config["models"][name]["source"]["api"] if is_api_model(name) else model_dir(name)
+    args = ["--role", json.dumps(spec, sort_keys=True), "--model", model, "--prompts", PROMPTS]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def data_inputs(split):
@@ -82,6 +102,11 @@ def data_inputs(split):
         "tasks": f"results/data/tasks/{split}.jsonl",
         "personas": f"results/data/personas/{split}.jsonl",
     }
+
+
+def split_data(wc):
+    """The tasks and named personas of the job's split."""
+    return data_inputs(wc.split)
 
 
 def sim_dir(wc):
@@ -92,29 +117,55 @@ def conversations(t, split):
     return f"results/m{t}/conversations/{split}.jsonl"
 
 
-def summary_inputs():
-    ev = config["evaluation"]
-    per_t = [c for c in ev["conditions"] if c in ("qa-experimental", "pos-control-1", "shuffled")]
-    ctrl = [c for c in ev["conditions"] if c in ("neg-control", "pos-control-2")]
+def summary_manifest():
+    """What summarize reads, by iteration and condition: passed as structure, never parsed from paths."""
     return {
-        "logprobs": [f"results/m{t}/logprobs/test.{c}.jsonl" for t in range(T + 1) for c in per_t],
-        "controls": [f"results/controls/test.{c}.jsonl" for c in ctrl],
-        "judge": [f"results/eval/winrate/m{t}_vs_m0.judge.jsonl" for t in range(1, T + 1)],
-        "conversations": [conversations(t, "test") for t in range(T + 1)],
+        "logprobs": {
+            str(t): {c: f"results/m{t}/logprobs/test.{c}.jsonl" for c in PER_T_CONDITIONS} for t in range(T + 1)
+        },
+        "controls": {c: f"results/controls/test.{c}.jsonl" for c in CONTROL_CONDITIONS},
+        "judge": {str(t): f"results/eval/winrate/m{t}_vs_m0.judge.jsonl" for t in range(1, T + 1)},
+        "conversations": {str(t): conversations(t, "test") for t in range(T + 1)},
     }
 
 
-def tagged(paths):
-    """'T=PATH' arguments for the summarize stage, T read from the m{T} folder of each path."""
-    out = []
-    for p in paths:
-        t = Path(p).parts[1][1:] if Path(p).parts[1].startswith("m") else Path(p).name.split("_")[0][1:]
-        out.append(f"{t}={p}")
-    return " ".join(out)
+def summary_inputs():
+    m = summary_manifest()
+    return {
+        "logprobs": [p for by_c in m["logprobs"].values() for p in by_c.values()],
+        "controls": list(m["controls"].values()),
+        "judge": list(m["judge"].values()),
+        "conversations": list(m["conversations"].values()),
+    }
 
 
 def questioner_turn_inputs(wc):
-    inputs = {**data_inputs(wc.split), "model": questioner_model(wc.t), "prompts": PROMPT_FILES}
+    inputs = {**data_inputs(wc.split), "model": questioner_model(wc.t), "prompts": prompt_files("questioner_turn")}
     if int(wc.k) > 1:
         inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
     return inputs
+
+
+# Data files named in config (rules/data.smk).
+def data_from_file(kind):
+    spec = config["data"][kind]
+    return isinstance(spec, dict) and spec["source"] == "file"
+
+
+def data_files(kind, split):
+    """The file data.<kind>.path names for a split ({split} and data.released_dir resolved by
+    stargate/released.py), as an input of the job; nothing when data.<kind> is not read from a file."""
+    return [data_path(config["data"], kind, split, repo_path)] if data_from_file(kind) else []
+
+
+def file_spec(kind, split):
+    """data.<kind> as the stage's --spec: the resolved file, and whether it holds this split only."""
+    spec = {**config["data"][kind]}
+    if spec["source"] == "file":
+        spec.update(path=data_files(kind, split)[0], per_split=per_split_file(config["data"], kind))
+    return json.dumps(spec, sort_keys=True)
+
+
+def file_arg(flag, kind, split):
+    """'FLAG FILE' for a stage reading data.<kind> from a file."""
+    return f"{flag} {shlex.quote(data_files(kind, split)[0])}"

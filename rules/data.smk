@@ -1,22 +1,29 @@
 # One-time data: tasks, personas, their names, and the Oracle's gold responses (spec §2).
 
+# Each can come from a file, in this project's format or the authors' released ones (stargate/released.py).
+# Data paths are resolved here (a {split} in a path filled in; relative to data.released_dir when the
+# config has it, else to the working directory, else the repository) and recorded in the params; the
+# files themselves are inputs, so a changed file reruns and a missing one fails.
+TASKS = config["data"]["tasks"]
+PERSONAS = config["data"]["personas"]
+GENERATED_PERSONAS = PERSONAS["source"] == "generate"
+LLM_NAMES = config["data"]["names"] == "llm"
+FILE_NAMES = data_from_file("names")
+FILE_GOLD = data_from_file("oracle")
+
 
 rule tasks:
     input:
-        source=lambda wc: (
-            [repo_path(config["data"]["tasks"]["path"])] if config["data"]["tasks"]["source"] == "file" else []
-        ),
+        source=lambda wc: data_files("tasks", wc.split),
     output:
         "results/data/tasks/{split}.jsonl",
     params:
-        spec=lambda wc, input: json.dumps({**config["data"]["tasks"], **({"path": input.source[0]} if input.source else {})}),
+        spec=lambda wc: file_spec("tasks", wc.split),
+        code=code("tasks"),
     log:
         "logs/tasks/{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        **res(),
     conda:
         ENV
     shell:
@@ -25,89 +32,78 @@ rule tasks:
 
 rule personas:
     input:
-        source=lambda wc: (
-            [repo_path(config["data"]["personas"]["path"])]
-            if config["data"]["personas"]["source"] == "file"
-            else [repo_path(config["data"]["personas"]["seeds"])]
-        ),
-        model=lambda wc: role_model_input("persona_generator") if config["data"]["personas"]["source"] == "generate" else [],
-        prompts=PROMPT_FILES,
+        source=lambda wc: repo_path(PERSONAS["seeds"]) if GENERATED_PERSONAS else data_files("personas", wc.split),
+        model=role_model_input("persona_generator") if GENERATED_PERSONAS else [],
+        prompts=prompt_files("personas"),
     output:
         "results/data/personas/{split}.texts.jsonl",
     params:
-        spec=lambda wc, input: json.dumps(
-            {
-                **config["data"]["personas"],
-                **({"path": input.source[0]} if config["data"]["personas"]["source"] == "file" else {"seeds": input.source[0]}),
-            }
+        spec=lambda wc: (
+            json.dumps({**PERSONAS, "seeds": repo_path(PERSONAS["seeds"])}, sort_keys=True)
+            if GENERATED_PERSONAS
+            else file_spec("personas", wc.split)
         ),
-        role=role_spec("persona_generator"),
-        model=role_model_arg("persona_generator"),
-        prompts=PROMPTS,
+        role=role_cli("persona_generator") if GENERATED_PERSONAS else f"--prompts {PROMPTS}",
+        code=code("personas"),
     log:
         "logs/personas/{split}.log",
     benchmark:
         "benchmarks/personas/{split}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=120,
+        **res(mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:
-        "stargate personas --split {wildcards.split} --spec {params.spec:q} --prompts {params.prompts}"
-        " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate personas --split {wildcards.split} --spec {params.spec:q} {params.role}"
+        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule names:
     input:
         personas="results/data/personas/{split}.texts.jsonl",
-        model=lambda wc: role_model_input("persona_generator") if config["data"]["names"] == "llm" else [],
-        prompts=PROMPT_FILES,
+        source=lambda wc: data_files("names", wc.split) if FILE_NAMES else [],
+        model=role_model_input("persona_generator") if LLM_NAMES else [],
+        prompts=prompt_files("names"),
     output:
         "results/data/personas/{split}.jsonl",
     params:
-        method=config["data"]["names"],
-        role=role_spec("persona_generator"),
-        model=role_model_arg("persona_generator"),
-        prompts=PROMPTS,
+        method="file" if FILE_NAMES else config["data"]["names"],
+        names_file=lambda wc: file_arg("--names-file", "names", wc.split) if FILE_NAMES else "",
+        role=role_cli("persona_generator") if LLM_NAMES else f"--prompts {PROMPTS}",
+        code=code("names"),
     log:
         "logs/names/{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        **res(mem_mb=4000, runtime=60),
     conda:
         ENV
     shell:
-        "stargate names --personas {input.personas} --method {params.method} --prompts {params.prompts}"
-        " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate names --personas {input.personas} --method {params.method} {params.names_file} {params.role}"
+        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule oracle:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
-        model=role_model_input("oracle"),
-        prompts=PROMPT_FILES,
+        unpack(split_data),
+        source=lambda wc: data_files("oracle", wc.split) if FILE_GOLD else [],
+        model=role_model_input("oracle") if not FILE_GOLD else [],
+        prompts=prompt_files("oracle") if not FILE_GOLD else [],
     output:
         "results/data/oracle/{split}.jsonl",
     params:
-        role=role_spec("oracle"),
-        model=role_model_arg("oracle"),
-        prompts=PROMPTS,
+        gold_file=lambda wc: file_arg("--gold-file", "oracle", wc.split) if FILE_GOLD else "",
+        max_dropped=config["data"]["oracle"]["max_dropped_fraction"],
+        # the authors' gold responses need no oracle: its role and model are not used then
+        role=f"--role '{{}}' --model none --prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
+        code=code("oracle"),
     log:
         "logs/oracle/{split}.log",
     benchmark:
         "benchmarks/oracle/{split}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=240,
+        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
     shell:
-        "stargate oracle --tasks {input.tasks} --personas {input.personas} --prompts {params.prompts}"
-        " --role {params.role:q} --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate oracle --tasks {input.tasks} --personas {input.personas} {params.gold_file}"
+        " --max-dropped-fraction {params.max_dropped} {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"

@@ -2,71 +2,64 @@
 # position randomisation, and the summary tables and plots. Test conversations and log-probs come
 # from the same simulate/score rules as training, with split=test.
 
-WINRATE = config["evaluation"]["winrate"]
+WINRATE = EVAL["winrate"]
+TEST_DATA = data_inputs("test")
 
 
 rule winrate_answer:
     input:
-        unpack(lambda wc: data_inputs("test")),
+        **TEST_DATA,
         conversations=lambda wc: conversations(wc.t, "test"),
         model=lambda wc: questioner_model(wc.t),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("winrate_answer"),
     output:
         "results/eval/winrate/m{t}.answers.jsonl",
     params:
-        role=role_spec("answerer"),
+        role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
         per_group=WINRATE["pairs_per_group"] or 0,
         seed=WINRATE["seed"],
-        prompts=PROMPTS,
+        code=code("winrate_answer"),
     log:
         "logs/winrate_answer/m{t}.log",
     benchmark:
         "benchmarks/winrate_answer/m{t}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=120,
+        **res(mem_mb=8000, runtime=120),
     conda:
         ENV
     shell:
         "stargate winrate-answer --conversations {input.conversations} --tasks {input.tasks}"
         " --personas {input.personas} --pairs-per-group {params.per_group} --seed {params.seed}"
-        " --prompts {params.prompts} --role {params.role:q} --model {input.model} --gpus {resources.gpu}"
-        " --output {output} > {log} 2>&1"
+        " {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule judge:
     input:
-        unpack(lambda wc: data_inputs("test")),
+        **TEST_DATA,
         candidate="results/eval/winrate/m{t}.answers.jsonl",
         baseline="results/eval/winrate/m0.answers.jsonl",
         model=role_model_input("judge"),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("judge"),
     output:
         "results/eval/winrate/m{t}_vs_m0.judge.jsonl",
     params:
-        role=role_spec("judge"),
-        model=role_model_arg("judge"),
+        role=role_cli("judge"),
         seed=WINRATE["seed"],
-        mode=WINRATE.get("verdict", "generate"),
-        prompts=PROMPTS,
+        mode=WINRATE["verdict"],
+        max_dropped=WINRATE["max_dropped_fraction"],
+        code=code("judge"),
     log:
         "logs/judge/m{t}.log",
     benchmark:
         "benchmarks/judge/m{t}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=120,
+        **res(mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
-        " --personas {input.personas} --seed {params.seed} --mode {params.mode} --prompts {params.prompts}"
-        " --role {params.role:q}"
-        " --model {params.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        " --personas {input.personas} --seed {params.seed} --mode {params.mode} {params.role}"
+        " --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule summarize:
@@ -79,19 +72,14 @@ rule summarize:
         logprobs_png=report("results/summary/logprobs.png", category="Evaluation", caption="../report/logprobs.rst"),
         winrates_png=report("results/summary/winrates.png", category="Evaluation", caption="../report/winrates.rst"),
     params:
-        logprobs=lambda wc, input: tagged(input.logprobs),
-        judge=lambda wc, input: tagged(input.judge),
-        conversations=lambda wc, input: tagged(input.conversations),
+        manifest=json.dumps(summary_manifest(), sort_keys=True),
+        code=code("summarize"),
     log:
         "logs/summarize/summary.log",
     localrule: True
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=10,
+        **res(runtime=10),
     conda:
         ENV
     shell:
-        "stargate summarize --logprobs {params.logprobs} --controls {input.controls} --judge {params.judge}"
-        " --conversations {params.conversations} --out-dir results/summary > {log} 2>&1"
+        "stargate summarize --manifest {params.manifest:q} --out-dir results/summary > {log} 2>&1"

@@ -5,16 +5,14 @@ rule prepare_model:
     output:
         directory("resources/models/{name}"),
     params:
-        source=lambda wc: json.dumps(config["models"][wc.name]["source"]),
+        source=lambda wc: json.dumps(config["models"][wc.name]["source"], sort_keys=True),
+        code=code("prepare_model"),
     log:
         "logs/prepare_model/{name}.log",
     benchmark:
         "benchmarks/prepare_model/{name}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        **res(mem_mb=4000, runtime=60),
     conda:
         ENV
     shell:

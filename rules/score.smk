@@ -3,7 +3,7 @@
 
 rule score:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         conversations=lambda wc: (
             f"results/m{wc.t}/conversations/{wc.split}.shuffled.jsonl"
             if wc.condition == "shuffled"
@@ -11,77 +11,66 @@ rule score:
         ),
         gold="results/data/oracle/{split}.jsonl",
         model=base_model_dir(),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("score"),
     output:
         "results/m{t}/logprobs/{split}.{condition}.jsonl",
     wildcard_constraints:
-        condition="qa-experimental|pos-control-1|shuffled",
+        condition="|".join(CONDITIONS_PER_ITERATION),
     params:
-        role=role_spec("scorer"),
-        prompts=PROMPTS,
+        role=role_cli("scorer", model=base_model_dir()),
+        code=code("score"),
+        # an input (tracked as such), so this param need not be recorded
+        conversations=lambda wc, input: f"--conversations {input.conversations}",
     log:
         "logs/score/m{t}_{split}_{condition}.log",
     benchmark:
         "benchmarks/score/m{t}_{split}_{condition}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=240,
+        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
     shell:
-        "stargate score --condition {wildcards.condition} --conversations {input.conversations} --gold {input.gold}"
-        " --tasks {input.tasks} --personas {input.personas} --prompts {params.prompts} --role {params.role:q}"
-        " --model {input.model} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate score --condition {wildcards.condition} {params.conversations} --gold {input.gold}"
+        " --tasks {input.tasks} --personas {input.personas} {params.role} --gpus {resources.gpu}"
+        " --output {output} > {log} 2>&1"
 
 
-# neg-control and pos-control-2 involve no conversation: scored once per pair, constant over t.
-rule score_control:
+# The controls involve no conversation: scored once per pair, constant over t. Same stage as `score`.
+use rule score as score_control with:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         gold="results/data/oracle/{split}.jsonl",
         model=base_model_dir(),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("score"),
     output:
         "results/controls/{split}.{condition}.jsonl",
     wildcard_constraints:
-        condition="neg-control|pos-control-2",
+        condition="|".join(CONDITIONS_CONTROL),
     params:
-        role=role_spec("scorer"),
-        prompts=PROMPTS,
+        role=role_cli("scorer", model=base_model_dir()),
+        code=code("score"),
+        conversations="",
     log:
         "logs/score_control/{split}_{condition}.log",
     benchmark:
         "benchmarks/score_control/{split}_{condition}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        ENV
-    shell:
-        "stargate score --condition {wildcards.condition} --gold {input.gold} --tasks {input.tasks}"
-        " --personas {input.personas} --prompts {params.prompts} --role {params.role:q} --model {input.model}"
-        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        **res(mem_mb=8000, runtime=120),
 
 
 rule shuffle:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         conversations="results/m{t}/conversations/{split}.jsonl",
     output:
         "results/m{t}/conversations/{split}.shuffled.jsonl",
     params:
-        seed=config["evaluation"].get("shuffle_seed", 1),
+        seed=EVAL["shuffle_seed"],
+        code=code("shuffle"),
     log:
         "logs/shuffle/m{t}_{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        **res(),
     conda:
         ENV
     shell:
@@ -92,18 +81,16 @@ rule shuffle:
 rule topk:
     input:
         conversations="results/m{t}/conversations/{split}.jsonl",
-        logprobs="results/m{t}/logprobs/{split}.qa-experimental.jsonl",
+        logprobs=f"results/m{{t}}/logprobs/{{split}}.{SELECTION_CONDITION}.jsonl",
     output:
         "results/m{t}/topk/{split}.jsonl",
     params:
         k=config["top_k"],
+        code=code("topk"),
     log:
         "logs/topk/m{t}_{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        **res(),
     conda:
         ENV
     shell:

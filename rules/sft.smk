@@ -4,49 +4,43 @@
 
 rule regularize:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         topk="results/m{t}/topk/{split}.jsonl",
         model=lambda wc: questioner_model(wc.t),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("regularize"),
     output:
         "results/m{t}/regularizer/{split}.jsonl",
     params:
-        role=role_spec("answerer"),
-        prompts=PROMPTS,
+        role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
+        code=code("regularize"),
     log:
         "logs/regularize/m{t}_{split}.log",
     benchmark:
         "benchmarks/regularize/m{t}_{split}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=240,
+        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
     shell:
         "stargate regularize --topk {input.topk} --tasks {input.tasks} --personas {input.personas}"
-        " --prompts {params.prompts} --role {params.role:q} --model {input.model} --gpus {resources.gpu}"
-        " --output {output} > {log} 2>&1"
+        " {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule sft_data:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         topk="results/m{t}/topk/{split}.jsonl",
         responses="results/m{t}/regularizer/{split}.jsonl",
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("sft_data"),
     output:
         "results/m{t}/sft/{split}.jsonl",
     params:
         prompts=PROMPTS,
+        code=code("sft_data"),
     log:
         "logs/sft_data/m{t}_{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        **res(),
     conda:
         ENV
     shell:

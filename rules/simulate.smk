@@ -8,63 +8,55 @@ rule questioner_turn:
     output:
         "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
     params:
-        role=role_spec("questioner"),
+        role=lambda wc: role_cli("questioner", model=questioner_model(wc.t)),
+        # an input (tracked as such), so this param need not be recorded
         open=lambda wc, input: f"--open {input.open}" if int(wc.k) > 1 else "",
-        shards=len(SHARDS),
-        sim=f"--conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
+        sim=f"--shards {len(SHARDS)} --conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
         f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
-        prompts=PROMPTS,
+        code=code("questioner_turn"),
     log:
         "logs/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.log",
     benchmark:
         "benchmarks/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=240,
+        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
     shell:
         "stargate questioner-turn --turn {wildcards.k} --iteration {wildcards.t} --shard {wildcards.shard}"
-        " --shards {params.shards} {params.sim} --tasks {input.tasks} --personas {input.personas} {params.open}"
-        " --prompts {params.prompts} --role {params.role:q} --model {input.model} --gpus {resources.gpu}"
-        " --output {output} > {log} 2>&1"
+        " {params.sim} --tasks {input.tasks} --personas {input.personas} {params.open} {params.role}"
+        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule roleplayer_turn:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         asked="results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
         model=role_model_input("roleplayer"),
-        prompts=PROMPT_FILES,
+        prompts=prompt_files("roleplayer_turn"),
     output:
         done="results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
         open="results/m{t}/sim/{split}/shard{shard}/turn{k}.open.jsonl",
     params:
-        role=role_spec("roleplayer"),
-        model=role_model_arg("roleplayer"),
-        prompts=PROMPTS,
+        role=role_cli("roleplayer"),
+        code=code("roleplayer_turn"),
     log:
         "logs/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.log",
     benchmark:
         "benchmarks/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=240,
+        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
     shell:
         "stargate roleplayer-turn --turn {wildcards.k} --asked {input.asked} --tasks {input.tasks}"
-        " --personas {input.personas} --prompts {params.prompts} --role {params.role:q} --model {params.model}"
-        " --gpus {resources.gpu} --done {output.done} --open {output.open} > {log} 2>&1"
+        " --personas {input.personas} {params.role} --gpus {resources.gpu}"
+        " --done {output.done} --open {output.open} > {log} 2>&1"
 
 
 rule pool:
     input:
-        unpack(lambda wc: data_inputs(wc.split)),
+        unpack(split_data),
         done=lambda wc: expand(
             "results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl", t=wc.t, split=wc.split, shard=SHARDS, k=TURNS
         ),
@@ -75,13 +67,11 @@ rule pool:
         "results/m{t}/conversations/{split}.jsonl",
     params:
         n=SIM["conversations_per_pair"],
+        code=code("pool"),
     log:
         "logs/pool/m{t}_{split}.log",
-    threads: 1
     resources:
-        gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        **res(),
     conda:
         ENV
     shell:

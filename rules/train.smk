@@ -4,19 +4,21 @@
 # re-executes itself under `accelerate launch --num_processes {gpu}` (DeepSpeed from training.deepspeed).
 # See docs/training.md.
 
+TRAINING = config["training"]
+
 
 rule train:
     input:
-        base=lambda wc: base_model_dir(),
+        base=base_model_dir(),
         data=lambda wc: f"results/m{int(wc.t) - 1}/sft/{train_split(int(wc.t) - 1)}.jsonl",
-        deepspeed=lambda wc: (
-            [repo_path(f"config/deepspeed/{config['training']['deepspeed']}.json")] if config["training"].get("deepspeed") else []
-        ),
+        deepspeed=[repo_path(f"config/deepspeed/{TRAINING['deepspeed']}.json")] if TRAINING["deepspeed"] else [],
     output:
         model=directory("results/models/m{t}"),
     params:
-        spec=lambda wc: json.dumps(config["training"], sort_keys=True),
-        run_name=config["run_name"],
+        spec=json.dumps(TRAINING, sort_keys=True),
+        code=code("train"),
+        # names only (W&B run, model card): not recorded, so renaming the run retrains nothing
+        run_name=lambda wc, input: config["run_name"],
         wandb_dir=lambda wc: f"logs/train/wandb/m{wc.t}",
     log:
         "logs/train/m{t}.log",
@@ -26,9 +28,7 @@ rule train:
         t=r"[1-9]\d*",
     threads: 8
     resources:
-        gpu=0,
-        mem_mb=16000,
-        runtime=600,
+        **res(mem_mb=16000, runtime=600),
     conda:
         ENV
     shell:

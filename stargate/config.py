@@ -1,16 +1,139 @@
-"""Checks a config needs beyond its JSON schema: cross-references between keys.
+"""The experiment's one home: its schema (with every default), the loading of a config, the checks a
+JSON schema cannot express, and the names that give the experiment its meaning (conditions, splits).
 
-Called by rules/common.smk right after schema validation, so a bad config stops the workflow before
-any job runs, with the key's path in the message.
+`config/schema.yaml` defines, defaults and documents every key once. `load_config` (used by the
+Snakefile through rules/common.smk and by every command that reads a config file) validates a config
+against it and fills the defaults in, so no rule, stage or argparse default restates a value.
 """
 
 from __future__ import annotations
 
+import copy
+from functools import cache
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
+
+import jsonschema
+import yaml
 
 from .errors import StargateError
 
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+# The five log-prob conditions (spec §4.2). The first three depend on m_t's conversations and are scored
+# for every iteration; the controls involve no conversation, so they are scored once per pair.
+CONDITIONS_PER_ITERATION = ("qa-experimental", "pos-control-1", "shuffled")
+CONDITIONS_CONTROL = ("neg-control", "pos-control-2")
+CONDITIONS = CONDITIONS_PER_ITERATION + CONDITIONS_CONTROL
+SELECTION_CONDITION = "qa-experimental"  # the condition whose scores pick the top-k conversations
+SPLITS = ("A", "B", "test")
 FIXED_MODEL_ROLES = ("questioner", "answerer", "scorer")  # always m_t / m0: no `model` key
+
+
+def train_split(t: int) -> str:
+    """Iteration t simulates split A when t is even, B when odd (spec §1.3)."""
+    return "A" if int(t) % 2 == 0 else "B"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _with_defaults(cls):
+    """A validator class that also writes each `default` of the schema into the instance."""
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    return jsonschema.validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def defaults_of(*path: str) -> dict[str, Any]:
+    """The defaults of one object of the schema, e.g. defaults_of("training")."""
+    node = schema()
+    for key in path:
+        node = node["properties"][key]
+    return {k: copy.deepcopy(v["default"]) for k, v in node.get("properties", {}).items() if "default" in v}
+
+
+def validate_slice(instance: dict[str, Any], *path: str, where: str | None = None) -> dict[str, Any]:
+    """Validate one slice (e.g. the `training` mapping of a by-hand call) and fill its defaults."""
+    node = schema()
+    for key in path:
+        node = node["properties"][key]
+    sub = {**node, "$defs": schema()["$defs"]}
+    out = copy.deepcopy(instance)
+    _raise_first(_Validator(sub).iter_errors(out), where or ".".join(path), prefix=".".join(path))
+    return out
+
+
+def _describe(e: jsonschema.ValidationError, prefix: str) -> str:
+    """One line per problem: the key's dotted path and what is wrong, without a schema dump."""
+    key = ".".join([prefix] * bool(prefix) + [str(p) for p in e.absolute_path]) or "(top level)"
+    if e.validator == "additionalProperties":
+        allowed = ", ".join(e.schema.get("properties", {}))
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        return f"{key}: unknown key(s) {', '.join(extra)} (allowed: {allowed})"
+    if e.validator == "required":
+        return f"{key}: {e.message}"
+    msg = e.message if len(e.message) < 200 else e.message[:200] + "..."
+    return f"{key}: {msg}"
+
+
+def _raise_first(errors, source: str, prefix: str = "") -> None:
+    errs = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
+    if not errs:
+        return
+    lines = [_describe(e, prefix) for e in errs[:5]]
+    more = f"\n  ... and {len(errs) - 5} more" if len(errs) > 5 else ""
+    raise StargateError(
+        f"{source} does not match config/schema.yaml:\n  - "
+        + "\n  - ".join(lines)
+        + more
+        + "\n  (every key is documented in config/schema.yaml and config/config.yaml)"
+    )
+
+
+def load_config(config: dict[str, Any] | str | Path, source: str | None = None) -> dict[str, Any]:
+    """Validate a config (a mapping or a YAML file) against the schema, fill its defaults, check it."""
+    if not isinstance(config, dict):
+        path = Path(config)
+        source = source or str(path)
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StargateError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise StargateError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(config, dict):
+            raise StargateError(f"{path}: expected a mapping of config keys")
+    fill_defaults(config, source or "config")
+    check_config(config, source or "config")
+    return config
+
+
+def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate `config` in place, writing the schema's defaults into it.
+
+    The `api` mapping holds defaults for every openai role: they are merged under each such role's own
+    options first, so a role's explicit option wins over `api`, and `api` wins over the schema default.
+    """
+    api = config.get("api") if isinstance(config.get("api"), dict) else {}
+    for role in (config.get("roles") or {}).values():
+        if isinstance(role, dict) and role.get("backend") == "openai" and isinstance(role.get("options", {}), dict):
+            role["options"] = {**api, **(role.get("options") or {})}
+    _raise_first(_Validator(schema()).iter_errors(config), source)
+    return config
 
 
 def check_config(config: dict[str, Any], source: str = "config") -> None:
@@ -40,20 +163,11 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
     if config.get("top_k", 1) > sim.get("conversations_per_pair", 1):
         problems.append("top_k: cannot keep more conversations per pair than simulation.conversations_per_pair")
     ev = config.get("evaluation", {})
-    if "qa-experimental" not in ev.get("conditions", []):
+    if SELECTION_CONDITION not in ev.get("conditions", []):
         problems.append("evaluation.conditions: must include qa-experimental (it selects the top-k conversations)")
     if ev.get("winrate", {}).get("verdict") == "logprob" and config.get("roles", {}).get("judge", {}).get("backend") == "openai":
         problems.append("evaluation.winrate.verdict: logprob needs a local judge (hf or vllm); use generate for API judges")
-    data = config.get("data", {})
-    tasks, personas = data.get("tasks", {}), data.get("personas", {})
-    if tasks.get("source") == "file" and "path" not in tasks:
-        problems.append("data.tasks.path: required when data.tasks.source is file")
-    if tasks.get("source") == "hf_dataset" and not {"dataset", "rows"} <= tasks.keys():
-        problems.append("data.tasks: hf_dataset needs dataset and rows")
-    if personas.get("source") == "file" and "path" not in personas:
-        problems.append("data.personas.path: required when data.personas.source is file")
-    if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
-        problems.append("data.personas: generate needs seeds and count")
+    problems += check_data(config.get("data", {}))
     for name, m in models.items():
         src = m["source"]
         kinds = [k for k in ("gguf_package", "hf", "path", "api") if k in src]
@@ -63,3 +177,40 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
             problems.append(f"models.{name}.source.gguf_file: required with gguf_package")
     if problems:
         raise StargateError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+
+
+def check_data(data: dict[str, Any]) -> list[str]:
+    """Cross-checks of `data`: file sources name a file, row ranges are disjoint, the released gold
+    responses can only be aligned with the released personas."""
+    problems = []
+    tasks, personas, oracle = data.get("tasks", {}), data.get("personas", {}), data.get("oracle", {})
+    if tasks.get("source") == "file" and "path" not in tasks:
+        problems.append("data.tasks.path: required when data.tasks.source is file")
+    if tasks.get("source") == "hf_dataset" and not {"dataset", "rows"} <= tasks.keys():
+        problems.append("data.tasks: hf_dataset needs dataset and rows")
+    if tasks.get("source") == "file" and "rows" in tasks and "{split}" in tasks.get("path", ""):
+        problems.append("data.tasks: rows cut one task list into splits, but the path names one file per split "
+                        "({split}); remove rows or the {split}")
+    rows = tasks.get("rows") or {}
+    for split, (lo, hi) in rows.items():
+        if lo >= hi:
+            problems.append(f"data.tasks.rows.{split}: [{lo}, {hi}] is empty; give [lo, hi] with lo < hi")
+    spans = sorted((lo, hi, split) for split, (lo, hi) in rows.items())
+    for (lo1, hi1, s1), (lo2, hi2, s2) in pairwise(spans):
+        if lo2 < hi1:
+            problems.append(f"data.tasks.rows: {s1} [{lo1}, {hi1}] and {s2} [{lo2}, {hi2}] overlap, so tasks would "
+                            "appear in two splits; make the ranges disjoint (paper: A [0,250], B [250,500], test [500,550])")
+    if personas.get("source") == "file" and "path" not in personas:
+        problems.append("data.personas.path: required when data.personas.source is file")
+    if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
+        problems.append("data.personas: generate needs seeds and count")
+    if oracle.get("source") == "file":
+        if "path" not in oracle:
+            problems.append("data.oracle.path: required when data.oracle.source is file")
+        elif "{split}" not in oracle["path"]:
+            problems.append("data.oracle.path: the authors' gold responses are one file per split; put {split} in "
+                            "the path (e.g. gold-responses/star-2-bsft/{split}.json)")
+        if personas.get("source") != "file":
+            problems.append("data.oracle.source file: the gold responses are keyed by position in the authors' "
+                            "persona lists ('prompt-i persona-j'), so data.personas must be source: file too")
+    return problems

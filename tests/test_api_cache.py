@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from stargate.backends.cache import ApiCache, normalize_sampling, request_key, resolve_cache_dir
-from stargate.cost import Ledger
+from stargate.api.accounting import Accounting, Ledger
+from stargate.api.cache import ApiCache, normalize_sampling, request_key, resolve_cache_dir
+from stargate.api.requests import ApiCall
+from stargate.api.responses import Responses
 
 REPO = Path(__file__).resolve().parents[1]
 MSGS = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "Plan a trip."}]
@@ -91,7 +93,7 @@ def test_cache_dir_precedence(tmp_path, monkeypatch):
 WRITER = """
 import sys
 sys.path.insert(0, {repo!r})
-from stargate.backends.cache import ApiCache
+from stargate.api.cache import ApiCache
 cache = ApiCache({root!r})
 big = "x" * 2_000_000
 i = 0
@@ -152,7 +154,7 @@ def test_ledger_survives_a_half_written_line(tmp_path):
 APPENDER = """
 import sys
 sys.path.insert(0, {repo!r})
-from stargate.cost import Ledger
+from stargate.api.accounting import Ledger
 ledger = Ledger({path!r})
 for i in range(200):
     ledger.append({{"stage": "p{{}}".format(sys.argv[1]), "cost_usd": 0.001, "pad": "y" * 3000}})
@@ -170,9 +172,23 @@ def test_concurrent_appends_from_processes(tmp_path):
     assert Ledger(path).spent() == pytest.approx(0.8)
 
 
-def test_no_secret_in_files(tmp_path):
-    """Cache entries hold the request and the response only (the key is never an argument of put)."""
-    cache = ApiCache(tmp_path)
-    cache.put(key(), {"response": {"choices": []}, "request": {"messages": MSGS}})
-    assert "Authorization" not in cache.path(key()).read_text()
-    assert os.listdir(tmp_path) == ["v1"]
+def test_only_the_answer_is_persisted_not_what_else_the_server_sent(tmp_path):
+    """A response carrying a secret (a proxy echoing the Authorization header, fields of no use) is stored
+    with the answer's fields only: the secret reaches neither the cache entry nor the ledger."""
+    secret = "sk-test-SECRET-0123456789"
+    body = {
+        "id": "chatcmpl-1",
+        "model": "gpt-4",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Lisbon in May.", "debug": secret}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4, "echo": {"Authorization": f"Bearer {secret}"}},
+        "request_headers": {"Authorization": f"Bearer {secret}"},
+    }
+    call = ApiCall(0, 0, key(), MSGS, normalize_sampling(1, 0.0, 0.9, 300, 1), 20)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    entry = Responses(ApiCache(tmp_path), Accounting(ledger, "gpt-4", "test", (0.03, 0.06))).store(call, body, "paid")
+    assert secret in json.dumps(body)
+    stored = ApiCache(tmp_path).path(key()).read_text()
+    assert "Lisbon in May." in stored and json.loads(stored)["response"] == entry["response"]
+    assert secret not in stored and secret not in ledger.path.read_text()
+    assert sorted(os.listdir(tmp_path)) == ["ledger.jsonl", "v1"]

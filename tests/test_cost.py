@@ -1,8 +1,8 @@
-"""Prices, the cost estimate (`stargate cost`) and its counts for the paper's configuration."""
+"""Prices, the cost estimate (`stargate cost`, stargate/stages/cost.py) and its counts: the paper's
+configuration, and small fixtures whose calls and prompt characters the tests compute themselves."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from pathlib import Path
@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stargate import cost
+from stargate.api.accounting import Ledger, call_cost, resolve_prices
+from stargate.api.requests import estimate_prompt_tokens, estimate_tokens
+from stargate.cli import main
 from stargate.errors import StargateError
+from stargate.prompts import load_prompt_set
+from stargate.stages import cost
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,30 +58,34 @@ PAPER = {
 
 
 def rows(est):
-    return {r["role"]: r for r in est["rows"]}
+    return {r["step"]: r for r in est["rows"]}
+
+
+def chars(messages) -> int:
+    return sum(len(m["content"]) for m in messages)
 
 
 def test_prices():
-    assert cost.resolve_prices("gpt-4") == (0.03, 0.06)
-    assert cost.resolve_prices("gpt-4-0613") == (0.03, 0.06)
-    assert cost.resolve_prices("gpt-4o-mini") == (0.00015, 0.0006)
-    assert cost.resolve_prices("gpt-4o-2024-08-06") == (0.0025, 0.01)
-    assert cost.resolve_prices("smollm2") is None
-    assert cost.resolve_prices("smollm2", {"input_per_1k": 0.5, "output_per_1k": 1}) == (0.5, 1.0)
-    assert cost.resolve_prices("m", {"m": {"input_per_1k": 2, "output_per_1k": 3}}) == (2.0, 3.0)
+    assert resolve_prices("gpt-4") == (0.03, 0.06)
+    assert resolve_prices("gpt-4-0613") == (0.03, 0.06)
+    assert resolve_prices("gpt-4o-mini") == (0.00015, 0.0006)
+    assert resolve_prices("gpt-4o-2024-08-06") == (0.0025, 0.01)
+    assert resolve_prices("smollm2") is None
+    assert resolve_prices("smollm2", {"input_per_1k": 0.5, "output_per_1k": 1}) == (0.5, 1.0)
+    assert resolve_prices("m", {"m": {"input_per_1k": 2, "output_per_1k": 3}}) == (2.0, 3.0)
     with pytest.raises(StargateError):
-        cost.resolve_prices("m", {"input_per_1k": "cheap"})
-    assert cost.call_cost(1000, 1000, (0.03, 0.06)) == pytest.approx(0.09)
-    assert cost.call_cost(1000, 1000, (0.03, 0.06), batch=True) == pytest.approx(0.045)
-    assert cost.call_cost(1000, 1000, None) == 0.0
+        resolve_prices("m", {"input_per_1k": "cheap"})
+    assert call_cost(1000, 1000, (0.03, 0.06)) == pytest.approx(0.09)
+    assert call_cost(1000, 1000, (0.03, 0.06), batch=True) == pytest.approx(0.045)
+    assert call_cost(1000, 1000, None) == 0.0
 
 
 def test_token_estimate():
-    assert cost.estimate_tokens("") == 0
-    n = cost.estimate_tokens("word " * 400)
+    assert estimate_tokens("") == 0
+    n = estimate_tokens("word " * 400)
     assert 300 <= n <= 600
     msgs = [{"role": "system", "content": "x" * 400}, {"role": "user", "content": "y" * 400}]
-    assert cost.estimate_prompt_tokens(msgs) >= 200
+    assert estimate_prompt_tokens(msgs) >= 200
 
 
 def test_paper_counts_and_money():
@@ -85,7 +93,8 @@ def test_paper_counts_and_money():
     r = rows(est)
     assert est["splits"] == ["A", "B", "test"]
     assert r["oracle"]["calls"] == 25_500  # 250x50 + 250x50 + 50x10 persona-task pairs
-    assert r["persona_generator"]["calls"] == 110  # 50 + 50 + 10 personas
+    assert r["personas"]["calls"] == 110  # 50 + 50 + 10 personas
+    assert r["names"]["calls"] == 0  # names: regex
     assert r["judge"]["calls"] == 900  # 100 pairs x 3 turn groups x m1..m3
     assert est["total_calls"] == 25_500 + 110 + 900
     # spec §2.4: "roughly $0.03-0.04 per call" for the oracle at the gpt4.py prices (upper bound here)
@@ -95,6 +104,66 @@ def test_paper_counts_and_money():
     assert 0.03 < r["judge"]["cost_usd"] / 900 < 0.09
     assert 600 < est["total_usd"] < 1400
     assert r["oracle"]["output_tokens_max"] == 25_500 * 300
+    # every step is priced both ways; the Batch API bills half
+    for row in r.values():
+        assert row["usd_batch"] == pytest.approx(row["usd_online"] / 2, abs=0.01)
+        assert row["cost_usd"] == row["usd_online"]  # no role sets batch: true
+    assert est["total_usd_batch"] == pytest.approx(est["total_usd_online"] / 2, abs=0.02)
+
+
+def test_seed_personas_are_measured_not_the_provenance_note(tmp_path):
+    """The persona prompt holds two seed personas of the split (train seeds for A/B, test seeds for test)."""
+    seeds = {
+        "_provenance": "n" * 5000,  # a note, not a persona: it must not be measured
+        "train": ["a" * 80, "b" * 120, "c" * 100],  # mean 100
+        "test": ["d" * 250, "e" * 350],  # mean 300
+    }
+    (tmp_path / "seeds.json").write_text(json.dumps(seeds))
+    cfg = copy.deepcopy(PAPER)
+    cfg["data"]["personas"] = {"source": "generate", "seeds": str(tmp_path / "seeds.json"),
+                               "count": {"A": 5, "B": 3, "test": 2}}
+    r = rows(cost.estimate(cfg, base_dir=REPO))["personas"]
+    template = chars(load_prompt_set("paper_v1").persona_generation("", ""))
+    assert r["calls"] == 5 + 3 + 2
+    assert r["prompt_chars"] == 5 * (template + 2 * 100) + 3 * (template + 2 * 100) + 2 * (template + 2 * 300)
+    assert r["output_tokens_max"] == 10 * 400
+
+
+def test_tasks_and_personas_from_files_are_measured(tmp_path):
+    tasks = {"_about": "t" * 3000, "A": ["q" * 30, "q" * 50], "B": ["q" * 10], "test": ["q" * 20, "q" * 40, "q" * 60]}
+    personas = {"_about": "p" * 3000, "A": ["P" * 200, "P" * 400, "P" * 300], "B": ["P" * 100, "P" * 300],
+                "test": ["P" * 500]}
+    (tmp_path / "tasks.json").write_text(json.dumps(tasks))
+    (tmp_path / "personas.json").write_text(json.dumps(personas))
+    cfg = copy.deepcopy(PAPER)
+    cfg["data"] = {"tasks": {"source": "file", "path": "tasks.json"},
+                   "personas": {"source": "file", "path": "personas.json"}, "names": "llm"}
+    cfg["evaluation"]["winrate"]["pairs_per_group"] = None
+    r = rows(cost.estimate(cfg, base_dir=tmp_path))
+    pset = load_prompt_set("paper_v1")
+    oracle_t, names_t = chars(pset.oracle("", "")), chars(pset.name_extraction(""))
+    # (tasks, personas, mean task chars, mean persona chars) per split
+    splits = {"A": (2, 3, 40, 300), "B": (1, 2, 10, 200), "test": (3, 1, 40, 500)}
+    assert r["oracle"]["calls"] == 2 * 3 + 1 * 2 + 3 * 1
+    assert r["oracle"]["prompt_chars"] == sum(t * p * (oracle_t + mt + mp) for t, p, mt, mp in splits.values())
+    assert r["personas"]["calls"] == 0  # personas come from a file
+    assert r["names"]["calls"] == 3 + 2 + 1
+    assert r["names"]["prompt_chars"] == sum(p * (names_t + mp) for _, p, _, mp in splits.values())
+    judge_t = chars(pset.judge("", "", "", ""))
+    assert r["judge"]["calls"] == 3 * 3  # every test pair x m1..m3
+    assert r["judge"]["prompt_chars"] == 9 * (judge_t + 40 + 500 + 2 * 700 * 4)
+
+
+def test_inputs_from_files_cost_nothing():
+    cfg = copy.deepcopy(PAPER)
+    cfg["data"]["personas"] = {"source": "file", "path": "data/default/personas.json"}
+    cfg["data"]["oracle"] = {"source": "file", "path": "gold.jsonl"}
+    est = cost.estimate(cfg, base_dir=REPO)
+    r = rows(est)
+    assert (r["personas"]["calls"], r["names"]["calls"], r["oracle"]["calls"]) == (0, 0, 0)
+    assert r["oracle"]["usd_online"] == r["oracle"]["usd_batch"] == 0.0
+    assert est["total_calls"] == r["judge"]["calls"] > 0
+    assert est["total_usd_online"] == r["judge"]["usd_online"]
 
 
 def test_fewer_iterations_need_fewer_splits_and_batch_halves_the_price():
@@ -104,9 +173,8 @@ def test_fewer_iterations_need_fewer_splits_and_batch_halves_the_price():
     r = rows(cost.estimate(cfg, base_dir=REPO))
     assert r["oracle"]["calls"] == 12_500 + 500
     full = rows(cost.estimate(PAPER, base_dir=REPO))["oracle"]
-    assert r["oracle"]["batch"] and r["oracle"]["cost_usd"] == pytest.approx(
-        full["cost_usd"] * 13_000 / 25_500 * 0.5, rel=0.01
-    )
+    assert r["oracle"]["batch"] and r["oracle"]["cost_usd"] == r["oracle"]["usd_batch"]
+    assert r["oracle"]["cost_usd"] == pytest.approx(full["cost_usd"] * 13_000 / 25_500 * 0.5, rel=0.01)
     assert r["judge"]["calls"] == 300
 
 
@@ -116,7 +184,7 @@ def test_all_test_pairs_judged_when_pairs_per_group_is_null():
     assert rows(cost.estimate(cfg, base_dir=REPO))["judge"]["calls"] == 500 * 3
 
 
-def test_unknown_price_is_reported(tmp_path):
+def test_unknown_price_is_reported():
     cfg = copy.deepcopy(PAPER)
     cfg["models"]["gpt4"]["source"]["api"] = "my-local-llm"
     est = cost.estimate(cfg, base_dir=REPO)
@@ -126,15 +194,9 @@ def test_unknown_price_is_reported(tmp_path):
     assert rows(cost.estimate(cfg, base_dir=REPO))["oracle"]["cost_usd"] > 0
 
 
-def test_default_config_costs_nothing(capsys):
-    args = argparse.Namespace(
-        configfile=str(REPO / "config" / "config.yaml"),
-        roles="oracle,persona_generator,judge",
-        all_backends=False,
-        json=False,
-        ledger=False,
-    )
-    assert cost.run(args) == 0
+def test_default_config_costs_nothing(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["cost", "--configfile", "config/config.yaml"]) == 0
     out = capsys.readouterr().out
     assert "oracle" in out and "local" in out
     est = cost.estimate(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), base_dir=REPO)
@@ -147,32 +209,24 @@ def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
     cfg_path.write_text(yaml.safe_dump(PAPER))
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("STARGATE_API_CACHE", str(tmp_path / "cache"))
-    cost.Ledger(tmp_path / "cache" / "ledger.jsonl").append(
-        {
-            "stage": "oracle",
-            "kind": "paid",
-            "calls": 1,
-            "prompt_tokens": 400,
-            "completion_tokens": 300,
-            "cost_usd": 0.03,
-        }
+    Ledger(tmp_path / "cache" / "ledger.jsonl").append(
+        {"stage": "oracle", "kind": "paid", "calls": 1, "prompt_tokens": 400, "completion_tokens": 300, "cost_usd": 0.03}
     )
-    parser = argparse.ArgumentParser()
-    cost.add_arguments(parser)
-    assert cost.run(parser.parse_args(["--configfile", str(cfg_path), "--ledger"])) == 0
+    assert main(["cost", "--configfile", str(cfg_path), "--ledger"]) == 0
     out = capsys.readouterr().out
     assert "25,500" in out and "total (API roles)" in out and "oracle" in out and "$0.03" in out
-    assert cost.run(parser.parse_args(["--configfile", str(cfg_path), "--json"])) == 0
-    est = json.loads(capsys.readouterr().out)
-    assert est["total_calls"] == 26_510
-    with pytest.raises(StargateError, match="does not exist"):
-        cost.run(parser.parse_args(["--configfile", str(tmp_path / "nope.yaml")]))
+    est = cost.estimate(PAPER, base_dir=REPO)
+    total_line = next(line for line in out.splitlines() if line.startswith("total (API roles)"))
+    assert total_line.split()[-2:] == [f"{est['total_usd_online']:,.2f}", f"{est['total_usd_batch']:,.2f}"]
+    assert main(["cost", "--configfile", str(cfg_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_calls"] == 26_510
+    assert main(["cost", "--configfile", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (REPO / "config" / "paper.yaml").exists(), reason="config/paper.yaml not written yet")
-def test_paper_yaml(capsys):
+def test_paper_yaml():
     est = cost.estimate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), base_dir=REPO)
     r = rows(est)
     assert r["oracle"]["calls"] == 25_500
-    assert r["persona_generator"]["calls"] in (110, 220)  # 220 with names: llm
+    assert r["personas"]["calls"] == 110 and r["names"]["calls"] == 110  # paper.yaml: names: llm
     assert r["judge"]["calls"] == 900

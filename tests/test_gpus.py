@@ -12,8 +12,13 @@ from stargate.gpus import claim_gpus
 
 
 def test_cpu_job_sees_no_gpu(monkeypatch):
+    """A CPU job must hide every device from CUDA, even ones a scheduler exported."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert claim_gpus(0) == ""
+    claim_gpus(0)
+    assert __import__("os").environ["CUDA_VISIBLE_DEVICES"] == ""
+    code = "import torch; from stargate.gpus import claim_gpus; claim_gpus(0); print(torch.cuda.device_count())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
 
 
 def test_jobs_claim_disjoint_devices(tmp_path, monkeypatch):

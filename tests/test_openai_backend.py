@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -18,11 +17,13 @@ from pathlib import Path
 import pytest
 import servers
 
+from stargate.api.accounting import BudgetExceeded, Ledger
+from stargate.api.cache import ApiCache
+from stargate.api.requests import ApiCallError, check_chat
 from stargate.backends import load_backend
 from stargate.backends.base import Sampling
-from stargate.backends.cache import ApiCache
-from stargate.backends.openai_backend import ApiCallError, BudgetExceeded, OpenAIBackend
-from stargate.cost import Ledger
+from stargate.backends.openai_backend import OpenAIBackend
+from stargate.backends.options import OpenAIOptions
 from stargate.errors import StargateError
 
 fake_openai = servers.fake_openai
@@ -271,11 +272,13 @@ def test_budget_cap_stops_cleanly_and_rerun_finishes(tmp_path):
     with OpenAITestServer() as server:
         opts = dict(base_url=server.base_url, cache_dir=str(tmp_path), prices=prices, max_concurrency=2, **FAST)
         b = OpenAIBackend("fake-model", budget_usd=0.1, **opts)
-        est = b.estimate_cost(b.plan([b._check_chat(p, 0) for p in prompts[:1]], Sampling(max_tokens=16))[0])
+        est = b.estimate_cost(b.plan([check_chat(p, 0) for p in prompts[:1]], Sampling(max_tokens=16))[0])
         with pytest.raises(BudgetExceeded, match="budget_usd=0.1 reached") as exc:
             b.generate(prompts, Sampling(max_tokens=16))
         done = server.stats.reached
         assert 0 < done < 10 and f"{done} of 10 requests are answered and cached" in str(exc.value)
+        # the stats say what was paid and skipped, though the stage stopped
+        assert b.stats.extra["api_calls"] == done and b.stats.extra["skipped_budget"] == 10 - done
         ledger = Ledger(tmp_path / "ledger.jsonl")
         assert ledger.spent() <= 0.1
         # it stopped because the next call (estimated at its max_tokens) would not fit beside the one in flight
@@ -521,4 +524,174 @@ def test_env_cache_dir_used_by_default(fake_openai, tmp_path, monkeypatch):
     b.generate(chats(1), Sampling())
     assert len(ApiCache(tmp_path / "envcache")) == 1
     assert (tmp_path / "envcache" / "ledger.jsonl").exists()
-    assert os.environ["STARGATE_API_CACHE"] == str(tmp_path / "envcache")
+
+
+# ------------------------------------------------------------------------------ per-prompt seeds
+def test_per_prompt_seeds_are_sent_and_keyed_whatever_the_batching(fake_openai, tmp_path):
+    prompts, s = chats(3), Sampling(n=2, temperature=0.7, seed=99)
+    b = backend(fake_openai, tmp_path)
+    out = b.generate(prompts, s, seeds=[5, 9, 5])
+    for p, seed, o in zip(prompts, [5, 9, 5], out, strict=True):
+        assert o == expected_fake([p], Sampling(n=2, temperature=0.7, seed=seed))[0]
+    assert fake_openai.counter.reached == 3
+    # the same (prompt, seed) in another batch, in another order, is the same request: replayed
+    again = backend(fake_openai, tmp_path).generate([prompts[2], prompts[0]], s, seeds=[5, 5])
+    assert again == [out[2], out[0]] and fake_openai.counter.reached == 3
+    # another seed for the same prompt is another request
+    backend(fake_openai, tmp_path).generate(prompts[:1], s, seeds=[6])
+    assert fake_openai.counter.reached == 4
+    with pytest.raises(StargateError, match="2 seed.*3 prompt"):
+        b.generate(prompts, s, seeds=[1, 2])
+
+
+def test_per_prompt_seeds_with_separate_requests(fake_openai, tmp_path):
+    s = Sampling(n=2, temperature=1.0, seed=0)
+    out = backend(fake_openai, tmp_path, n_per_request=False).generate(chats(2), s, seeds=[100, 200])
+    for p, seed, o in zip(chats(2), [100, 200], out, strict=True):
+        assert o == [servers.fake_completion({"messages": p, "n": 1, "seed": seed + j})["choices"][0]["message"]["content"]
+                     for j in range(2)]
+
+
+def test_send_seed_false_sends_no_seed_and_has_its_own_key(fake_openai, tmp_path):
+    s = Sampling(seed=4)
+    out = backend(fake_openai, tmp_path, send_seed=False).generate(chats(1), s, seeds=[4])
+    assert out == [[servers.fake_completion({"messages": chats(1)[0], "n": 1, "seed": None})["choices"][0]["message"]["content"]]]
+    assert "seed=None" in out[0][0]
+    backend(fake_openai, tmp_path).generate(chats(1), s, seeds=[4])  # with the seed: not the same request
+    assert fake_openai.counter.reached == 2
+
+
+# ------------------------------------------------------------------------------------ statistics
+def test_stats_count_calls_hits_retries_tokens_and_cost(tmp_path):
+    prices = {"input_per_1k": 2.0, "output_per_1k": 3.0}
+    prompts, s = chats(4), Sampling(n=2, temperature=0.5)
+    with OpenAITestServer(faults=["429", None, "500"]) as server:
+        opts = dict(base_url=server.base_url, cache_dir=str(tmp_path), prices=prices, max_concurrency=1, **FAST)
+        b = OpenAIBackend("fake-model", **opts)
+        b.generate(prompts, s)
+    usage = [servers.fake_completion({"messages": p, "n": 2})["usage"] for p in prompts]
+    tin, tout = sum(u["prompt_tokens"] for u in usage), sum(u["completion_tokens"] for u in usage)
+    ex = b.stats.extra
+    assert (ex["api_calls"], ex["cache_hits"], ex["retries"], ex["refused"]) == (4, 0, 2, 0)
+    assert (ex["tokens_in"], ex["tokens_out"]) == (tin, tout) and b.stats.n_tokens_out == tout
+    assert ex["cost_usd"] == pytest.approx(tin / 1000 * 2.0 + tout / 1000 * 3.0)
+    assert ex["cost_usd"] == pytest.approx(Ledger(tmp_path / "ledger.jsonl").spent())
+    # a rerun replays everything: hits, no calls, no money
+    with OpenAITestServer() as server:
+        again = OpenAIBackend("fake-model", **{**opts, "base_url": server.base_url})
+        again.generate(prompts + prompts[:1], s)
+        assert server.stats.requests == 0
+    ex = again.stats.extra
+    assert (ex["api_calls"], ex["cache_hits"], ex["tokens_in"], ex["cost_usd"]) == (0, 4, 0, 0.0)
+    assert again.stats.n_prompts == 5 and again.stats.n_outputs == 10
+
+
+# -------------------------------------------------------------------------------------- refusals
+FILTERED = "<<filtered>>"
+
+
+def filtering_model(body: dict):
+    """The fake model behind a content filter: a prompt with FILTERED in it is refused with HTTP 400 (as
+    Azure does), one with "<<partial>>" gets a completion cut by the filter (finish_reason content_filter)."""
+    last = body["messages"][-1]["content"]
+    if FILTERED in last:
+        err = {"message": "The response was filtered", "type": None, "param": "prompt", "code": "content_filter",
+               "innererror": {"code": "ResponsibleAIPolicyViolation"}}
+        return 400, {"error": err}
+    out = servers.fake_completion(body)
+    if "<<partial>>" in last:
+        for c in out["choices"]:
+            c["finish_reason"] = "content_filter"
+    return out
+
+
+def filter_prompts() -> list[list[dict]]:
+    return chats(2) + [[{"role": "user", "content": f"{FILTERED} q"}], [{"role": "user", "content": "<<partial>>"}]]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_refusals_count_returns_none_and_caches_the_refusal(tmp_path, batch):
+    s = Sampling(n=2, temperature=0.5)
+    with OpenAITestServer(complete=filtering_model) as server:
+        opts = dict(base_url=server.base_url, cache_dir=str(tmp_path), refusals="count", batch=batch,
+                    batch_poll_s=0.05, **FAST)
+        b = OpenAIBackend("fake-model", **opts)
+        out = b.generate(filter_prompts(), s)
+        assert out[:2] == expected_fake(chats(2), s)
+        assert out[2] == [None, None] and out[3] == [None, None]
+        assert b.stats.extra["refused"] == b.stats.n_refused == 4 and b.stats.n_empty == 0
+        reached = server.stats.reached
+        assert reached == 4
+        again = OpenAIBackend("fake-model", **opts)
+        assert again.generate(filter_prompts(), s) == out
+        assert server.stats.reached == reached  # refusals are cached: never paid twice
+        assert again.stats.extra["refused"] == 4
+    kinds = sorted(r["kind"] for r in Ledger(tmp_path / "ledger.jsonl").records() if r["kind"] != "cached")
+    assert kinds == sorted(["batch" if batch else "paid"] * 3 + ["refused"])
+
+
+def test_refusals_fail_names_the_prompt_and_keeps_the_rest(tmp_path):
+    with OpenAITestServer(complete=filtering_model) as server:
+        opts = dict(base_url=server.base_url, cache_dir=str(tmp_path), max_concurrency=1, **FAST)
+        with pytest.raises(StargateError, match=r"2 request\(s\) refused by a content filter: prompt 2 \(cache key"):
+            OpenAIBackend("fake-model", **opts).generate(filter_prompts(), Sampling())
+        assert server.stats.reached == 4 and len(ApiCache(tmp_path)) == 4
+        out = OpenAIBackend("fake-model", refusals="count", **opts).generate(filter_prompts(), Sampling())
+        assert out[2:] == [[None], [None]] and server.stats.reached == 4
+
+
+def test_a_400_that_is_not_a_content_filter_is_not_a_refusal(tmp_path):
+    def bad_request(body):
+        return 400, {"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}}
+
+    with OpenAITestServer(complete=bad_request) as server:
+        b = OpenAIBackend("fake-model", base_url=server.base_url, cache_dir=str(tmp_path), refusals="count", **FAST)
+        with pytest.raises(ApiCallError, match="HTTP 400.*not retried"):
+            b.generate(chats(1), Sampling())
+    assert len(ApiCache(tmp_path)) == 0
+
+
+# ------------------------------------------------------------------------- options and settings
+def test_typed_options_and_their_checks(fake_openai, tmp_path):
+    opts = OpenAIOptions(base_url=fake_openai.base_url, cache_dir=str(tmp_path), max_concurrency=2)
+    b = OpenAIBackend("fake-model", opts, stage="oracle")
+    assert b.settings.max_concurrency == 2 and b.settings.stage == "oracle"
+    b.generate(chats(1), Sampling())
+    assert [r["stage"] for r in Ledger(tmp_path / "ledger.jsonl").records()] == ["oracle"]
+    with pytest.raises(StargateError, match="either as one object or as keywords"):
+        OpenAIBackend("fake-model", opts, max_retries=1)
+    with pytest.raises(StargateError, match=r"unknown option\(s\) stage for the openai backend"):
+        load_backend({"backend": "openai", "options": {"stage": "x"}}, "fake-model")  # a runtime fact, not config
+    for bad, match in [({"refusals": "ignore"}, "'refusals' must be fail or count"),
+                       ({"budget_scope": "all"}, "'budget_scope' must be total or stage"),
+                       ({"timeout_s": 0}, "'timeout_s' must be a number > 0"),
+                       ({"send_seed": "no"}, "'send_seed' must be true or false"),
+                       ({"azure_endpoint_env": "https://x.openai.azure.com"}, "azure_endpoint_env.*NAME"),
+                       ({"azure_endpoint": "https://x", "azure_endpoint_env": "X", "api_version": "v"}, "exclude")]:
+        with pytest.raises(StargateError, match=match):
+            OpenAIBackend("gpt-4", **bad)
+
+
+def test_stage_label_comes_from_load_backend(fake_openai, tmp_path):
+    role = {"backend": "openai", "options": {"base_url": fake_openai.base_url, "cache_dir": str(tmp_path)}}
+    load_backend(role, "fake-model", stage="judge").generate(chats(1), Sampling())
+    assert [r["stage"] for r in Ledger(tmp_path / "ledger.jsonl").records()] == ["judge"]
+
+
+def test_azure_endpoint_and_deployment_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-test-key")
+    monkeypatch.setenv("MY_DEPLOYMENT", "gpt-4-eu")
+    opts = dict(azure_endpoint_env="MY_ENDPOINT", azure_deployment_env="MY_DEPLOYMENT", api_version="2024-02-01",
+                cache_dir=str(tmp_path), **FAST)
+    monkeypatch.delenv("MY_ENDPOINT", raising=False)
+    with pytest.raises(StargateError, match="MY_ENDPOINT is not set"):
+        OpenAIBackend("ignored", **opts).generate(chats(1), Sampling())
+    with OpenAITestServer() as server:
+        monkeypatch.setenv("MY_ENDPOINT", server.root_url)
+        b = OpenAIBackend("ignored", **opts)
+        assert b.model == "gpt-4-eu"
+        b.generate(chats(1), Sampling())
+        assert server.stats.paths == ["/openai/deployments/gpt-4-eu/chat/completions?api-version=2024-02-01"]
+    monkeypatch.delenv("MY_DEPLOYMENT")
+    with pytest.raises(StargateError, match="azure_deployment_env: the environment variable MY_DEPLOYMENT"):
+        OpenAIBackend("ignored", **opts)

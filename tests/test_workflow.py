@@ -5,24 +5,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
-from stargate.config import check_config
+from stargate.config import check_config, defaults_of, load_config
 from stargate.errors import StargateError
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
-def snakemake(*args, cwd, timeout=900):
+def snakemake(*args, cwd, timeout=900, env=None):
     # rules call `stargate` from PATH, as in an activated environment
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -44,10 +45,39 @@ def job_counts(output: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"])
 def test_configs_validate(name):
-    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
-    config = yaml.safe_load((REPO / name).read_text())
-    jsonschema.validate(config, schema)
-    check_config(config, name)
+    config = load_config(REPO / name)
+    # every backend option of every role is filled in from the schema
+    for role in config["roles"].values():
+        assert set(role["options"]) == set(defaults_of_options(role["backend"])), role
+
+
+def test_defaults_come_from_the_schema():
+    raw = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
+    assert "shuffle_seed" not in raw["evaluation"] and "max_grad_norm" not in raw["training"]
+    cfg = load_config(raw)
+    assert cfg["evaluation"]["shuffle_seed"] == defaults_of("evaluation")["shuffle_seed"]
+    assert cfg["training"]["max_grad_norm"] == defaults_of("training")["max_grad_norm"] == 1.0
+    assert cfg["roles"]["roleplayer"]["options"] == {"dtype": "auto", "device": "auto", "batch_size": 16,
+                                                    "attn_implementation": None}
+    assert cfg["roles"]["roleplayer"]["sampling"]["top_p"] == 1.0
+
+
+def test_api_defaults_sit_between_role_options_and_schema_defaults():
+    raw = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    raw["api"]["max_concurrency"] = 77
+    raw["roles"]["judge"]["options"]["max_concurrency"] = 5
+    raw["roles"]["oracle"]["options"].pop("max_concurrency", None)
+    cfg = load_config(raw)
+    assert cfg["roles"]["judge"]["options"]["max_concurrency"] == 5  # the role's own value wins
+    assert cfg["roles"]["oracle"]["options"]["max_concurrency"] == 77  # then api
+    raw["api"].pop("max_concurrency")
+    raw["roles"]["oracle"]["options"].pop("max_concurrency", None)
+    cfg = load_config(raw)
+    assert cfg["roles"]["oracle"]["options"]["max_concurrency"] == 8  # then the schema default
+
+
+def defaults_of_options(backend):
+    return yaml.safe_load((REPO / "config/schema.yaml").read_text())["$defs"][f"{backend}_options"]["properties"]
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -112,7 +142,7 @@ def test_end_to_end_artifacts(tiny_run):
     assert (res / "m0/sft/A.jsonl").exists() and (res / "m1/sft/B.jsonl").exists()
     for t in (1, 2):
         card = (res / f"models/m{t}/README.md").read_text()
-        assert "base" in card.lower()
+        assert "Fine-tuned **from m0** (`resources/models/tiny`)" in card
         assert (res / f"models/m{t}/config.json").exists()
     summary = json.loads((res / "summary/summary.json").read_text())
     conds = {r["condition"] for r in summary["logprobs"]}
@@ -149,6 +179,52 @@ def test_param_change_reruns_only_downstream(tiny_run):
         assert not any(path in o for o in outputs), path
     assert any("results/m0/regularizer/A.jsonl" in o for o in outputs)
     assert any("results/m1/sim/B" in o for o in outputs)  # m1 is retrained, so its conversations are redone
+
+
+def _planned(r) -> set[str]:
+    assert r.returncode == 0, r.stderr[-3000:]
+    return set(job_counts(r.stdout)) - {"all"}
+
+
+@pytest.mark.slow
+def test_code_edit_reruns_its_stage_and_what_follows(tiny_run, tmp_path):
+    """Editing a stage's module reruns that stage and its downstream, nothing else (code fingerprints)."""
+    pkg = tmp_path / "pkg"
+    shutil.copytree(REPO / "stargate", pkg / "stargate", ignore=shutil.ignore_patterns("__pycache__", "prompts"))
+    (pkg / "stargate" / "prompts").symlink_to(REPO / "stargate" / "prompts")  # same template paths
+    shutil.copytree(REPO / "config", pkg / "config")
+    env = {"PYTHONPATH": str(pkg)}
+    assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == set()
+    judge = pkg / "stargate" / "stages" / "judge.py"
+    judge.write_text(judge.read_text() + "\n# an edit\n")
+    assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == {"judge", "summarize"}
+    topk = pkg / "stargate" / "stages" / "topk.py"
+    topk.write_text(topk.read_text() + "\n# an edit\n")
+    planned = _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env))
+    assert "topk" in planned and "train" in planned and "regularize" in planned
+    assert not planned & {"tasks", "personas", "names", "oracle", "prepare_model", "score_control"}, planned
+
+
+@pytest.mark.slow
+def test_template_edit_reruns_only_its_users(tiny_run):
+    """A rule depends on the templates it renders only: touching the judge prompt reruns the judge."""
+    template = REPO / "stargate" / "prompts" / "fixed_v1" / "judge_user.txt"
+    if not template.exists():
+        template = REPO / "stargate" / "prompts" / "paper_v1" / "judge_user.txt"
+    before = template.stat()
+    try:
+        os.utime(template, (before.st_atime, time.time() + 5))
+        assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run)) == {"judge", "summarize"}
+    finally:
+        os.utime(template, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.slow
+def test_run_name_retrains_nothing(tiny_run):
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    cfg["run_name"] = "renamed"
+    (tiny_run / "renamed.yaml").write_text(yaml.safe_dump(cfg))
+    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == set()
 
 
 def test_default_config_shape():

@@ -22,8 +22,8 @@ def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | N
     if kind == "openai":
         from .openai_backend import OpenAIBackend
 
-        # the openai backend checks its options itself; the stage labels its ledger lines
-        return OpenAIBackend(model, **{**(role.get("options") or {}), "stage": stage})
+        # the openai backend parses its options itself (it drops nulls the `api:` defaults may carry)
+        return OpenAIBackend(model, role.get("options"), stage=stage)
     options = parse_options(OPTIONS[kind], role.get("options"), kind)
     if kind == "hf":
         from .hf import HFBackend

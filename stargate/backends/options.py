@@ -40,7 +40,10 @@ class OpenAIOptions:
     api_key_env: str | None = None
     organization_env: str | None = None
     azure_endpoint: str | None = None
+    azure_endpoint_env: str | None = None
+    azure_deployment_env: str | None = None
     api_version: str | None = None
+    refusals: str = "fail"
     max_concurrency: int = 8
     max_retries: int = 6
     timeout_s: float = 120.0
@@ -62,7 +65,7 @@ class OpenAIOptions:
 @dataclass(frozen=True)
 class ScriptedOptions:
     reply: str = "{last}"
-    rules: list[dict[str, str]] = field(default_factory=list)
+    rules: list[dict[str, str | None]] = field(default_factory=list)
     rules_file: str | None = None
     score_per_token: float = -1.0
 

@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import StargateError
 
-PROMPTS_DIR = Path(__file__).parent
+PROMPTS_DIR = Path(__file__).resolve().parent
 TEXT_NAMES = (
     "persona_system",
     "persona_user",
@@ -56,15 +56,35 @@ def load_prompt_set(name: str) -> PromptSet:
     return PromptSet(name=name, manifest=manifest, texts=texts)
 
 
-def template_files(name: str) -> list[str]:
-    """Files a prompt set reads: Snakemake rules list them as inputs so edits rerun what they affect."""
+# The templates each stage renders (besides the manifest, which every stage reads). The paper's raw
+# strings embed the questioner template in every conversation, hence its users below.
+STAGE_TEXTS: dict[str, tuple[str, ...]] = {
+    "personas": ("persona_system", "persona_user"),
+    "names": ("name_extraction",),
+    "oracle": ("oracle_system", "oracle_user"),
+    "questioner_turn": ("questioner",),
+    "roleplayer_turn": ("roleplayer_system", "roleplayer", "questioner"),
+    "score": ("questioner",),
+    "regularize": ("regularizer",),
+    "sft_data": (),
+    "winrate_answer": (),
+    "judge": ("judge_system", "judge_user"),
+}
+
+
+def template_files(name: str, keys: tuple[str, ...] = TEXT_NAMES) -> list[str]:
+    """Files a prompt set reads for `keys`: Snakemake rules list them as inputs so edits rerun their users."""
     folder = PROMPTS_DIR / name
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
     files = [folder / "manifest.yaml"]
-    for key in TEXT_NAMES:
+    for key in keys:
         f = folder / f"{key}.txt"
         files.append(f if f.exists() else PROMPTS_DIR / manifest.get("texts_from", name) / f"{key}.txt")
     return [str(f) for f in files]
+
+
+def stage_template_files(name: str, stage: str) -> list[str]:
+    return template_files(name, STAGE_TEXTS[stage])
 
 
 @dataclass(frozen=True)

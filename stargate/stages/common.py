@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InputError, StargateError
 from ..log import get_logger
-from ..records import read_jsonl
+from ..records import read_jsonl, read_meta
 
 log = get_logger(__name__)
 
@@ -87,12 +87,15 @@ def lookup_pair(pairs: dict[str, Pair], key: str, path, lineno: int) -> Pair:
 
 
 def load_gold(path: str | Path, pairs: dict[str, Pair]) -> dict[str, str]:
+    """Gold text per pair. Pairs the oracle stage dropped (refused/blank, listed in its .meta.json) have none."""
     recs = read_jsonl(path, required=("pair", "text"), nonempty=("text",))
     gold = {}
     for lineno, r in enumerate(recs, start=1):
         lookup_pair(pairs, r["pair"], path, lineno)
         gold[r["pair"]] = r["text"]
-    missing = [k for k in pairs if k not in gold]
+    meta = read_meta(path)
+    dropped = set(meta.get("refused", [])) | set(meta.get("unusable", []))
+    missing = [k for k in pairs if k not in gold and k not in dropped]
     if missing:
         raise InputError(path, f"{len(missing)} pair(s) have no gold response, e.g. '{missing[0]}'",
                          fix="rerun the oracle stage for this split")

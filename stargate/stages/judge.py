@@ -1,6 +1,8 @@
 """Judge m_t's answers against m0's (spec §6.2): the judge sees the full persona and the task, never the
-conversation; positions are randomised per item and verdicts mapped back to models. Ties and
-unparsable verdicts are kept in the file and left out of the win rate.
+conversation; positions are randomised per item and verdicts mapped back to models. Ties, unparsable
+verdicts and replies refused by a content filter (None from the backend) are kept in the file with
+`winner: null`, left out of the win rate, counted in the .meta.json (`n_refused`, `n_unusable`,
+`n_dropped`), and fail the stage beyond --max-dropped-fraction (the paper kept 289-293 of 300, §6.2).
 
 `--mode logprob` is a forced choice for local judges too small to follow the verdict format (the
 embedded 135M model): the judge scores the two completions "Final Response: A" / "... B" of the same
@@ -18,8 +20,11 @@ from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
 from . import generation
 from .common import add_data_arguments, add_role_arguments, pairs_by_key
+from .dropped import Dropped, add_cap_argument
 
 log = get_logger(__name__)
+
+CAP_KEY = "evaluation.winrate.max_dropped_fraction"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["generate", "logprob"], default="generate")
     p.add_argument("--output", required=True)
     add_role_arguments(p)
+    add_cap_argument(p, 1.0, CAP_KEY)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -61,13 +67,16 @@ def run(args: argparse.Namespace) -> None:
                 f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
                 for a, b in zip(scores[0::2], scores[1::2], strict=True)]
     recs, wins = [], {"candidate": 0, "baseline": 0, "invalid": 0}
+    dropped = Dropped(len(items))
     for item, o in zip(items, outs, strict=True):
-        verdict = prompts.parse_verdict(o)
+        verdict = None if o is None else prompts.parse_verdict(o)
         if verdict is None:
             winner = None
+            (dropped.refused if o is None else dropped.unusable).append(item["pair"])
         else:
             winner = "candidate" if verdict.upper() == item["candidate_position"] else "baseline"
         wins[winner or "invalid"] += 1
-        recs.append({**item, "raw": o, "verdict": verdict, "winner": winner})
-    write_jsonl(args.output, recs, {**meta, "mode": args.mode, **wins})
+        recs.append({**item, "raw": o, "verdict": verdict, "winner": winner, "refused": o is None})
+    dropped.check(args.max_dropped_fraction, "judge verdicts", CAP_KEY)
+    write_jsonl(args.output, recs, {**meta, "mode": args.mode, **wins, **dropped.meta(args.max_dropped_fraction)})
     log.info("verdicts: %s", wins)

@@ -1,8 +1,10 @@
 """Persona names: an explicit, reviewable step (the original's *_NAMES.json files were written by hand).
 
-`regex` finds the name the persona introduces itself with; `llm` asks the persona_generator role and
-accepts the answer only if it occurs in the persona text (else falls back to the regex). Every record
-says how its name was found (`name_source`), so a reviewer can check the doubtful ones.
+The original's names are full names as the persona gives them ("Leo Sato", spec §2.2), used verbatim in
+"My name is {name}." `file` reads such a hand-made list (`{split}_NAMES.json`, parallel to the personas);
+`regex` finds the name the persona introduces itself with; `llm` asks the persona_generator role for the
+full name and accepts the answer only if it occurs in the persona text (else falls back to the regex).
+Every record says how its name was found (`name_source`), so a reviewer can check the doubtful ones.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
+from ..released import names_not_in_text, read_names
 from . import generation
 
 log = get_logger(__name__)
@@ -38,7 +41,8 @@ def regex_name(text: str) -> str | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--personas", required=True, help="persona texts (JSONL from the personas stage)")
-    p.add_argument("--method", required=True, choices=["regex", "llm"])
+    p.add_argument("--method", required=True, choices=["regex", "llm", "file"])
+    p.add_argument("--names-file", help="method file: JSON list of names parallel to the personas ({split}_NAMES.json)")
     p.add_argument("--prompts", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--role")
@@ -48,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     recs = read_jsonl(args.personas, required=("persona_id", "split", "text"), nonempty=("text",))
+    if args.method == "file":
+        return _names_from_file(args, recs)
     llm_names: list[str | None] = [None] * len(recs)
     meta = {"stage": "names", "method": args.method}
     if args.method == "llm":
@@ -58,7 +64,8 @@ def run(args: argparse.Namespace) -> None:
                                   [(r["persona_id"],) for r in recs], prompt_set=args.prompts, n=1, temperature=0.0)
         meta.update(gen.meta)
         for i, (r, o) in enumerate(zip(recs, gen.outputs, strict=True)):
-            cand = o[0].strip().splitlines()[0].strip(" .\"'*") if o[0].strip() else ""
+            reply = (o[0] or "").strip()  # None: refused by a content filter; the regex decides
+            cand = reply.splitlines()[0].strip(" .\"'*") if reply else ""
             if cand and len(cand.split()) <= 4 and cand.lower() in r["text"].lower():
                 llm_names[i] = cand
     out, sources = [], {"llm": 0, "regex": 0}
@@ -74,3 +81,19 @@ def run(args: argparse.Namespace) -> None:
     meta["name_sources"] = sources
     write_jsonl(args.output, out, meta)
     log.info("named %d personas (%s)", len(out), sources)
+
+
+def _names_from_file(args: argparse.Namespace, recs: list[dict]) -> None:
+    if not args.names_file:
+        raise StargateError("names --method file needs --names-file (data.names.path in the config)")
+    names = read_names(args.names_file, [r["text"] for r in recs], args.personas)
+    # the original used its hand-made names as they are; a name absent from its persona is only reported
+    unmatched = names_not_in_text(names, [r["text"] for r in recs])
+    for i in unmatched:
+        log.warning("%s[%d]: name %r does not occur in persona %s (kept as given)", args.names_file, i, names[i],
+                    recs[i]["persona_id"])
+    out = [{**r, "name": n, "name_source": "file"} for r, n in zip(recs, names, strict=True)]
+    write_jsonl(args.output, out, {"stage": "names", "method": "file", "source": str(args.names_file),
+                                   "name_sources": {"file": len(out)},
+                                   "names_not_in_text": [recs[i]["persona_id"] for i in unmatched]})
+    log.info("named %d personas from %s", len(out), args.names_file)

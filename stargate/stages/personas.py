@@ -16,9 +16,9 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
+from ..released import read_personas
 from . import generation
 from .common import parse_json_arg
-from .tasks import read_split_file
 
 log = get_logger(__name__)
 
@@ -50,7 +50,7 @@ def load_seeds(path: str | Path, split: str) -> list[str]:
 def run(args: argparse.Namespace) -> None:
     spec = parse_json_arg(args.spec, "--spec")
     if spec["source"] == "file":
-        texts = read_split_file(spec["path"], args.split, "personas")
+        texts = read_personas(spec["path"], args.split, bool(spec.get("per_split")))
         meta = {"stage": "personas", "source": spec["path"]}
     elif spec["source"] == "generate":
         if not (args.role and args.model):
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
             messages.append(prompts.persona_generation(seeds[a], seeds[b]))
         gen = generation.generate(args, "personas", messages, [(args.split, i) for i in range(count)],
                                   prompt_set=args.prompts, n=1)
-        texts = [o[0].strip() for o in gen.outputs]
+        texts = [(o[0] or "").strip() for o in gen.outputs]  # None: refused by a content filter
         meta = {**gen.meta, "source": "generate", "seeds": spec["seeds"]}
         empty = [i for i, t in enumerate(texts) if not t]
         if empty:

@@ -1,14 +1,17 @@
-"""Tasks per split: from a JSON file shipped with the project, or from a HF dataset's first human turns."""
+"""Tasks per split: from a JSON file, or from a HF dataset's first human turns.
+
+A file is an object {"A": [...], "B": [...], "test": [...]}, or the original's JSON list: one list per
+split (`{split}` in the configured path), or one list the splits are row ranges of (`rows`, spec §2.1).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from ..errors import InputError, StargateError
+from ..errors import StargateError
 from ..log import get_logger
 from ..records import write_jsonl
+from ..released import read_tasks
 from .common import parse_json_arg
 
 log = get_logger(__name__)
@@ -25,30 +28,12 @@ def first_human_turn(prompt: str) -> str:
     return prompt[: prompt.find("Assistant: ")].strip()[len("Human: ") :].strip()
 
 
-def read_split_file(path: str | Path, split: str, what: str) -> list[str]:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file does not exist", fix=f"set data.{what}.path to an existing JSON file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
-    if not isinstance(data, dict) or split not in data:
-        raise InputError(path, f"no key '{split}'", fix=f'the file must be an object {{"A": [...], "B": [...], "test": [...]}} of {what}')
-    items = data[split]
-    if not isinstance(items, list) or not items:
-        raise InputError(path, f"'{split}' must be a non-empty list of strings")
-    for i, item in enumerate(items):
-        if not isinstance(item, str) or not item.strip():
-            raise InputError(path, f"{split}[{i}] is empty or not a string", fix=f"give every {what[:-1]} as text")
-    return [s.strip() for s in items]
-
-
 def run(args: argparse.Namespace) -> None:
     spec = parse_json_arg(args.spec, "--spec")
     if spec["source"] == "file":
-        texts = read_split_file(spec["path"], args.split, "tasks")
-        origin = spec["path"]
+        rows = (spec.get("rows") or {}).get(args.split)
+        texts = read_tasks(spec["path"], args.split, rows, bool(spec.get("per_split")))
+        origin = f"{spec['path']}[{rows[0]}:{rows[1]}]" if rows else spec["path"]
     elif spec["source"] == "hf_dataset":
         from datasets import load_dataset
 

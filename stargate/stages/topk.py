@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import InputError
 from ..log import get_logger
-from ..records import read_jsonl, write_jsonl
+from ..records import read_jsonl, read_meta, write_jsonl
 from .common import load_conversations
 
 log = get_logger(__name__)
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> None:
             raise InputError(args.logprobs, f"score for unknown conversation {s['pair']} #{s['conv']}", lineno,
                              "the scores were computed on other conversations: rerun the score stage")
         scores.setdefault(s["pair"], []).append((s["logprob"], s["conv"]))
-    missing = {k[0] for k in convs} - set(scores)
+    # pairs without a gold response (dropped by the oracle) were not scored and keep no conversation
+    missing = {k[0] for k in convs} - set(scores) - set(read_meta(args.logprobs).get("no_gold", []))
     if missing:
         raise InputError(args.logprobs, f"{len(missing)} pair(s) have no scores, e.g. {sorted(missing)[0]}")
     out = []

@@ -1,8 +1,7 @@
-"""The `training` config slice as a typed, checked object.
+"""The `training` config slice as a typed object.
 
-Defaults are the paper's values (spec §5) except where a CPU run needs otherwise (bf16 off). The workflow
-validates the slice against config/schema.yaml before a job starts; these checks repeat the ones that
-matter for a by-hand `stargate train --spec '{...}'` call, so a bad value stops with the key's name.
+Keys, limits and defaults (the paper's values, spec §5, except bf16 off for CPU) are defined once, in
+config/schema.yaml; a by-hand `stargate train --spec '{...}'` call is checked against the same schema.
 """
 
 from __future__ import annotations
@@ -13,50 +12,48 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..config import validate_slice
 from ..errors import StargateError
 
-METHODS = ("sft",)  # "dpo" comes in its own issue; add it to TRAINERS in stargate/training/__init__.py
-ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2")
-SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 DEEPSPEED_NAMES = ("zero2", "zero3")
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    method: str = "sft"
-    max_length: int = 1024
-    learning_rate: float = 2e-5
-    epochs: float = 1
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
-    per_device_batch_size: int = 4
-    gradient_accumulation_steps: int = 16  # for ONE process; divided by the number of processes
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    bf16: bool = False
-    validation_fraction: float = 0.05
-    seed: int = 42
-    split_seed: int = 42
-    gradient_checkpointing: bool = False
-    deepspeed: str | None = None
-    attn_implementation: str = "auto"
-    logging_steps: int = 5
-    wandb_project: str | None = "stargate"
-    save_checkpoints: bool = False
-    max_steps: int | None = None  # None: run `epochs` full epochs (smoke tests set a small number)
+    """The `training` slice, typed. Names, types, limits and defaults live in config/schema.yaml only."""
+
+    method: str
+    max_length: int
+    learning_rate: float
+    epochs: float
+    lr_scheduler: str
+    warmup_ratio: float
+    per_device_batch_size: int
+    gradient_accumulation_steps: int  # for ONE process; divided by the number of processes
+    weight_decay: float
+    max_grad_norm: float
+    bf16: bool
+    validation_fraction: float
+    seed: int
+    split_seed: int
+    gradient_checkpointing: bool
+    deepspeed: str | None
+    attn_implementation: str
+    logging_steps: int
+    wandb_project: str | None
+    save_checkpoints: bool
+    max_steps: int | None  # None: run `epochs` full epochs (smoke tests set a small number)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingSpec:
+        """Validate against the schema's `training` object (unknown keys, types, limits) and fill defaults."""
         if not isinstance(data, dict):
             raise StargateError(f"training: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise StargateError(f"training: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        spec = cls(**{k: v for k, v in data.items() if k in known})
-        spec.check()
-        return spec
+        data = dict(data)
+        data.setdefault("method", "sft")
+        filled = validate_slice(data, "training", where="training")
+        return cls(**{f.name: filled[f.name] for f in fields(cls)})
 
     @classmethod
     def from_json(cls, text: str) -> TrainingSpec:
@@ -68,51 +65,6 @@ class TrainingSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    # ------------------------------------------------------------------ checks
-    def check(self) -> None:
-        def bad(key: str, why: str) -> StargateError:
-            return StargateError(f"training.{key}: {why} (got {getattr(self, key)!r})")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool)
-
-        if self.method not in METHODS:
-            raise bad("method", f"must be one of {', '.join(METHODS)}")
-        for key in ("max_length", "per_device_batch_size", "gradient_accumulation_steps", "logging_steps"):
-            if not is_int(getattr(self, key)) or getattr(self, key) < 1:
-                raise bad(key, "must be an integer >= 1")
-        for key in ("seed", "split_seed"):
-            if not is_int(getattr(self, key)) or getattr(self, key) < 0:
-                raise bad(key, "must be an integer >= 0")
-        if not is_num(self.learning_rate) or self.learning_rate < 0:
-            raise bad("learning_rate", "must be a number >= 0")
-        if not is_num(self.epochs) or self.epochs <= 0:
-            raise bad("epochs", "must be a number > 0")
-        if not is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
-            raise bad("warmup_ratio", "must be in [0, 1)")
-        if not is_num(self.validation_fraction) or not 0 <= self.validation_fraction < 1:
-            raise bad("validation_fraction", "must be in [0, 1)")
-        if not is_num(self.weight_decay) or self.weight_decay < 0:
-            raise bad("weight_decay", "must be a number >= 0")
-        if not is_num(self.max_grad_norm) or self.max_grad_norm < 0:
-            raise bad("max_grad_norm", "must be a number >= 0 (0 disables clipping)")
-        if self.lr_scheduler not in SCHEDULERS:
-            raise bad("lr_scheduler", f"must be one of {', '.join(SCHEDULERS)}")
-        if self.attn_implementation not in ATTN_CHOICES:
-            raise bad("attn_implementation", f"must be one of {', '.join(ATTN_CHOICES)}")
-        for key in ("bf16", "gradient_checkpointing", "save_checkpoints"):
-            if not isinstance(getattr(self, key), bool):
-                raise bad(key, "must be true or false")
-        if self.deepspeed is not None and not isinstance(self.deepspeed, str):
-            raise bad("deepspeed", f"must be null, {' or '.join(DEEPSPEED_NAMES)}, or a path to a JSON file")
-        if self.max_steps is not None and (not is_int(self.max_steps) or self.max_steps < 1):
-            raise bad("max_steps", "must be null or an integer >= 1")
-        if self.wandb_project is not None and (not isinstance(self.wandb_project, str) or not self.wandb_project):
-            raise bad("wandb_project", "must be a non-empty string, or null to turn W&B off")
 
     # ------------------------------------------------------------------ derived values
     def accumulation_for(self, world_size: int) -> int:

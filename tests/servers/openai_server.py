@@ -97,7 +97,7 @@ class OpenAITestServer:
         hold_after: int | None = None,
         batch_line_delay_s: float = 0.0,
         model: str = "fake-model",
-        complete: Callable[[dict], dict] | None = None,
+        complete: Callable[[dict], dict | tuple[int, dict]] | None = None,
     ):
         self.upstream = upstream.rstrip("/") if upstream else None
         self._faults = iter(list(faults))
@@ -179,8 +179,9 @@ class OpenAITestServer:
         with self.lock:
             self.stats.reached += 1
             self.stats.reached_bodies[body_hash(body)] += 1
-        if self._complete_fn is not None:
-            return 200, self._complete_fn(body)
+        if self._complete_fn is not None:  # a body, or (status, body) to answer with an error
+            out = self._complete_fn(body)
+            return out if isinstance(out, tuple) else (200, out)
         if self.upstream is None:
             return 200, fake_completion(body)
         req = urllib.request.Request(

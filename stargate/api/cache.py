@@ -10,8 +10,8 @@ and two writers of the same key write the same kind of content.
 Layout of the cache folder (default `resources/api-cache`, see `resolve_cache_dir`)::
 
     v1/<key[:2]>/<key>.json   one entry per API call
-    ledger.jsonl              tokens and money per call (stargate/cost.py)
-    batches/                  Batch API job state (stargate/backends/batch.py)
+    ledger.jsonl              tokens and money per call (stargate/api/accounting.py)
+    batches/                  Batch API job state (stargate/api/batch.py)
 """
 
 from __future__ import annotations

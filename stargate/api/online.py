@@ -1,0 +1,142 @@
+"""The online runner: the calls missing from the cache, made concurrently with retries.
+
+Bounded concurrency (a semaphore of `max_concurrency`); retries with exponential backoff and equal jitter
+on 408/409/429/5xx, timeouts and connection errors, honouring Retry-After. Each answer is stored
+(`responses.py`: ledger line, then cache entry) before the next step uses it. A failure that concerns
+every call (retries exhausted, 401/403/404) stops new calls; a 400 concerns one request and lets the
+others finish. A 400 from a content filter is stored as a refusal (never re-paid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+
+from ..log import get_logger
+from .requests import ApiCall, ApiCallError, content_filter_code, validate_body
+from .responses import Responses
+from .settings import RunOutcome, RunSettings
+
+log = get_logger(__name__)
+
+RETRYABLE_STATUS = {408, 409, 429}
+REQUEST_SPECIFIC_STATUS = {400, 413, 422}  # this request is refused; the others may still succeed
+
+
+async def run_online(calls: list[ApiCall], settings: RunSettings, client, responses: Responses) -> RunOutcome:
+    """Make `calls` (distinct keys, none cached) through `client` (an openai.AsyncOpenAI)."""
+    acc = responses.accounting
+    sem = asyncio.Semaphore(settings.max_concurrency)
+    stop = asyncio.Event()
+    outcome = RunOutcome()
+    progress = _Progress(settings.stage, len(calls))
+
+    async def one(call: ApiCall) -> None:
+        async with sem:
+            if stop.is_set():
+                outcome.skipped.append(call)
+                return
+            reserved = acc.reserve(call)
+            if reserved is None:  # the budget cannot take this call: start no more
+                stop.set()
+                outcome.budget_stopped = True
+                outcome.skipped.append(call)
+                return
+            try:
+                await _call_with_retries(client, call, settings, responses)
+                progress.tick(acc.tally)
+            except ApiCallError as exc:
+                outcome.failures.append((call, str(exc)))
+                acc.tally.failed += 1
+                if exc.fatal:
+                    stop.set()
+            finally:
+                acc.release(reserved)
+
+    await asyncio.gather(*(one(c) for c in calls))
+    return outcome
+
+
+async def _call_with_retries(client, call: ApiCall, settings: RunSettings, responses: Responses) -> dict:
+    """Make one call until it is answered and stored; returns its cache entry or raises ApiCallError."""
+    tally = responses.accounting.tally
+    body = settings.body(call)
+    last = "no attempt"
+    for attempt in range(settings.max_retries + 1):
+        retry_after = None
+        tally.attempts += 1
+        try:
+            resp = await client.chat.completions.create(**body, timeout=settings.timeout_s)
+            data = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)
+            problem = validate_body(data, call.sampling["n"])
+            if problem is not None:
+                raise ApiCallError(f"{call.where()}: {problem}", fatal=False)
+            return responses.store(call, data, kind="paid")
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            last = f"HTTP {status}: {_short(exc)}"
+            code = content_filter_code(exc.body)
+            if status == 400 and code:
+                return responses.store_refusal(call, "paid", status, code, _short(exc, 500))
+            if status not in RETRYABLE_STATUS and status < 500:
+                hint = _status_hint(status, settings.key_env)
+                fatal = status not in REQUEST_SPECIFIC_STATUS
+                raise ApiCallError(f"{call.where()}: {last}{hint} (not retried)", fatal=fatal) from None
+            retry_after = _retry_after(exc)
+        except openai.APITimeoutError:
+            last = f"timed out after {settings.timeout_s:g} s"
+        except openai.APIConnectionError as exc:
+            last = f"connection error ({_short(exc)})"
+        except openai.APIError as exc:  # e.g. a body that is not valid JSON
+            last = f"{type(exc).__name__}: {_short(exc)}"
+        if attempt < settings.max_retries:
+            delay = settings.backoff_delay(attempt, retry_after)
+            tally.retries += 1
+            log.warning("%s: %s: %s; retry %d/%d in %.1f s", settings.stage, call.where(), last, attempt + 1,
+                        settings.max_retries, delay)
+            await asyncio.sleep(delay)
+    raise ApiCallError(f"{call.where()}: failed after {settings.max_retries + 1} attempts; last error: {last}")
+
+
+def _retry_after(exc) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _status_hint(status: int, env: str) -> str:
+    if status == 401:
+        return f" (check the key in ${env})"
+    if status == 403:
+        return " (the key has no access to this model or resource)"
+    if status == 404:
+        return " (unknown model or deployment name, or wrong base_url)"
+    if status == 400:
+        return " (the request was rejected)"
+    return ""
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+class _Progress:
+    def __init__(self, stage: str, total: int):
+        self.stage, self.total, self.done, self.t0, self.last = stage, total, 0, time.monotonic(), time.monotonic()
+
+    def tick(self, tally) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.done == self.total or now - self.last > 30 or self.done % 500 == 0:
+            self.last = now
+            log.info("%s: %d/%d calls made (%.0f s, %d retries, %d+%d tokens, %.4f USD)", self.stage, self.done,
+                     self.total, now - self.t0, tally.retries, tally.tokens_in, tally.tokens_out, tally.cost_usd)

@@ -1,0 +1,107 @@
+"""A fingerprint of the package code a stage runs, so that editing a stage reruns it and what follows.
+
+Snakemake reruns a job when its params change. Every rule passes `code_fingerprint(<stage module>)` as
+a param: a hash over the source of the stage's module and of every `stargate` module it imports,
+directly or not (found statically with `ast`, so nothing is imported). Editing the judge stage changes
+the judge's fingerprint only; editing a module every stage imports (e.g. records.py) changes them all.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from functools import cache
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
+
+
+def module_path(module: str) -> Path:
+    """`stargate.stages.score` -> its file (a package's `__init__.py`)."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        raise ModuleNotFoundError(f"{module} is not a module of the {PACKAGE} package")
+    if len(parts) == 1:
+        return PACKAGE_DIR / "__init__.py"
+    rel = Path(*parts[1:])
+    for cand in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    raise ModuleNotFoundError(f"{module} is not a module of the {PACKAGE} package")
+
+
+def _resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    parts = current.split(".")
+    base = parts if is_package else parts[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _exists(module: str) -> bool:
+    try:
+        module_path(module)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+@cache
+def package_imports(module: str, parents: bool = True) -> frozenset[str]:
+    """The `stargate` modules `module` imports anywhere in its file (top level or inside functions).
+
+    With `parents`, also the packages whose `__init__` such an import runs (what executes); without,
+    only the modules named in its import statements (the dependency graph, for the cycle check).
+    """
+    path = module_path(module)
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # `from pkg import mod` names the module mod; `from mod import name` names mod
+            base = _resolve(module, is_package, node)
+            subs = [f"{base}.{a.name}" for a in node.names if _exists(f"{base}.{a.name}")]
+            names = subs if len(subs) == len(node.names) else [base, *subs]
+        for name in names:
+            if name == PACKAGE or name.startswith(PACKAGE + "."):
+                # `from . import x` names a module x, `from .m import f` names m; keep what exists
+                if _exists(name):
+                    found.add(name)
+    # importing a submodule runs its parent packages' __init__ too
+    for name in list(found) if parents else ():
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            if _exists(".".join(parts[:i])):  # a namespace folder has no code of its own
+                found.add(".".join(parts[:i]))
+    found.discard(module)
+    return frozenset(found)
+
+
+def closure(module: str) -> list[str]:
+    """`module` and every package module it reaches through imports, sorted."""
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo.extend(package_imports(m) - seen)
+    return sorted(seen)
+
+
+ENTRY_POINT = f"{PACKAGE}.cli"  # runs before every stage: part of every fingerprint
+
+
+@cache
+def code_fingerprint(module: str) -> str:
+    """sha256 (16 hex digits) over the sources of `closure(module)` and of the command-line entry point."""
+    h = hashlib.sha256()
+    for m in sorted(set(closure(module)) | set(closure(ENTRY_POINT))):
+        h.update(m.encode() + b"\0" + module_path(m).read_bytes() + b"\0")
+    return h.hexdigest()[:16]

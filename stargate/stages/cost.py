@@ -1,0 +1,345 @@
+"""`stargate cost`: calls, tokens and USD a config will spend on API-backed steps, before anything runs.
+
+Each step that can call an API is priced twice, online and through the Batch API (half price):
+
+    personas  persona_generator, one call per generated persona (none with data.personas.source: file)
+    names     persona_generator, one call per persona with data.names: llm (none with regex)
+    oracle    oracle, one call per persona-task pair of the splits used (none with data.oracle.source: file)
+    judge     judge, pairs_per_group x turn groups x T comparisons (or every test pair x T)
+
+Input is measured on the real prompt texts where they exist (the prompt set's templates, task and persona
+files, the seed personas of each split); text that does not exist yet (generated personas, the answers the
+judge compares) is counted at its role's max_tokens, and output at n x max_tokens: upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..api.accounting import BATCH_DISCOUNT, Ledger, call_cost, resolve_prices
+from ..api.cache import resolve_cache_dir
+from ..api.requests import CHARS_PER_TOKEN, estimate_prompt_tokens, tokenizer_name
+from ..errors import InputError, StargateError
+from ..prompts import load_prompt_set
+from .personas import load_seeds
+
+ESTIMATED_ROLES = ("oracle", "persona_generator", "judge")
+SPLITS = ("A", "B", "test")
+TYPICAL_TASK_CHARS = 51  # mean of Dahoas/instruct-human-assistant-prompt rows 0-549 (reference data)
+TYPICAL_SEED_PERSONA_CHARS = 624  # mean of the 24 rendered PRODIGy seed personas
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configfile", "--config", dest="configfile", default="config/config.yaml",
+                        help="experiment config to estimate (default: config/config.yaml)")
+    parser.add_argument("--roles", default=",".join(ESTIMATED_ROLES),
+                        help="comma-separated roles to estimate (default: %(default)s)")
+    parser.add_argument("--all-backends", action="store_true",
+                        help="also price roles that run on local backends (hf, vllm) as if they were API calls")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
+    parser.add_argument("--ledger", action="store_true",
+                        help="also print what the ledger of the API cache says was actually spent")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.configfile)
+    if not path.exists():
+        raise StargateError(f"{path}: config file does not exist (fix: --configfile)")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"not valid YAML ({exc})") from None
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    est = estimate(config, base_dir=Path.cwd(), roles=roles, all_backends=args.all_backends)
+    if args.json:
+        print(json.dumps(est, indent=2))
+    else:
+        print(format_table(est, title=f"API cost estimate for {path}"))
+    if args.ledger:
+        api = config.get("api") or {}
+        ledger = Ledger(resolve_cache_dir(api.get("cache_dir")) / "ledger.jsonl")
+        summary = ledger.summary()
+        print(f"\nLedger {ledger.path}: " + ("empty" if not summary else ""))
+        for stage, s in sorted(summary.items()):
+            print(
+                f"  {stage:<20} paid {int(s.get('paid_calls', 0)):>7}  batch {int(s.get('batch_calls', 0)):>7}  "
+                f"cached {int(s.get('cached_calls', 0)):>7}  tokens in {int(s.get('prompt_tokens', 0)):>10}  "
+                f"out {int(s.get('completion_tokens', 0)):>9}  ${s.get('cost_usd', 0.0):,.2f}"
+            )
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ estimate
+class _Inputs:
+    """What the config's data section says about tasks and personas, per split."""
+
+    def __init__(self, config: dict, base_dir: Path, notes: list[str]):
+        self.config, self.base_dir, self.notes = config, base_dir, notes
+        data = config.get("data") or {}
+        self.data = data
+        self.splits = _splits_used(config)
+        self.task_counts, self.task_texts = self._tasks(data.get("tasks") or {})
+        self.persona_counts, self.persona_texts = self._personas(data.get("personas") or {})
+
+    def mean_task_chars(self, split: str) -> float:
+        return _mean_len(self.task_texts.get(split) or [], TYPICAL_TASK_CHARS)
+
+    def mean_persona_chars(self, split: str) -> float:
+        generated = max_tokens(self.config, "persona_generator", 400) * CHARS_PER_TOKEN
+        return _mean_len(self.persona_texts.get(split) or [], generated)
+
+    def _tasks(self, spec: dict) -> tuple[dict[str, int], dict[str, list[str]]]:
+        source = spec.get("source")
+        if source == "file" or (source is None and spec.get("path")):
+            obj = self._read_json(spec.get("path"), "data.tasks")
+            lists = _split_lists(obj)
+            return {s: len(v) for s, v in lists.items()}, lists
+        rows = spec.get("rows")
+        if isinstance(rows, dict):
+            self.notes.append(f"data.tasks: {source or 'hf_dataset'} is not read for the estimate; task length "
+                              f"assumed {TYPICAL_TASK_CHARS} characters (mean of the paper's task rows)")
+            counts = {s: int(r[1]) - int(r[0]) for s, r in rows.items() if isinstance(r, list | tuple) and len(r) == 2}
+            return counts, {}
+        self.notes.append("data.tasks: no file and no rows; task counts unknown (0)")
+        return {}, {}
+
+    def _personas(self, spec: dict) -> tuple[dict[str, int], dict[str, list[str]]]:
+        if spec.get("source") == "generate":
+            counts = {s: int(c) for s, c in (spec.get("count") or {}).items()}
+            if not counts:
+                self.notes.append("data.personas.count missing; persona counts unknown (0)")
+            mt = max_tokens(self.config, "persona_generator", 400)
+            self.notes.append(f"personas are generated: their length is counted at persona_generator max_tokens "
+                              f"({mt} tokens)")
+            return counts, {}
+        lists = _split_lists(self._read_json(spec.get("path"), "data.personas"))
+        return {s: len(v) for s, v in lists.items()}, lists
+
+    def seed_chars(self, split: str) -> float:
+        """Mean length of the seed personas the personas stage uses for `split` (its own loader)."""
+        rel = (self.data.get("personas") or {}).get("seeds")
+        p = self._path(rel) if rel else None
+        if p is None or not p.exists():
+            self.notes.append(f"data.personas.seeds: {p or 'no path'}; seed length assumed "
+                              f"{TYPICAL_SEED_PERSONA_CHARS} characters (mean of the PRODIGy seeds)")
+            return TYPICAL_SEED_PERSONA_CHARS
+        return _mean_len([str(s) for s in load_seeds(p, split)], TYPICAL_SEED_PERSONA_CHARS)
+
+    def _path(self, rel: str) -> Path:
+        return Path(rel) if Path(rel).is_absolute() else self.base_dir / rel
+
+    def _read_json(self, rel: str | None, what: str) -> Any:
+        if not rel:
+            self.notes.append(f"{what}: no path; counts unknown (0)")
+            return None
+        p = self._path(rel)
+        if not p.exists():
+            self.notes.append(f"{what}: {p} does not exist; counts unknown (0)")
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(p, f"not valid JSON ({exc})", fix=f"repair the file or point {what}.path elsewhere") from None
+
+
+def estimate(
+    config: dict, base_dir: Path | None = None, roles: Iterable[str] = ESTIMATED_ROLES, all_backends: bool = False
+) -> dict:
+    """Calls, characters, tokens and USD (online and Batch API) of every API step of `config`."""
+    notes: list[str] = []
+    inputs = _Inputs(config, base_dir or Path.cwd(), notes)
+    data = inputs.data
+    pset = _prompt_set(config.get("prompts"), notes)
+    wanted = set(roles)
+    for role in wanted - set(ESTIMATED_ROLES):
+        notes.append(f"role '{role}': no call-count rule; skipped")
+    steps: list[tuple[str, str, list[tuple[int, list[dict]]], str]] = []
+    splits = inputs.splits
+
+    # personas: one call per generated persona; the prompt holds two seed personas of the split
+    if (data.get("personas") or {}).get("source") == "generate":
+        groups = [(inputs.persona_counts.get(s, 0),
+                   _render(pset, "persona_generation", seed_a=_x(inputs.seed_chars(s)), seed_b=_x(inputs.seed_chars(s))))
+                  for s in splits]
+        steps.append(("personas", "persona_generator", groups, "one per generated persona"))
+    else:
+        steps.append(("personas", "persona_generator", [], "personas come from a file: no calls"))
+    if data.get("names") == "llm":
+        groups = [(inputs.persona_counts.get(s, 0),
+                   _render(pset, "name_extraction", persona=_x(inputs.mean_persona_chars(s)))) for s in splits]
+        steps.append(("names", "persona_generator", groups, "one name extraction per persona (names: llm)"))
+    else:
+        steps.append(("names", "persona_generator", [], f"names: {data.get('names', 'regex')}: no calls"))
+    if (data.get("oracle") or {}).get("source") == "file":
+        steps.append(("oracle", "oracle", [], "gold responses come from a file (data.oracle): no calls"))
+    else:
+        groups = [(inputs.task_counts.get(s, 0) * inputs.persona_counts.get(s, 0),
+                   _render(pset, "oracle", persona=_x(inputs.mean_persona_chars(s)),
+                           task=_x(inputs.mean_task_chars(s)))) for s in splits]
+        steps.append(("oracle", "oracle", groups, "one per persona-task pair of " + "+".join(splits)))
+    judge_calls, what = _judge_calls(config, inputs.task_counts, inputs.persona_counts)
+    answer = _x(max_tokens(config, "answerer", 256) * CHARS_PER_TOKEN)
+    judge_prompt = _render(pset, "judge", persona=_x(inputs.mean_persona_chars("test")),
+                           task=_x(inputs.mean_task_chars("test")), response_a=answer, response_b=answer)
+    steps.append(("judge", "judge", [(judge_calls, judge_prompt)], what))
+
+    rows = []
+    for step, role, groups, what in steps:
+        if role not in wanted:
+            continue
+        row = _price_step(config, step, role, groups, what, all_backends, notes)
+        if row is not None:
+            rows.append(row)
+    notes.append(f"token counts: {tokenizer_name()}; output counted at n x max_tokens (upper bound)")
+    billed = [r for r in rows if r["billed"] or all_backends]
+    return {
+        "splits": splits,
+        "tasks": {s: inputs.task_counts.get(s, 0) for s in SPLITS},
+        "personas": {s: inputs.persona_counts.get(s, 0) for s in SPLITS},
+        "rows": rows,
+        "total_calls": sum(r["calls"] for r in rows if r["billed"]),
+        "total_usd": round(sum(r["cost_usd"] for r in billed), 2),
+        "total_usd_online": round(sum(r["usd_online"] for r in billed), 2),
+        "total_usd_batch": round(sum(r["usd_batch"] for r in billed), 2),
+        "budget_usd": (config.get("api") or {}).get("budget_usd"),
+        "notes": list(dict.fromkeys(notes)),
+    }
+
+
+def _price_step(config, step, role, groups, what, all_backends, notes) -> dict | None:
+    rcfg = (config.get("roles") or {}).get(role)
+    if rcfg is None:
+        notes.append(f"{step}: role '{role}' is not in the config; skipped")
+        return None
+    backend = rcfg.get("backend")
+    options = {**(config.get("api") or {}), **(rcfg.get("options") or {})}
+    model = _api_model_name(config, rcfg)
+    sampling = rcfg.get("sampling") or {}
+    n, mt = int(sampling.get("n") or 1), int(sampling.get("max_tokens") or 256)
+    calls = sum(c for c, _ in groups)
+    chars = sum(c * sum(len(m["content"]) for m in msgs) for c, msgs in groups)
+    tin = sum(c * estimate_prompt_tokens(msgs) for c, msgs in groups)
+    tout = calls * n * mt
+    is_api = backend == "openai"
+    priced = is_api or all_backends
+    price = resolve_prices(model, options.get("prices")) if priced else None
+    if priced and price is None and calls:
+        notes.append(f"{step}: no price known for model '{model}'; set options.prices to get a USD figure")
+    online, batch_usd = call_cost(tin, tout, price), call_cost(tin, tout, price, batch=True)
+    batch = bool(options.get("batch")) and is_api
+    return {
+        "step": step,
+        "role": role,
+        "backend": backend,
+        "model": model,
+        "calls": calls,
+        "what": what,
+        "prompt_chars": chars,
+        "prompt_chars_per_call": round(chars / calls) if calls else 0,
+        "prompt_tokens_per_call": round(tin / calls) if calls else 0,
+        "input_tokens": tin,
+        "output_tokens_max": tout,
+        "batch": batch,
+        "price_per_1k": list(price) if price else None,
+        "usd_online": round(online, 2) if priced else 0.0,
+        "usd_batch": round(batch_usd, 2) if priced else 0.0,
+        "cost_usd": round(batch_usd if batch else online, 2) if priced else 0.0,
+        "billed": is_api,
+    }
+
+
+def format_table(est: dict, title: str = "API cost estimate") -> str:
+    head = (f"{'step':<9} {'role':<18} {'backend':<8} {'model':<14} {'calls':>8} {'in tok/call':>11} "
+            f"{'input tok':>12} {'output tok≤':>12} {'USD online':>11} {'USD batch':>10}")
+    splits = ", ".join(f"{s}={est['tasks'].get(s, 0)} tasks x {est['personas'].get(s, 0)} personas"
+                       for s in est["splits"])
+    lines = [title, "splits: " + splits, "", head, "-" * len(head)]
+    for r in est["rows"]:
+        if r["billed"] or r["usd_online"]:
+            online = f"{r['usd_online']:,.2f}" + ("" if r["batch"] else " *")
+            batch = f"{r['usd_batch']:,.2f}" + (" *" if r["batch"] else "")
+        else:
+            online = batch = "local"
+        lines.append(
+            f"{r['step']:<9} {r['role']:<18} {str(r['backend']):<8} {str(r['model'])[:14]:<14} {r['calls']:>8,} "
+            f"{r['prompt_tokens_per_call']:>11,} {r['input_tokens']:>12,} {r['output_tokens_max']:>12,} "
+            f"{online:>11} {batch:>10}"
+        )
+    lines.append("-" * len(head))
+    lines.append(f"{'total (API roles)':<52} {est['total_calls']:>8,} {'':>11} {'':>12} {'':>12} "
+                 f"{est['total_usd_online']:>11,.2f} {est['total_usd_batch']:>10,.2f}")
+    lines.append(f"as configured (* = the mode each role uses): {est['total_usd']:,.2f} USD")
+    if est.get("budget_usd") is not None:
+        lines.append(f"budget_usd: {est['budget_usd']}")
+    lines.append(f"USD batch = Batch API, billed at {BATCH_DISCOUNT:g} x the online price (results within 24 h)")
+    lines.append("")
+    lines += [f"note: {n}" for n in est["notes"]]
+    lines += [f"      {r['step']}: {r['what']}" for r in est["rows"]]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def max_tokens(config: dict, role: str, default: int) -> int:
+    return int((((config.get("roles") or {}).get(role) or {}).get("sampling") or {}).get("max_tokens") or default)
+
+
+def _splits_used(config: dict) -> list[str]:
+    t = int(config.get("iterations") or 1)
+    train = ["A" if i % 2 == 0 else "B" for i in range(t)]
+    return [s for s in ("A", "B") if s in train] + ["test"]
+
+
+def _split_lists(obj: Any) -> dict[str, list[str]]:
+    """{split: [texts]} of a tasks/personas file; other keys (`_about`) are notes, not data."""
+    if not isinstance(obj, dict):
+        return {}
+    return {s: [str(t) for t in v] for s, v in obj.items() if s in SPLITS and isinstance(v, list)}
+
+
+def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
+    sim = config.get("simulation") or {}
+    groups = int(sim.get("max_turns", 3)) - int(sim.get("min_turns", 1)) + 1
+    per_group = ((config.get("evaluation") or {}).get("winrate") or {}).get("pairs_per_group")
+    comparisons = int(config.get("iterations") or 1)  # m1..mT, each against m0
+    test_pairs = tasks.get("test", 0) * personas.get("test", 0)
+    if per_group is None:
+        return test_pairs * comparisons, (f"every test pair ({test_pairs}) x {comparisons} comparisons "
+                                          f"(m1..m{comparisons} vs m0)")
+    per_iter = min(int(per_group) * groups, test_pairs) if test_pairs else int(per_group) * groups
+    what = f"{per_group} pairs x {groups} turn groups x {comparisons} comparisons (m1..m{comparisons} vs m0)"
+    return per_iter * comparisons, what
+
+
+def _api_model_name(config: dict, rcfg: dict) -> str:
+    name = rcfg.get("model") or config.get("base_model") or "?"
+    source = ((config.get("models") or {}).get(name) or {}).get("source") or {}
+    return str(source.get("api", name)) if isinstance(source, dict) else str(name)
+
+
+def _prompt_set(name: str | None, notes: list[str]):
+    try:
+        return load_prompt_set(name or "fixed_v1")
+    except StargateError as exc:  # the prompt set is optional for an estimate
+        notes.append(f"prompt set '{name}' not loaded ({exc}); template length assumed 1,000 characters")
+        return None
+
+
+def _render(pset, kind: str, **fields: str) -> list[dict]:
+    if pset is not None:
+        return getattr(pset, kind)(**fields)
+    return [{"role": "system", "content": "x" * 300}, {"role": "user", "content": "x" * 700 + "".join(fields.values())}]
+
+
+def _x(chars: float) -> str:
+    """Stand-in text of a given length (its characters are what is measured)."""
+    return "x" * round(chars)
+
+
+def _mean_len(texts: list[str], default: float) -> float:
+    return sum(len(t) for t in texts) / len(texts) if texts else float(default)
