@@ -70,3 +70,12 @@ def test_refused_completions_are_counted_not_empty():
     assert out == [[None, None], ["", ""]]
     stats = b.stats.to_dict()
     assert (stats["n_outputs"], stats["n_refused"], stats["n_empty"]) == (4, 2, 2)
+
+
+def test_stats_to_dict_keeps_backend_counters_beside_standard_ones():
+    b = scripted()
+    b.generate(["x y"], Sampling())
+    b.stats.extra.update(cache_hits=3, n_outputs=99)
+    d = b.stats.to_dict()
+    assert (d["n_outputs"], d["extra_n_outputs"], d["cache_hits"], d["n_tokens_out"]) == (1, 99, 3, 2)
+    assert json.loads(json.dumps(d)) == d  # JSON-ready for the .meta.json

@@ -74,10 +74,8 @@ class GenerationStats:
         """A flat JSON-ready dict for an artifact's `.meta.json` (`backend_stats`) and the job log."""
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out["seconds"] = round(self.seconds, 3)
-        clash = sorted(set(self.extra) & set(out))
-        if clash:
-            raise StargateError(f"backend stats: extra counter(s) {', '.join(clash)} shadow a standard counter")
-        return {**out, **self.extra}
+        # a backend counter named like a standard one is kept beside it, never over it
+        return {**out, **{(f"extra_{k}" if k in out else k): v for k, v in self.extra.items()}}
 
 
 class Backend(ABC):
