@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import StargateError
 from .base import Prompt
+from .vllm033 import VllmTextPrompt, text_prompt_ids
 
 
 def _is_chat(prompt: Any) -> bool:
@@ -51,6 +52,8 @@ def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
 
 def prompt_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
     """Token ids of a generation prompt (see `render_prompt`), tokenized with no special tokens added."""
+    if isinstance(prompt, VllmTextPrompt):  # the paper's text prompts, as vLLM 0.3.3 encoded them
+        return text_prompt_ids(tokenizer, prompt)
     return list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
 
 
