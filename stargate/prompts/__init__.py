@@ -255,8 +255,9 @@ class PromptSet:
         return self._local_chat(self._answer_messages(name.strip(), task.strip(), turns, ""))
 
     def sft_messages(self, name: str, task: str, turns: list[Turn], final: str) -> list[dict]:
+        """The original appended m_t's stored answer as-is (spec §3.6), i.e. with vLLM's leading space."""
         msgs = self._answer_messages(name.strip(), task.strip(), turns, "")
-        return msgs + [{"role": "assistant", "content": final.strip()}]
+        return msgs + [{"role": "assistant", "content": final if self.raw else final.strip()}]
 
     # ------------------------------------------------------------------ scoring
     def scoring_context(self, condition: str, name: str, persona: str, task: str, turns: list[Turn]) -> list[dict] | str:
