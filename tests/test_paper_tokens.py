@@ -317,4 +317,16 @@ def test_hf_backend_feeds_and_decodes_like_vllm_033(tok, ps, tiny_model):
     with HFBackend(str(tiny_model), device="cpu", batch_size=2) as backend:
         assert prompt_ids(backend.tokenizer, prompt) == expected_ids
         got = backend.generate([prompt], Sampling(n=1, temperature=0.0, max_tokens=6))
-    assert got == [[vllm033_text(tok, new)]]
+        assert got == [[vllm033_text(tok, new)]]
+
+        # a scripted continuation (a random model rarely starts with a "▁" piece): the space must survive
+        seen = {}
+
+        def scripted(input_ids, attention_mask, **kwargs):
+            seen["ids"] = input_ids[0][attention_mask[0].bool()].tolist()
+            return torch.cat([input_ids, torch.tensor([generated(tok, "q1")])], dim=1)
+
+        backend.model.generate = scripted
+        got = backend.generate([prompt], Sampling(n=1, temperature=0.0, max_tokens=64))
+    assert seen["ids"] == expected_ids
+    assert got == [[vllm033_text(tok, generated(tok, "q1"))]] and got[0][0].startswith(" What")
