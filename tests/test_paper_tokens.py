@@ -330,3 +330,29 @@ def test_hf_backend_feeds_and_decodes_like_vllm_033(tok, ps, tiny_model):
         got = backend.generate([prompt], Sampling(n=1, temperature=0.0, max_tokens=64))
     assert seen["ids"] == expected_ids
     assert got == [[vllm033_text(tok, generated(tok, "q1"))]] and got[0][0].startswith(" What")
+
+
+def test_vllm_backend_feeds_and_decodes_like_vllm_033(tok, ps):
+    """The vllm backend (engine scripted): token ids submitted, and vLLM 0.3.3's text for what comes back."""
+    from types import SimpleNamespace
+
+    from stargate.backends.base import Backend, Sampling
+    from stargate.backends.vllm_backend import VLLMBackend
+
+    submitted = []
+
+    def fake_generate(requests, params, use_tqdm=False):
+        submitted.extend(requests)
+        done = SimpleNamespace(index=0, token_ids=generated(tok, "a1"), finish_reason="stop")
+        return [SimpleNamespace(outputs=[done]) for _ in requests]
+
+    backend = VLLMBackend.__new__(VLLMBackend)
+    Backend.__init__(backend)
+    backend.tokenizer, backend.max_model_len, backend._special_ids = tok, 32768, set(tok.all_special_ids)
+    backend._SamplingParams, backend._TokensPrompt = (lambda **kw: kw), (lambda prompt_token_ids: prompt_token_ids)
+    backend.llm = SimpleNamespace(generate=fake_generate)
+    turns = [{"role": "questioner", "text": " What kind of kitchen do you have?"}]
+    prompt = ps.roleplayer(PERSONA, TASK, NAME, turns)
+    got = backend.generate([prompt], Sampling(n=1, temperature=0.0, max_tokens=64))
+    assert submitted == [vllm033_ids(tok, orig_roleplayer(PERSONA, TASK, orig_conversation(NAME, TASK, [turns[0]["text"]])))]
+    assert got == [[vllm033_text(tok, generated(tok, "a1"))]] and got[0][0].startswith(" I have")
