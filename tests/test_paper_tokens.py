@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 
 import pytest
+from paper_mistral import build_tiny_model, build_tokenizer
 
 import stargate.prompts as prompts_pkg
-from paper_mistral import build_tiny_model, build_tokenizer
 from stargate.backends.spans import prompt_ids, render_for_scoring
 from stargate.backends.vllm033 import VllmTextPrompt, decode_output
 from stargate.prompts import load_prompt_set, provenance

@@ -19,6 +19,8 @@ METHODS = ("sft",)  # "dpo" comes in its own issue; add it to TRAINERS in starga
 ATTN_CHOICES = ("auto", "sdpa", "eager", "flash_attention_2")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 DEEPSPEED_NAMES = ("zero2", "zero3")
+MASTER_WEIGHTS = ("fp32", "bf16")
+LOSS_WEIGHTING = ("tokens", "micro_batch")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class TrainingSpec:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     bf16: bool = False
+    # fp32: bf16 compute, fp32 weights and AdamW states (mixed precision; what ZeRO always does).
+    # bf16: weights, gradients and AdamW states all bf16 (the paper's run, spec §5); needs bf16, no DeepSpeed.
+    master_weights: str = "fp32"
+    # tokens: loss = sum over all label tokens of the accumulated batch / their count (transformers >= 4.46).
+    # micro_batch: the mean of each micro-batch's token mean, as transformers 4.39 computed it for the paper.
+    loss_weighting: str = "tokens"
     validation_fraction: float = 0.05
     seed: int = 42
     split_seed: int = 42
@@ -109,6 +117,18 @@ class TrainingSpec:
                 raise bad(key, "must be true or false")
         if self.deepspeed is not None and not isinstance(self.deepspeed, str):
             raise bad("deepspeed", f"must be null, {' or '.join(DEEPSPEED_NAMES)}, or a path to a JSON file")
+        if self.master_weights not in MASTER_WEIGHTS:
+            raise bad("master_weights", f"must be one of {', '.join(MASTER_WEIGHTS)}")
+        if self.master_weights == "bf16" and not self.bf16:
+            raise bad("master_weights", "bf16 master weights need bf16: true (or set master_weights: fp32)")
+        if self.master_weights == "bf16" and self.deepspeed is not None:
+            raise bad(
+                "master_weights",
+                f"bf16 master weights cannot be combined with deepspeed {self.deepspeed!r}: ZeRO keeps fp32 master "
+                "weights and optimizer states. Set deepspeed: null for the paper's pure bf16, or master_weights: fp32",
+            )
+        if self.loss_weighting not in LOSS_WEIGHTING:
+            raise bad("loss_weighting", f"must be one of {', '.join(LOSS_WEIGHTING)}")
         if self.max_steps is not None and (not is_int(self.max_steps) or self.max_steps < 1):
             raise bad("max_steps", "must be null or an integer >= 1")
         if self.wandb_project is not None and (not isinstance(self.wandb_project, str) or not self.wandb_project):
