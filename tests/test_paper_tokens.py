@@ -221,6 +221,19 @@ def test_scoring_ids_and_span_are_the_originals(tok, ps, run, condition):
     assert not isinstance(ctx, VllmTextPrompt)
 
 
+def test_scoring_boundary_is_the_originals_when_gold_merges_with_inst(tok, ps, run):
+    """Spec §4 caveat: a gold starting with "(" merges with the "]" of [/INST] ("]("); the original's span,
+    counted from the context's token length, then leaves that token out. paper_v1 does the same."""
+    gold = "(Quick plan) start with the counters, then the stovetop."
+    conv = run["orig_conv"][run["orig_conv"].find("[/INST]") + 7 : run["orig_conv"].rfind("[/INST]")].strip()
+    prompt = f"<s>[INST]My name is {NAME}.\n\n{TASK}[/INST]{conv}\n\n{TASK}[/INST]"
+    expected = orig_score_ids(tok, prompt, gold)
+    ctx = ps.scoring_context("qa-experimental", NAME, PERSONA, TASK, run["turns"])
+    assert render_for_scoring(tok, ctx, gold) == expected
+    assert tok.convert_ids_to_tokens(expected[0][expected[1] - 1 : expected[1]]) == ["]("]  # the merged token
+    assert render_for_scoring(tok, str(ctx), gold)[1] == expected[1] - 1  # char offsets would count it
+
+
 def test_regularizer_prompt_is_the_originals_round_trip(tok, ps, run):
     """Prompts file §7: rendered with the March-2024 template, decoded, re-sent as text (double BOS)."""
     turns = orig_create_turns(run["orig_conv"])

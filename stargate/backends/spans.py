@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import StargateError
 from .base import Prompt
-from .vllm033 import VllmTextPrompt, text_prompt_ids
+from .vllm033 import PromptLengthContext, VllmTextPrompt, prompt_length_span, text_prompt_ids
 
 
 def _is_chat(prompt: Any) -> bool:
@@ -72,6 +72,8 @@ def render_for_scoring(tokenizer: Any, context: Prompt, target: str) -> tuple[li
     """
     if not isinstance(target, str):
         raise StargateError(f"a scoring target must be a string, got {type(target).__name__}")
+    if isinstance(context, PromptLengthContext):  # the paper scorer's boundary rule (vllm033.py)
+        return prompt_length_span(tokenizer, context, target)
     if _is_chat(context):
         messages = list(context)
         ctx = _render(tokenizer, messages, add_generation_prompt=True)

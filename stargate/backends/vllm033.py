@@ -14,6 +14,12 @@ local backends (hf, vllm) encode and decode them through the two functions below
   ``decode(new_ids)`` drops it. The original stored that text verbatim.
 
 Everything else (chats, plain raw strings) goes through `decode_plain`, the project's own convention.
+
+The paper's scorer passed token ids (one BOS), but located the gold span by *length*: the summed positions
+were those past the separately tokenized context (spec §4). `PromptLengthContext` marks a scoring context for
+which `prompt_length_span` replays that rule; it differs from the project's character-offset span only when
+a token straddles the boundary (Mistral merges "]" with a following "*", "(", ".", ":" ...: a gold starting
+with "(" loses its first token in the original's sum).
 """
 
 from __future__ import annotations
@@ -43,6 +49,18 @@ class VllmTextPrompt(str):
 
     def __reduce__(self):  # keep the flag across pickling (multiprocessing, caches)
         return (VllmTextPrompt, (str(self), self.round_trip))
+
+
+class PromptLengthContext(str):
+    """A raw scoring context whose target span is found as the original scorer found it (by token counts)."""
+
+
+def prompt_length_span(tokenizer: Any, context: str, target: str) -> tuple[list[int], int, int]:
+    """(ids of context + target, start, end): start = len(ids of the context alone), both tokenized without
+    special tokens, as `batch_log_probs` of the original did (spec §4)."""
+    ids = list(tokenizer(context + target, add_special_tokens=False)["input_ids"])
+    start = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+    return ids, min(start, len(ids)), len(ids)
 
 
 def text_prompt_ids(tokenizer: Any, prompt: VllmTextPrompt) -> list[int]:

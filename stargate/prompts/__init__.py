@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..backends.vllm033 import VllmTextPrompt
+from ..backends.vllm033 import PromptLengthContext, VllmTextPrompt
 from ..errors import StargateError
 
 PROMPTS_DIR = Path(__file__).parent
@@ -42,6 +42,7 @@ TEXT_NAMES = (
 
 Turn = dict[str, str]  # {"role": "questioner" | "roleplayer", "text": ...}
 GENERATION_IO = ("token_ids", "vllm_0.3.3_text")
+SCORE_SPANS = ("char_offsets", "prompt_length")
 
 
 def available_sets() -> list[str]:
@@ -67,6 +68,10 @@ def load_prompt_set(name: str) -> PromptSet:
     if io not in GENERATION_IO:
         raise StargateError(
             f"{folder / 'manifest.yaml'}: generation_io '{io}' is not one of {', '.join(GENERATION_IO)}"
+        )
+    if manifest.get("score_span", "char_offsets") not in SCORE_SPANS:
+        raise StargateError(
+            f"{folder / 'manifest.yaml'}: score_span '{manifest['score_span']}' is not one of {', '.join(SCORE_SPANS)}"
         )
     template = None
     if manifest.get("chat_template"):
@@ -274,7 +279,7 @@ class PromptSet:
                 conversation = self._paper_conversation(name, task, turns)
                 conv = conversation[conversation.find("[/INST]") + 7 : conversation.rfind("[/INST]")].strip()
                 prompt += conv + "\n\n" + task + "[/INST]"
-            return prompt
+            return PromptLengthContext(prompt) if self.manifest.get("score_span") == "prompt_length" else prompt
         msgs = [{"role": "user", "content": intro + "\n\n" + task}]
         if with_conv:
             msgs += _alternate(turns, str.strip)
