@@ -339,6 +339,55 @@ def test_numerics_pure_bf16_or_fp32_master_weights(base_dir, tmp_path):
     assert _trainer_class(0.0, "micro_batch")(model=model, args=args).model_accepts_loss_kwargs is False
 
 
+def test_loss_weighting_gradients(base_dir, tok, tmp_path):
+    """One optimizer step over 2 micro-batches of very different lengths: micro_batch gives the gradient of the
+    mean of the two per-example token means (transformers 4.39, the paper), tokens the token-weighted mean."""
+    from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
+
+    from stargate.training.collator import EncodedDataset, SFTCollator
+    from stargate.training.sft import _trainer_class
+
+    records = [
+        {"pair": "a", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes."}]},
+        {"pair": "b", "messages": [{"role": "user", "content": "Tell me"},
+                                   {"role": "assistant", "content": "A much longer answer " * 12}]},
+    ]
+    examples = encode_records(tok, records, 256).examples
+    collate = SFTCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    grads = {}
+
+    class Grab(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            grads["g"] = model.model.norm.weight.grad.detach().clone()
+
+    got = {}
+    for weighting in ("micro_batch", "tokens"):
+        args = TrainingArguments(output_dir=str(tmp_path / weighting), per_device_train_batch_size=1,
+                                 gradient_accumulation_steps=2, max_steps=1, learning_rate=0.0, max_grad_norm=0.0,
+                                 use_cpu=True, report_to="none", remove_unused_columns=False, save_strategy="no",
+                                 logging_strategy="no", disable_tqdm=True)
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        trainer = _trainer_class(0.0, weighting)(model=model, args=args, data_collator=collate,
+                                                 train_dataset=EncodedDataset(examples), callbacks=[Grab()])
+        trainer.train()
+        got[weighting] = grads["g"]
+
+    def reference(weighted: bool):
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        losses, counts = [], []
+        for ex in examples:
+            batch = collate([{"input_ids": ex.input_ids, "labels": ex.labels}])
+            losses.append(model(**batch).loss)  # the example's own token mean
+            counts.append(int((batch["labels"][0, 1:] != IGNORE_INDEX).sum()))
+        total = sum(lo * n for lo, n in zip(losses, counts, strict=True)) / sum(counts) if weighted else sum(losses) / 2
+        total.backward()
+        return model.model.norm.weight.grad
+
+    assert torch.allclose(got["micro_batch"], reference(False), atol=1e-6)
+    assert torch.allclose(got["tokens"], reference(True), atol=1e-6)
+    assert not torch.allclose(got["micro_batch"], got["tokens"], atol=1e-6)
+
+
 def test_sft_under_paper_v1_uses_the_shipped_chat_template(base_dir, tmp_path):
     from transformers import AutoTokenizer
 
