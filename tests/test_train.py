@@ -407,6 +407,9 @@ def test_sft_under_paper_v1_uses_the_shipped_chat_template(base_dir, tmp_path):
     write_jsonl(data, recs, {"prompt_set": "fixed_v1"})
     tok = AutoTokenizer.from_pretrained(base_dir)
     assert use_prompt_set_template(tok, data)["prompt_set"] == "fixed_v1" and tok.chat_template == own
+    write_jsonl(data, recs, {"prompt_set": "nope_v9"})
+    with pytest.raises(InputError, match=r"A\.jsonl\.meta\.json: names prompt set 'nope_v9'.*fix: rebuild"):
+        use_prompt_set_template(tok, data)
 
 
 def test_attention_choice_on_cpu():

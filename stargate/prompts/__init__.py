@@ -103,9 +103,8 @@ def tokenizer_sha256(tokenizer: Any) -> str | None:
     """Identity of a tokenizer's behaviour: sha256 of its serialized fast tokenizer (vocab, merges, normalizer,
     pre-tokenizer, decoder, added tokens); None for a tokenizer without one (API models)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return None
-    return _sha256(backend.to_str())
+    serialized = backend.to_str() if backend is not None and hasattr(backend, "to_str") else None
+    return _sha256(serialized) if isinstance(serialized, str) else None
 
 
 def provenance(prompt_set: str, tokenizer: Any = None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set, provenance
-from ..records import read_meta, write_json
+from ..records import meta_path, read_meta, write_json
 from . import launch, tracking
 from .attention import choose_attn_implementation
 from .card import write_card
@@ -117,7 +117,13 @@ def use_prompt_set_template(tokenizer: Any, data: Path) -> dict[str, Any]:
     name = read_meta(data).get("prompt_set")
     if not name:
         return provenance_without_set(tokenizer)
-    prompt_set = load_prompt_set(name)
+    try:
+        prompt_set = load_prompt_set(name)
+    except StargateError as exc:
+        raise InputError(
+            meta_path(data), f"names prompt set '{name}', which cannot be loaded ({exc})",
+            fix="rebuild the SFT data with the sft_data stage under a prompt set of this checkout",
+        ) from None
     if prompt_set.chat_template is not None:
         tokenizer.chat_template = prompt_set.chat_template
         log.info("SFT examples rendered with prompt set %s's own chat template", name)
