@@ -369,3 +369,16 @@ def test_vllm_backend_feeds_and_decodes_like_vllm_033(tok, ps):
     got = backend.generate([prompt], Sampling(n=1, temperature=0.0, max_tokens=64))
     assert submitted == [vllm033_ids(tok, orig_roleplayer(PERSONA, TASK, orig_conversation(NAME, TASK, [turns[0]["text"]])))]
     assert got == [[vllm033_text(tok, generated(tok, "a1"))]] and got[0][0].startswith(" I have")
+
+
+def test_generation_sidecar_records_the_hashes(tok):
+    """Every generation stage's .meta.json goes through generation_meta: it carries the provenance hashes."""
+    from types import SimpleNamespace
+
+    from stargate.backends.base import GenerationStats
+    from stargate.stages.common import generation_meta
+
+    backend = SimpleNamespace(stats=GenerationStats(), tokenizer=tok)
+    meta = generation_meta(backend, {"backend": "vllm"}, "m0", "paper_v1")
+    assert {k: meta[k] for k in provenance("paper_v1", tok)} == provenance("paper_v1", tok)
+    assert meta["tokenizer_sha256"] is not None
