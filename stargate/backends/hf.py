@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..log import get_logger
 from .base import Backend, Prompt, Sampling, Score
 from .spans import prompt_ids, render_for_scoring
+from .vllm033 import decode_output
 
 log = get_logger(__name__)
 
@@ -101,7 +102,7 @@ class HFBackend(Backend):
                         toks = toks[: toks.index(eos)]
                     toks = [t for t in toks if t != pad]
                     n_new += len(toks)
-                    results[i].append(self.tokenizer.decode(toks, skip_special_tokens=True))
+                    results[i].append(decode_output(self.tokenizer, prompts[i], encoded[i], toks))
         dt = time.perf_counter() - t0
         self.stats.n_tokens_out += n_new
         log.info("generated %d outputs, %d tokens in %.1fs (%.1f tok/s)", len(prompts) * sampling.n, n_new, dt,

@@ -12,6 +12,7 @@ from typing import Any
 from ..backends import Backend, Sampling, load_backend
 from ..errors import InputError, StargateError
 from ..log import get_logger
+from ..prompts import provenance
 from ..records import read_jsonl, read_meta
 
 log = get_logger(__name__)
@@ -159,8 +160,8 @@ def generation_meta(backend: Backend, role: dict, model: str, prompt_set: str | 
         "n_empty": backend.stats.n_empty,
         **extra,
     }
-    if prompt_set:
-        meta["prompt_set"] = prompt_set
+    if prompt_set:  # prompt_set, prompt_files_sha256, chat_template_sha256, tokenizer_sha256
+        meta.update(provenance(prompt_set, getattr(backend, "tokenizer", None)))
     if backend.stats.n_empty:
         log.warning("%d of %d generations were empty (kept, counted in the artifact's .meta.json)",
                     backend.stats.n_empty, backend.stats.n_outputs)

@@ -11,7 +11,7 @@ import argparse
 
 from ..errors import InputError, StargateError
 from ..log import get_logger
-from ..prompts import load_prompt_set
+from ..prompts import load_prompt_set, provenance
 from ..records import write_jsonl
 from .common import (
     add_data_arguments,
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
     recs = [{**rec, "condition": args.condition, "logprob": s.logprob, "n_tokens": s.n_tokens}
             for (rec, _, _), s in zip(items, scores, strict=True)]
     write_jsonl(args.output, recs, {"stage": "score", "condition": args.condition, "scorer": args.model,
-                                    "backend": role.get("backend"), "prompt_set": args.prompts,
-                                    "no_gold": no_gold})
+                                    "backend": role.get("backend"), "no_gold": no_gold,
+                                    **provenance(args.prompts, getattr(backend, "tokenizer", None))})
     mean = sum(r["logprob"] for r in recs) / len(recs)
     log.info("scored %d items for %s (mean log p = %.2f)", len(recs), args.condition, mean)
