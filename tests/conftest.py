@@ -30,8 +30,8 @@ def smollm2_tokenizer():
 
 
 def build_tiny_model(folder: Path, tokenizer) -> Path:
-    """A 3M-parameter random Llama saved as a HF folder with `tokenizer` and its chat template (the one
-    tiny test model: every test that needs a model builds it here)."""
+    """A small random Llama saved as a HF folder with `tokenizer` and its chat template (3M parameters with
+    SmolLM2's vocabulary). The one tiny test model: every test that needs a model builds it here."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -39,7 +39,7 @@ def build_tiny_model(folder: Path, tokenizer) -> Path:
     torch.manual_seed(0)
     cfg = LlamaConfig(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=2048,
+        vocab_size=len(tok), tie_word_embeddings=True, max_position_embeddings=4096,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )  # fmt: skip
     LlamaForCausalLM(cfg).save_pretrained(folder)

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from stargate.backends.vllm033 import VllmTextPrompt
 from stargate.errors import StargateError
 from stargate.prompts import available_sets, load_prompt_set, template_files
 
 TASK = "What wine goes with steak."
+# Stored turn texts, spaces as given. Which spaces the paper path stores (vLLM's leading space) is decided
+# where outputs are decoded; tests/test_paper_tokens.py derives the turns from generated ids instead.
 TURNS = [
     {"role": "questioner", "text": "Q1 text"},
     {"role": "roleplayer", "text": "answer 1"},
@@ -24,6 +27,49 @@ def test_sets_and_files():
         assert all(Path(f).exists() for f in template_files(name))
     with pytest.raises(StargateError, match="unknown prompt set"):
         load_prompt_set("nope_v9")
+    assert any(f.endswith("paper_v1/chat_template.jinja") for f in template_files("paper_v1"))
+
+
+def test_paper_generation_prompts_go_as_vllm_text_and_fixed_ones_do_not():
+    paper, fixed = load_prompt_set("paper_v1"), load_prompt_set("fixed_v1")
+    q = paper.questioner("Leo", TASK, TURNS[:1], finetuned=False)
+    r = paper.roleplayer("P", TASK, "Leo", TURNS[:1])
+    reg, win = paper.regularizer("Leo", TASK, TURNS), paper.winrate_answer("Leo", TASK, TURNS)
+    assert all(isinstance(x, VllmTextPrompt) for x in (q, r, reg, win))
+    assert not q.round_trip and not r.round_trip and reg.round_trip and win.round_trip
+    # regularizer: rendered with the shipped March-2024 template (<s>[INST] u [/INST]a</s>[INST] ...)
+    assert reg.startswith("<s>[INST] You are a helpful AI assistant, able to provide highly personalized")
+    assert reg.endswith("[/INST]Q1 text</s>[INST] answer 1 [/INST]Q2 text</s>[INST] answer 2\n\nWhat wine goes "
+                        "with steak. [/INST]")
+    assert not isinstance(paper.scoring_context("neg-control", "Leo", "P", TASK, []), VllmTextPrompt)  # ids: 1 BOS
+    assert isinstance(fixed.regularizer("Leo", TASK, TURNS), list)
+    assert not isinstance(fixed.questioner("Leo", TASK, TURNS[:1], finetuned=False), VllmTextPrompt)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"generation_io": "vllm_text"}, "generation_io 'vllm_text' is not one of"),
+     ({"chat_template": "missing.jinja"}, "chat_template file missing.jinja does not exist"),
+     ({"score_span": "tokens"}, "score_span 'tokens' is not one of")],
+)
+def test_bad_manifest_names_the_file_and_key(tmp_path, monkeypatch, change, message):
+    import shutil
+
+    import yaml
+
+    import stargate.prompts as pkg
+
+    shutil.copytree(Path(pkg.__file__).parent / "paper_v1", tmp_path / "broken_v1")
+    manifest = yaml.safe_load((tmp_path / "broken_v1" / "manifest.yaml").read_text())
+    (tmp_path / "broken_v1" / "manifest.yaml").write_text(yaml.safe_dump({**manifest, **change}))
+    monkeypatch.setattr(pkg, "PROMPTS_DIR", tmp_path)
+    load_prompt_set.cache_clear()
+    try:
+        with pytest.raises(StargateError, match=message) as err:
+            load_prompt_set("broken_v1")
+        assert "broken_v1/manifest.yaml" in str(err.value)
+    finally:
+        load_prompt_set.cache_clear()
 
 
 def test_paper_scoring_context_is_the_original_string():

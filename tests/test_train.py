@@ -274,6 +274,125 @@ def test_spec_checks_and_effective_batch():
         TrainingSpec.from_dict({"warmup_ratio": 1.0})
 
 
+def test_warmup_is_the_ceil_of_the_ratio_on_any_transformers(tmp_path):
+    """transformers 4.x truncated warmup_steps=0.1 to no warmup; 5.x reads it as a ratio. Ours: computed."""
+    from transformers import TrainingArguments
+
+    from stargate.training.sft import _trainer_class, warmup_steps_for
+
+    assert warmup_steps_for(0.1, 185) == 19  # the paper's run: 185 optimizer steps, 19 warmup (transformers 4.39)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1.0, lr_scheduler_type="cosine", warmup_steps=0,
+                             use_cpu=True, report_to="none")
+    trainer = _trainer_class(0.1, "tokens")(model=torch.nn.Linear(2, 2), args=args)
+    trainer.create_optimizer()
+    sched = trainer.create_scheduler(185)
+    lrs = []
+    for _ in range(21):
+        lrs.append(sched.get_last_lr()[0])
+        trainer.optimizer.step()
+        sched.step()
+    assert trainer.warmup_steps == 19
+    assert lrs[0] == 0 and lrs[1] == pytest.approx(1 / 19) and lrs[18] == pytest.approx(18 / 19)
+    assert lrs[19] == pytest.approx(1.0) and lrs[20] < 1.0
+
+
+def test_numerics_pure_bf16_or_fp32_master_weights(base_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from stargate.training.sft import _trainer_class, numerics
+
+    pure = TrainingSpec.from_dict({"bf16": True, "master_weights": "bf16"})
+    assert numerics(pure, deepspeed=False) == (torch.bfloat16, numerics(pure, False)[1])
+    assert "pure bf16" in numerics(pure, False)[1]
+    mixed = TrainingSpec.from_dict({"bf16": True})
+    assert numerics(mixed, deepspeed=False)[0] == torch.float32  # fp32 weights, bf16 autocast
+    assert numerics(mixed, deepspeed=True)[0] == torch.bfloat16  # ZeRO keeps its own fp32 master copy
+    with pytest.raises(StargateError, match=r"training\.master_weights.*ZeRO keeps fp32"):
+        TrainingSpec.from_dict({"bf16": True, "master_weights": "bf16", "deepspeed": "zero3"})
+    with pytest.raises(StargateError, match=r"training\.master_weights.*need bf16: true"):
+        TrainingSpec.from_dict({"master_weights": "bf16"})
+    with pytest.raises(StargateError, match=r"training\.loss_weighting"):
+        TrainingSpec.from_dict({"loss_weighting": "sequences"})
+    # micro_batch: no num_items_in_batch reaches the model, so the Trainer averages micro-batch means
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert _trainer_class(0.0, "tokens")(model=model, args=args).model_accepts_loss_kwargs is True
+    assert _trainer_class(0.0, "micro_batch")(model=model, args=args).model_accepts_loss_kwargs is False
+
+
+def test_loss_weighting_gradients(base_dir, tok, tmp_path):
+    """One optimizer step over 2 micro-batches of very different lengths: micro_batch gives the gradient of the
+    mean of the two per-example token means (transformers 4.39, the paper), tokens the token-weighted mean."""
+    from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
+
+    from stargate.training.collator import EncodedDataset, SFTCollator
+    from stargate.training.sft import _trainer_class
+
+    records = [
+        {"pair": "a", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes."}]},
+        {"pair": "b", "messages": [{"role": "user", "content": "Tell me"},
+                                   {"role": "assistant", "content": "A much longer answer " * 12}]},
+    ]
+    examples = encode_records(tok, records, 256).examples
+    collate = SFTCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    grads = {}
+
+    class Grab(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            grads["g"] = model.model.norm.weight.grad.detach().clone()
+
+    got = {}
+    for weighting in ("micro_batch", "tokens"):
+        args = TrainingArguments(output_dir=str(tmp_path / weighting), per_device_train_batch_size=1,
+                                 gradient_accumulation_steps=2, max_steps=1, learning_rate=0.0, max_grad_norm=0.0,
+                                 use_cpu=True, report_to="none", remove_unused_columns=False, save_strategy="no",
+                                 logging_strategy="no", disable_tqdm=True)
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        trainer = _trainer_class(0.0, weighting)(model=model, args=args, data_collator=collate,
+                                                 train_dataset=EncodedDataset(examples), callbacks=[Grab()])
+        trainer.train()
+        got[weighting] = grads["g"]
+
+    def reference(weighted: bool):
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        losses, counts = [], []
+        for ex in examples:
+            batch = collate([{"input_ids": ex.input_ids, "labels": ex.labels}])
+            losses.append(model(**batch).loss)  # the example's own token mean
+            counts.append(int((batch["labels"][0, 1:] != IGNORE_INDEX).sum()))
+        total = sum(lo * n for lo, n in zip(losses, counts, strict=True)) / sum(counts) if weighted else sum(losses) / 2
+        total.backward()
+        return model.model.norm.weight.grad
+
+    assert torch.allclose(got["micro_batch"], reference(False), atol=1e-6)
+    assert torch.allclose(got["tokens"], reference(True), atol=1e-6)
+    assert not torch.allclose(got["micro_batch"], got["tokens"], atol=1e-6)
+
+
+def test_sft_under_paper_v1_uses_the_shipped_chat_template(base_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from stargate.prompts import load_prompt_set
+    from stargate.records import write_jsonl
+    from stargate.training.sft import use_prompt_set_template
+
+    data = tmp_path / "A.jsonl"
+    recs = [{"pair": "t|p", "messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}]
+    write_jsonl(data, recs, {"prompt_set": "paper_v1"})
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    own = tok.chat_template
+    prov = use_prompt_set_template(tok, data)
+    paper = load_prompt_set("paper_v1").chat_template
+    assert tok.chat_template == paper != own
+    assert prov["prompt_set"] == "paper_v1" and len(prov["tokenizer_sha256"]) == 64
+    write_jsonl(data, recs, {"prompt_set": "fixed_v1"})
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    assert use_prompt_set_template(tok, data)["prompt_set"] == "fixed_v1" and tok.chat_template == own
+    write_jsonl(data, recs, {"prompt_set": "nope_v9"})
+    with pytest.raises(InputError, match=r"A\.jsonl\.meta\.json: names prompt set 'nope_v9'.*fix: rebuild"):
+        use_prompt_set_template(tok, data)
+
+
 def test_attention_choice_on_cpu():
     assert choose_attn_implementation("auto", on_gpu=False, bf16=True)[0] == "sdpa"
     assert choose_attn_implementation("eager", on_gpu=False, bf16=False)[0] == "eager"
@@ -337,6 +456,8 @@ def test_two_step_cpu_run_changes_weights_writes_card_and_wandb_history(base_dir
     assert res["n_truncated"] == 2  # examples 0 and 5 are longer than 256 tokens (about 550), the rest < 150
     assert res["train"]["n_examples"] == 8 and res["eval"]["n_examples"] == 2 and len(metrics["eval_pairs"]) == 2
     assert res["train_loss"] > 0 and res["eval_loss"] > 0 and res["train_tokens_per_s"] > 0
+    assert metrics["runtime"]["warmup_steps"] == 0 and metrics["runtime"]["numerics"] == "fp32 throughout"
+    assert metrics["provenance"]["prompts"]["prompt_set"] is None  # hand-written data: no sidecar
     import hashlib
 
     data_sha = hashlib.sha256(data.read_bytes()).hexdigest()

@@ -22,6 +22,7 @@ from ..seeding import sample_seeds
 from .base import Backend, Prompt, Sampling, Score
 from .options import HFOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
+from .vllm033 import decode_output
 
 log = get_logger(__name__)
 
@@ -100,7 +101,8 @@ class HFBackend(Backend):
                 rows = self._decode(input_ids.to(self.device), attention.to(self.device), n, sampling, row_seeds)
             for r, toks in enumerate(rows):
                 n_new += len(toks)
-                results[idx[r // n]].append(self.tokenizer.decode(toks, skip_special_tokens=True))
+                i = idx[r // n]
+                results[i].append(decode_output(self.tokenizer, prompts[i], encoded[i], toks))
         dt = time.perf_counter() - t0
         self.stats.n_tokens_in += sum(len(e) for e in encoded)
         self.stats.n_tokens_out += n_new

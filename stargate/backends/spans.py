@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import StargateError
 from .base import Prompt
+from .vllm033 import PromptLengthContext, VllmTextPrompt, prompt_length_span, text_prompt_ids
 
 
 def _is_chat(prompt: Any) -> bool:
@@ -114,6 +115,8 @@ def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
 
 def prompt_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
     """Token ids of a generation prompt (see `render_prompt`), tokenized with no special tokens added."""
+    if isinstance(prompt, VllmTextPrompt):  # the paper's text prompts, as vLLM 0.3.3 encoded them
+        return text_prompt_ids(tokenizer, prompt)
     return list(tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"])
 
 
@@ -132,6 +135,8 @@ def render_for_scoring(tokenizer: Any, context: Prompt, target: str) -> tuple[li
     """
     if not isinstance(target, str):
         raise StargateError(f"a scoring target must be a string, got {type(target).__name__}")
+    if isinstance(context, PromptLengthContext):  # the paper scorer's boundary rule (vllm033.py)
+        return prompt_length_span(tokenizer, context, target)
     if _is_chat(context):
         full, spans = assistant_spans(tokenizer, list(context) + [{"role": "assistant", "content": target}])
         turn = spans[-1]

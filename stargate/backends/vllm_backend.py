@@ -34,6 +34,7 @@ from ..log import get_logger
 from .base import Backend, Prompt, Sampling, Score
 from .options import VLLMOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
+from .vllm033 import decode_output
 
 log = get_logger(__name__)
 
@@ -165,7 +166,7 @@ class VLLMBackend(Backend):
         dt = time.perf_counter() - t0
         results: list[list[str | None]] = []
         n_new = 0
-        for out in outputs:
+        for prompt, ids, out in zip(prompts, encoded, outputs, strict=True):
             texts = []
             for completion in sorted(out.outputs, key=lambda c: c.index):
                 toks = list(completion.token_ids)
@@ -173,7 +174,7 @@ class VLLMBackend(Backend):
                     toks = toks[:-1]  # the end-of-turn token
                 copies = sampling.n if greedy else 1
                 n_new += len(toks) * copies
-                texts.extend([self.tokenizer.decode(toks, skip_special_tokens=True)] * copies)
+                texts.extend([decode_output(self.tokenizer, prompt, ids, toks)] * copies)
             results.append(texts)
         self.stats.n_tokens_in += sum(len(ids) for ids in encoded)
         self.stats.n_tokens_out += n_new

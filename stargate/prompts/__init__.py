@@ -3,17 +3,26 @@
 A set is a folder of template files (exact texts, `{placeholder}` fields) plus a `manifest.yaml` that
 says how inputs are rendered. All rendering happens here so every stage builds the same strings.
 Conversations are kept as structured turns; each set turns them into model inputs its own way.
+
+A set may ship its own chat template (`chat_template: <file>` in the manifest): then its chats are rendered
+with that file, never with whatever template the model's Hub snapshot carries today (paper_v1 ships the
+Mistral-7B-Instruct-v0.2 template of March 2024). `generation_io: vllm_0.3.3_text` makes the set's
+local-model prompts `VllmTextPrompt`s, encoded and decoded as the original's vLLM 0.3.3 did (see
+`stargate.backends.vllm033`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from ..backends.vllm033 import PromptLengthContext, VllmTextPrompt
 from ..errors import StargateError
 
 PROMPTS_DIR = Path(__file__).resolve().parent
@@ -32,6 +41,8 @@ TEXT_NAMES = (
 )
 
 Turn = dict[str, str]  # {"role": "questioner" | "roleplayer", "text": ...}
+GENERATION_IO = ("token_ids", "vllm_0.3.3_text")
+SCORE_SPANS = ("char_offsets", "prompt_length")
 
 
 def available_sets() -> list[str]:
@@ -53,7 +64,22 @@ def load_prompt_set(name: str) -> PromptSet:
                 break
         else:
             raise StargateError(f"prompt set '{name}' has no template {key}.txt")
-    return PromptSet(name=name, manifest=manifest, texts=texts)
+    io = manifest.get("generation_io", "token_ids")
+    if io not in GENERATION_IO:
+        raise StargateError(
+            f"{folder / 'manifest.yaml'}: generation_io '{io}' is not one of {', '.join(GENERATION_IO)}"
+        )
+    if manifest.get("score_span", "char_offsets") not in SCORE_SPANS:
+        raise StargateError(
+            f"{folder / 'manifest.yaml'}: score_span '{manifest['score_span']}' is not one of {', '.join(SCORE_SPANS)}"
+        )
+    template = None
+    if manifest.get("chat_template"):
+        f = folder / manifest["chat_template"]
+        if not f.is_file():
+            raise StargateError(f"{folder / 'manifest.yaml'}: chat_template file {f.name} does not exist in {folder}")
+        template = f.read_text(encoding="utf-8")
+    return PromptSet(name=name, manifest=manifest, texts=texts, chat_template=template)
 
 
 # The templates each stage renders (besides the manifest, which every stage reads). The paper's raw
@@ -80,6 +106,8 @@ def template_files(name: str, keys: tuple[str, ...] = TEXT_NAMES) -> list[str]:
     for key in keys:
         f = folder / f"{key}.txt"
         files.append(f if f.exists() else PROMPTS_DIR / manifest.get("texts_from", name) / f"{key}.txt")
+    if manifest.get("chat_template"):
+        files.append(folder / manifest["chat_template"])
     return [str(f) for f in files]
 
 
@@ -87,11 +115,45 @@ def stage_template_files(name: str, stage: str) -> list[str]:
     return template_files(name, STAGE_TEXTS[stage])
 
 
+def _sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
+
+
+def tokenizer_sha256(tokenizer: Any) -> str | None:
+    """Identity of a tokenizer's behaviour: sha256 of its serialized fast tokenizer (vocab, merges, normalizer,
+    pre-tokenizer, decoder, added tokens); None for a tokenizer without one (API models)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    serialized = backend.to_str() if backend is not None and hasattr(backend, "to_str") else None
+    return _sha256(serialized) if isinstance(serialized, str) else None
+
+
+def provenance(prompt_set: str, tokenizer: Any = None) -> dict[str, Any]:
+    """What an artifact's `.meta.json` records about how its model inputs were made.
+
+    ``chat_template_sha256`` is the template actually used for chats: the prompt set's own file when it
+    ships one, else the tokenizer's (None without either). ``prompt_files_sha256`` hashes every file the set
+    reads (names and contents), so an edited template shows up even when the set keeps its name.
+    """
+    ps = load_prompt_set(prompt_set)
+    files = sorted(template_files(prompt_set))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes() + b"\0")
+    template = ps.chat_template or getattr(tokenizer, "chat_template", None)
+    return {
+        "prompt_set": prompt_set,
+        "prompt_files_sha256": h.hexdigest(),
+        "chat_template_sha256": _sha256(template) if isinstance(template, str) else None,
+        "tokenizer_sha256": tokenizer_sha256(tokenizer) if tokenizer is not None else None,
+    }
+
+
 @dataclass(frozen=True)
 class PromptSet:
     name: str
     manifest: dict
     texts: dict[str, str]
+    chat_template: str | None = None
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -101,6 +163,27 @@ class PromptSet:
     @property
     def strip_always(self) -> bool:
         return self.manifest.get("strip") == "always"
+
+    @property
+    def vllm_text(self) -> bool:
+        """Local-model prompts go as text to vLLM 0.3.3 (double BOS, round trip, outputs with their space)."""
+        return self.manifest.get("generation_io") == "vllm_0.3.3_text"
+
+    def _send(self, text: str, round_trip: bool = False) -> str:
+        return VllmTextPrompt(text, round_trip=round_trip) if self.vllm_text else text
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """Messages rendered with the set's own chat template, as transformers' apply_chat_template does."""
+        if self.chat_template is None:
+            raise StargateError(f"prompt set '{self.name}' ships no chat template (manifest key chat_template)")
+        return _render_template(self.chat_template, messages)
+
+    def _local_chat(self, messages: list[dict]) -> list[dict] | str:
+        """A chat for a local model: as-is (the backend applies the model's template), or, for a set that
+        ships its template, rendered here, and for vllm_0.3.3_text sent as text after a decode round trip."""
+        if self.chat_template is None:
+            return messages
+        return self._send(self.render_chat(messages), round_trip=True)
 
     def fill(self, key: str, **fields: str) -> str:
         return self.texts[key].format(**fields)
@@ -130,7 +213,7 @@ class PromptSet:
     def questioner(self, name: str, task: str, turns: list[Turn], finetuned: bool) -> list[dict] | str:
         """Input for the Questioner's next question, given the turns so far."""
         if self.raw:
-            return self._paper_conversation(name, task, turns)
+            return self._send(self._paper_conversation(name, task, turns))
         name, task = name.strip(), task.strip()
         with_instruction = self.manifest.get("questioner_instruction") == "always" or not finetuned
         first = self.fill("questioner", name=name, task=task) if with_instruction else f"My name is {name}.\n\n{task}"
@@ -141,7 +224,7 @@ class PromptSet:
         if self.raw:
             history = self._paper_history(self._paper_conversation(name, task, turns))
             body = self.fill("roleplayer", persona=persona, task=task, history=history)
-            return "<s>[INST] " + self.texts["roleplayer_system"] + "\n\n" + body + "[/INST]"
+            return self._send("<s>[INST] " + self.texts["roleplayer_system"] + "\n\n" + body + "[/INST]")
         lines = []
         for turn in turns:
             who = "AI Assistant" if turn["role"] == "questioner" else "You"
@@ -184,19 +267,21 @@ class PromptSet:
         msgs[-1] = {"role": "user", "content": msgs[-1]["content"].strip() + "\n\n" + task}
         return msgs
 
-    def regularizer(self, name: str, task: str, turns: list[Turn]) -> list[dict]:
+    def regularizer(self, name: str, task: str, turns: list[Turn]) -> list[dict] | str:
         """m_t's final personalised answer after its kept conversation (the paper's regularizer)."""
-        return self._answer_messages(name.strip(), task.strip(), turns, self.texts["regularizer"] + "\n\n")
+        msgs = self._answer_messages(name.strip(), task.strip(), turns, self.texts["regularizer"] + "\n\n")
+        return self._local_chat(msgs)
 
-    def winrate_answer(self, name: str, task: str, turns: list[Turn]) -> list[dict]:
+    def winrate_answer(self, name: str, task: str, turns: list[Turn]) -> list[dict] | str:
         """Zero-shot win-rate answer prompt (no instruction). The original did not strip name/task here."""
         if not self.strip_always:
-            return self._answer_messages(name, task, turns, "")
-        return self._answer_messages(name.strip(), task.strip(), turns, "")
+            return self._local_chat(self._answer_messages(name, task, turns, ""))
+        return self._local_chat(self._answer_messages(name.strip(), task.strip(), turns, ""))
 
     def sft_messages(self, name: str, task: str, turns: list[Turn], final: str) -> list[dict]:
+        """The original appended m_t's stored answer as-is (spec §3.6), i.e. with vLLM's leading space."""
         msgs = self._answer_messages(name.strip(), task.strip(), turns, "")
-        return msgs + [{"role": "assistant", "content": final.strip()}]
+        return msgs + [{"role": "assistant", "content": final if self.raw else final.strip()}]
 
     # ------------------------------------------------------------------ scoring
     def scoring_context(self, condition: str, name: str, persona: str, task: str, turns: list[Turn]) -> list[dict] | str:
@@ -213,12 +298,30 @@ class PromptSet:
                 conversation = self._paper_conversation(name, task, turns)
                 conv = conversation[conversation.find("[/INST]") + 7 : conversation.rfind("[/INST]")].strip()
                 prompt += conv + "\n\n" + task + "[/INST]"
-            return prompt
+            return PromptLengthContext(prompt) if self.manifest.get("score_span") == "prompt_length" else prompt
         msgs = [{"role": "user", "content": intro + "\n\n" + task}]
         if with_conv:
             msgs += _alternate(turns, str.strip)
             msgs[-1] = {"role": "user", "content": msgs[-1]["content"] + "\n\n" + task}
         return msgs
+
+
+def _render_template(template: str, messages: list[dict]) -> str:
+    """transformers' chat-template rendering (jinja2 sandbox, trim_blocks, lstrip_blocks, raise_exception)."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template).render(
+            messages=messages, bos_token="<s>", eos_token="</s>", add_generation_prompt=False
+        )
+    except TemplateError as exc:
+        raise StargateError(f"the prompt set's chat template refused the messages: {exc}") from exc
 
 
 def _alternate(turns: list[Turn], clean) -> list[dict]:

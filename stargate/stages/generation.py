@@ -21,6 +21,7 @@ from typing import Any
 from ..backends import Backend, GenerationStats, Prompt, Sampling, Score, load_backend
 from ..errors import StargateError
 from ..log import get_logger
+from ..prompts import provenance
 from ..seeding import derive_seed
 from .common import parse_json_arg
 
@@ -86,11 +87,11 @@ def generate(
     role = read_role(args)
     sampling = sampling_of(role, **overrides)
     if not prompts:
-        return Generated([], _meta(stage, GenerationStats(), role, args.model, sampling, prompt_set))
+        return Generated([], _meta(stage, GenerationStats(), role, args.model, sampling, prompt_set, None))
     backend = open_role(args, stage, role)
     with backend:
         outputs = backend.generate(prompts, sampling, seeds_for(stage, sampling, keys))
-    return Generated(outputs, _meta(stage, backend.stats, role, args.model, sampling, prompt_set))
+    return Generated(outputs, _meta(stage, backend.stats, role, args.model, sampling, prompt_set, backend))
 
 
 def score(
@@ -102,11 +103,11 @@ def score(
     backend = open_role(args, stage, role)
     with backend:
         scores = backend.score(contexts, targets)
-    return Scored(scores, _meta(stage, backend.stats, role, args.model, None, prompt_set))
+    return Scored(scores, _meta(stage, backend.stats, role, args.model, None, prompt_set, backend))
 
 
 def _meta(stage: str, stats: GenerationStats, role: dict, model: str, sampling: Sampling | None,
-          prompt_set: str | None) -> dict[str, Any]:
+          prompt_set: str | None, backend: Backend | None) -> dict[str, Any]:
     """Provenance and counters for an artifact's sidecar; empty generations are reported, not dropped."""
     backend_stats = stats.to_dict()
     meta: dict[str, Any] = {"stage": stage, "backend": role.get("backend"), "model": str(model)}
@@ -114,8 +115,8 @@ def _meta(stage: str, stats: GenerationStats, role: dict, model: str, sampling: 
         meta.update(sampling=sampling.to_dict(), n_generated=stats.n_outputs, n_empty=stats.n_empty,
                     n_refused=stats.n_refused)
     meta["backend_stats"] = backend_stats
-    if prompt_set:
-        meta["prompt_set"] = prompt_set
+    if prompt_set:  # prompt_set, prompt_files_sha256, chat_template_sha256, tokenizer_sha256
+        meta.update(provenance(prompt_set, getattr(backend, "tokenizer", None)))
     log.info("%s: backend stats %s", stage, json.dumps(backend_stats, sort_keys=True))
     if stats.n_empty:
         log.warning("%s: %d of %d generations were empty (kept, counted in the artifact's .meta.json)",

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import InputError
 from ..log import get_logger
-from ..prompts import load_prompt_set
+from ..prompts import load_prompt_set, provenance
 from ..records import read_jsonl, write_jsonl
 from .common import add_data_arguments, load_conversations, lookup_pair, pairs_by_key
 
@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> None:
         recs.append({"pair": c["pair"], "conv": c["conv"], "messages": prompts.sft_messages(p.name, p.task, c["turns"], final)})
     if n_empty:
         log.warning("%d examples have an empty final answer (kept: the questions are still trained)", n_empty)
-    write_jsonl(args.output, recs, {"stage": "sft_data", "n_empty_final": n_empty, "prompt_set": args.prompts})
+    write_jsonl(args.output, recs, {"stage": "sft_data", "n_empty_final": n_empty, **provenance(args.prompts)})
     log.info("wrote %d SFT examples", len(recs))

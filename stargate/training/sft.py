@@ -5,6 +5,14 @@ used the plain HF Trainer the same way, and TRL's assistant-only loss would need
 markers that the SmolLM2 and Mistral templates lack. AdamW (torch), cosine schedule with warmup,
 `epochs` epochs, effective batch kept across process counts, bf16 as configured.
 
+Numerics are explicit (docs/training.md): `master_weights` bf16 is the paper's pure bf16 (weights, gradients
+and AdamW states in bf16), fp32 is mixed precision (fp32 master weights, as ZeRO always keeps);
+`loss_weighting` micro_batch is transformers 4.39's mean of per-micro-batch means, tokens is the token-weighted
+loss of transformers >= 4.46. Warmup steps are computed here from the Trainer's own step count,
+ceil(warmup_ratio x steps) as transformers 4.39 did, so no transformers version can read the ratio as 0 steps.
+When the SFT data was written under a prompt set that ships its chat template (paper_v1), examples are
+rendered with that template, not with the base model's current Hub template.
+
 The checkpoint is written to a hidden sibling folder and renamed into place at the very end, so a
 killed job never leaves a folder that looks finished.
 """
@@ -12,6 +20,7 @@ killed job never leaves a folder that looks finished.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import time
@@ -22,7 +31,8 @@ from typing import Any
 from .. import __version__
 from ..errors import InputError, StargateError
 from ..log import get_logger
-from ..records import write_json
+from ..prompts import load_prompt_set, provenance
+from ..records import meta_path, read_meta, write_json
 from . import launch, tracking
 from .attention import choose_attn_implementation
 from .card import write_card
@@ -67,6 +77,83 @@ def _checkpointing_args(cls: type, enabled: bool) -> dict[str, Any]:
     return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
+def warmup_steps_for(ratio: float, num_training_steps: int) -> int:
+    """Linear-warmup length for a ratio: transformers 4.39's rule (`warmup_ratio`), also 5.x's for a float < 1."""
+    return math.ceil(num_training_steps * ratio)
+
+
+def _trainer_class(warmup_ratio: float, loss_weighting: str):
+    """The HF Trainer with the two numerics this stage fixes itself, whatever the transformers version."""
+    from transformers import Trainer, get_scheduler
+
+    class StargateTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.warmup_steps: int | None = None
+            if loss_weighting == "micro_batch":
+                # no num_items_in_batch reaches the model: each micro-batch's loss is its own token mean, and the
+                # Trainer divides by the accumulation steps, i.e. the mean of micro-batch means (transformers 4.39)
+                self.model_accepts_loss_kwargs = False
+
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            if self.lr_scheduler is None:
+                self.warmup_steps = warmup_steps_for(warmup_ratio, num_training_steps)
+                self.lr_scheduler = get_scheduler(
+                    self.args.lr_scheduler_type,
+                    optimizer=optimizer if optimizer is not None else self.optimizer,
+                    num_warmup_steps=self.warmup_steps,
+                    num_training_steps=num_training_steps,
+                    scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+                )
+                self._created_lr_scheduler = True
+            return self.lr_scheduler
+
+    return StargateTrainer
+
+
+def use_prompt_set_template(tokenizer: Any, data: Path) -> dict[str, Any]:
+    """Render SFT examples with the chat template of the prompt set the data was written under, if it ships one
+    (paper_v1: Mistral v0.2's March-2024 template). Returns the provenance hashes for train_metrics.json."""
+    name = read_meta(data).get("prompt_set")
+    if not name:
+        return provenance_without_set(tokenizer)
+    try:
+        prompt_set = load_prompt_set(name)
+    except StargateError as exc:
+        raise InputError(
+            meta_path(data), f"names prompt set '{name}', which cannot be loaded ({exc})",
+            fix="rebuild the SFT data with the sft_data stage under a prompt set of this checkout",
+        ) from None
+    if prompt_set.chat_template is not None:
+        tokenizer.chat_template = prompt_set.chat_template
+        log.info("SFT examples rendered with prompt set %s's own chat template", name)
+    return provenance(name, tokenizer)
+
+
+def provenance_without_set(tokenizer: Any) -> dict[str, Any]:
+    from ..prompts import tokenizer_sha256
+
+    template = getattr(tokenizer, "chat_template", None)
+    return {
+        "prompt_set": None,
+        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None,
+        "tokenizer_sha256": tokenizer_sha256(tokenizer),
+    }
+
+
+def numerics(spec: TrainingSpec, deepspeed: bool) -> tuple[Any, str]:
+    """The dtype m0 is loaded in, and a sentence for the card saying what is kept in which precision."""
+    import torch
+
+    if not spec.bf16:
+        return torch.float32, "fp32 throughout"
+    if spec.master_weights == "bf16":
+        return torch.bfloat16, "pure bf16: weights, gradients and AdamW states in bf16 (the paper's run)"
+    if deepspeed:  # ZeRO builds its fp32 master copy from the loaded weights
+        return torch.bfloat16, "mixed bf16: bf16 compute, fp32 master weights and AdamW states (DeepSpeed ZeRO)"
+    return torch.float32, "mixed bf16: bf16 autocast, fp32 weights and AdamW states"
+
+
 def _log_callback():
     from transformers import TrainerCallback
 
@@ -109,7 +196,7 @@ def train_sft(
 
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     transformers.utils.logging.disable_progress_bar()  # logs go to a file: no progress bars
@@ -118,6 +205,7 @@ def train_sft(
 
     # ---------------------------------------------------------------- data
     tokenizer = AutoTokenizer.from_pretrained(base_model)
+    prompt_provenance = use_prompt_set_template(tokenizer, data)
     records = load_sft_records(data)
     train_idx, eval_idx = split_by_pair(records, spec.validation_fraction, spec.split_seed)
     eval_pairs = sorted({records[i]["pair"] for i in eval_idx})
@@ -175,7 +263,7 @@ def train_sft(
         num_train_epochs=spec.epochs,
         max_steps=spec.max_steps or -1,
         lr_scheduler_type=spec.lr_scheduler,
-        warmup_steps=float(spec.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
+        warmup_steps=0,  # computed from the ratio in StargateTrainer.create_scheduler (version-proof)
         weight_decay=spec.weight_decay,
         max_grad_norm=spec.max_grad_norm,
         optim="adamw_torch",
@@ -202,7 +290,7 @@ def train_sft(
 
     # ---------------------------------------------------------------- model
     attn, attn_why = choose_attn_implementation(spec.attn_implementation, on_gpu, spec.bf16)
-    dtype = torch.bfloat16 if spec.bf16 else torch.float32
+    dtype, numerics_note = numerics(spec, deepspeed=ds_config is not None)
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn)
     if spec.gradient_checkpointing:
@@ -218,7 +306,7 @@ def train_sft(
     data_sha = sha256_file(data)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(
+    trainer = _trainer_class(spec.warmup_ratio, spec.loss_weighting)(
         model=model,
         args=args,
         data_collator=SFTCollator(pad_id),
@@ -235,6 +323,8 @@ def train_sft(
         "effective_batch": spec.effective_batch(world),
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
+        "numerics": numerics_note,
+        "loss_weighting": spec.loss_weighting,
         "attn_implementation": attn,
         "attn_reason": attn_why,
         "deepspeed_config": str(ds_path) if ds_path else None,
@@ -259,6 +349,7 @@ def train_sft(
 
     # ---------------------------------------------------------------- train, evaluate, save
     result = trainer.train()
+    runtime["warmup_steps"] = trainer.warmup_steps
     eval_loss = None
     if eval_split.examples:
         last_eval = [
@@ -292,6 +383,7 @@ def train_sft(
                 "n_records": len(records),
                 "n_pairs": len({r["pair"] for r in records}),
             },
+            "prompts": prompt_provenance,
         },
         "runtime": runtime,
         "results": {

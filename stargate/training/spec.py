@@ -33,6 +33,12 @@ class TrainingSpec:
     weight_decay: float
     max_grad_norm: float
     bf16: bool
+    # fp32: bf16 compute, fp32 weights and AdamW states (mixed precision; what ZeRO always does).
+    # bf16: weights, gradients and AdamW states all bf16 (the paper's run, spec §5); needs bf16, no DeepSpeed.
+    master_weights: str
+    # tokens: loss = sum over all label tokens of the accumulated batch / their count (transformers >= 4.46).
+    # micro_batch: the mean of each micro-batch's token mean, as transformers 4.39 computed it for the paper.
+    loss_weighting: str
     validation_fraction: float
     seed: int
     split_seed: int
@@ -53,7 +59,20 @@ class TrainingSpec:
         data = dict(data)
         data.setdefault("method", "sft")
         filled = validate_slice(data, "training", where="training")
-        return cls(**{f.name: filled[f.name] for f in fields(cls)})
+        spec = cls(**{f.name: filled[f.name] for f in fields(cls)})
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """What the schema cannot say: combinations of keys."""
+        if self.master_weights == "bf16" and not self.bf16:
+            raise StargateError("training.master_weights: bf16 master weights need bf16: true (or set master_weights: fp32)")
+        if self.master_weights == "bf16" and self.deepspeed is not None:
+            raise StargateError(
+                f"training.master_weights: bf16 master weights cannot be combined with deepspeed {self.deepspeed!r}: "
+                "ZeRO keeps fp32 master weights and optimizer states. Set deepspeed: null for the paper's pure bf16, "
+                "or master_weights: fp32"
+            )
 
     @classmethod
     def from_json(cls, text: str) -> TrainingSpec:
