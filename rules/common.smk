@@ -77,10 +77,15 @@ def role_model_name(role):
     return config["roles"][role].get("model", config["base_model"])
 
 
+def loads_a_model(role):
+    """hf and vllm roles load a prepared folder; openai calls an API and scripted replies from rules."""
+    return config["roles"][role]["backend"] in ("hf", "vllm")
+
+
 def role_model_input(role):
-    """Input of a role bound to a named model: its prepared folder, or nothing for an API model."""
+    """Input of a role bound to a named model: its prepared folder, or nothing for an API/scripted role."""
     name = role_model_name(role)
-    return [] if is_api_model(name) else [model_dir(name)]
+    return [model_dir(name)] if loads_a_model(role) and not is_api_model(name) else []
 
 
 def role_cli(role, model=None):
@@ -92,7 +97,10 @@ def role_cli(role, model=None):
     spec.pop("model", None)
     if model is None:
         name = role_model_name(role)
-        model = config["models"][name]["source"]["api"] if is_api_model(name) else model_dir(name)
+        if is_api_model(name):
+            model = config["models"][name]["source"]["api"]
+        else:
+            model = model_dir(name) if loads_a_model(role) else name
     args = ["--role", json.dumps(spec, sort_keys=True), "--model", model, "--prompts", PROMPTS]
     return " ".join(shlex.quote(a) for a in args)
 

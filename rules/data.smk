@@ -94,7 +94,7 @@ rule oracle:
         gold_file=lambda wc: file_arg("--gold-file", "oracle", wc.split) if FILE_GOLD else "",
         max_dropped=config["data"]["oracle"]["max_dropped_fraction"],
         # the authors' gold responses need no oracle: its role and model are not used then
-        role=f"--role '{{}}' --model none --prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
+        role=f"--prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
         code=code("oracle"),
     log:
         "logs/oracle/{split}.log",

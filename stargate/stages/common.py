@@ -119,9 +119,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", required=True, help="prompt set name, e.g. fixed_v1")
 
 
-def add_role_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--role", required=True, help="role config as JSON: {backend, options, sampling}")
-    parser.add_argument("--model", required=True, help="model folder (hf, vllm) or API model name (openai)")
+def add_role_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The role's config and model. `required=False`: a stage that can run without its role (data from files)."""
+    parser.add_argument("--role", required=required, help="role config as JSON: {backend, options, sampling}")
+    parser.add_argument("--model", required=required, help="model folder (hf, vllm) or API model name (openai)")
     parser.add_argument("--gpus", type=int, default=0, help="GPUs given to this job (0 = CPU)")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import write_jsonl
@@ -26,7 +27,7 @@ CAP_KEY = "data.oracle.max_dropped_fraction"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--output", required=True)
-    add_role_arguments(p)
+    add_role_arguments(p, required=False)
     p.add_argument("--gold-file", help="the authors' gold responses of this split (JSON dict keyed "
                                        "'prompt-i persona-j'); no oracle call is made")
     add_cap_argument(p, 0.0, CAP_KEY)
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> None:
         keyed = gold_from_file(args.gold_file, args.tasks, args.personas, pairs)
         released_keys, texts = [k for k, _ in keyed], [t for _, t in keyed]
         meta = {"stage": "oracle", "source": "file", "gold_file": str(args.gold_file)}
+    elif not (args.role and args.model):
+        raise StargateError("oracle: give --gold-file, or --role and --model to generate gold responses")
     else:
         prompts = load_prompt_set(args.prompts)
         gen = generation.generate(args, "oracle", [prompts.oracle(p.persona, p.task) for p in pairs],

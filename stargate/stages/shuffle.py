@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversations", required=True)
     p.add_argument("--tasks", required=True)
     p.add_argument("--personas", required=True)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--output", required=True)
 
 

@@ -15,7 +15,7 @@ log = get_logger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversations", required=True)
     p.add_argument("--logprobs", required=True, help="qa-experimental scores of those conversations")
-    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--k", type=int, required=True)
     p.add_argument("--output", required=True)
 
 

@@ -20,8 +20,8 @@ log = get_logger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversations", required=True, help="m_t's pooled test conversations")
     add_data_arguments(p)
-    p.add_argument("--pairs-per-group", type=int, default=0, help="pairs per turn-count group (0 = all)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pairs-per-group", type=int, required=True, help="pairs per turn-count group (0 = all)")
+    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--output", required=True)
     add_role_arguments(p)
 
