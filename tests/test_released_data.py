@@ -346,7 +346,7 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
     out = tmp_path / "judge.jsonl"
     argv = ["judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
             "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
-            "--role", role, "--model", "fake", "--output", out]
+            "--role", role, "--model", "fake", "--seed", "1", "--mode", "generate", "--output", out]
     assert run(*argv, "--max-dropped-fraction", "0.4") == 2 and not out.exists()
     assert "5 of 12 judge verdicts dropped (4 refused" in capsys.readouterr().err
     assert run(*argv, "--max-dropped-fraction", "0.5") == 0
@@ -401,6 +401,7 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
         assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
                    "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
                    "--role", json.dumps(role), "--model", "gpt-4", "--max-dropped-fraction", "0.4",
+                   "--seed", "1", "--mode", "generate",
                    "--output", out) == 0
         assert server.stats.paths[0].startswith("/openai/deployments/gpt-4/chat/completions")
     assert len(bodies) == 12 and not any("seed" in b for b in bodies)  # the original sent no seed

@@ -33,7 +33,7 @@ def simulated(tmp_path_factory, tiny_model_dir, data_files):
             a = out / f"s{shard}t{k}.asked.jsonl"
             extra = ["--open", out / f"s{shard}t{k - 1}.open.jsonl"] if k > 1 else []
             assert run("questioner-turn", "--turn", k, "--iteration", 0, "--shard", shard, "--shards", 2,
-                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, *extra, "--output", a,
+                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, "--seed", 1, *extra, "--output", a,
                        "--role", role_json(), *common(d, m)) == 0
             assert run("roleplayer-turn", "--turn", k, "--asked", a, "--done", out / f"s{shard}t{k}.done.jsonl",
                        "--open", out / f"s{shard}t{k}.open.jsonl", "--role", role_json(temperature=0.0),
@@ -69,7 +69,7 @@ def _scripted_simulation(out, d, questioner: str, roleplayer: str, shards: int =
             a = out / f"s{shard}t{k}.asked.jsonl"
             extra = ["--open", out / f"s{shard}t{k - 1}.open.jsonl"] if k > 1 else []
             assert run("questioner-turn", "--turn", k, "--iteration", 0, "--shard", shard, "--shards", shards,
-                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, *extra, "--output", a,
+                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, "--seed", 1, *extra, "--output", a,
                        "--role", questioner, *common(d, "scripted")) == 0
             assert run("roleplayer-turn", "--turn", k, "--asked", a, "--done", out / f"s{shard}t{k}.done.jsonl",
                        "--open", out / f"s{shard}t{k}.open.jsonl", "--role", roleplayer, *common(d, "scripted")) == 0
@@ -111,7 +111,8 @@ def test_questioner_samples_do_not_depend_on_sharding(tmp_path, tiny_model_dir, 
         for shard in range(shards):
             p = tmp_path / f"q{shards}-{shard}.jsonl"
             assert run("questioner-turn", "--turn", 1, "--iteration", 0, "--shard", shard, "--shards", shards,
-                       "--conversations", 3, "--output", p, "--role", role_json(),
+                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, "--seed", 1,
+                       "--output", p, "--role", role_json(),
                        *common(data_files, tiny_model_dir)) == 0
             got.update({(c["pair"], c["conv"]): c["turns"][0]["text"] for c in read_jsonl(p)})
         return got
@@ -144,8 +145,8 @@ def test_turn_partition_is_the_same_for_every_model(tmp_path, tiny_model_dir, da
     outs = []
     for it in (0, 1):
         p = tmp_path / f"m{it}.jsonl"
-        run("questioner-turn", "--turn", 1, "--iteration", it, "--conversations", 1, "--min-turns", 1,
-            "--max-turns", 3, "--output", p, "--role", role_json(), *common(data_files, tiny_model_dir))
+        run("questioner-turn", "--turn", 1, "--iteration", it, "--shard", 0, "--shards", 1, "--conversations", 1,
+            "--min-turns", 1, "--max-turns", 3, "--seed", 1, "--output", p, "--role", role_json(), *common(data_files, tiny_model_dir))
         outs.append({c["pair"]: c["target_turns"] for c in read_jsonl(p)})
     assert outs[0] == outs[1]
 
@@ -164,7 +165,7 @@ def test_score_topk_regularize_sft(simulated, tmp_path, tiny_model_dir, data_fil
     assert len(read_jsonl(neg)) == 6  # once per pair
     shuffled = tmp_path / "shuffled.jsonl"
     assert run("shuffle", "--conversations", simulated, "--tasks", d["tasks"], "--personas", d["personas"],
-               "--output", shuffled) == 0
+               "--seed", 1, "--output", shuffled) == 0
     assert all(c["source_pair"] != c["pair"] and c["source_pair"].split("|")[0] == c["pair"].split("|")[0]
                for c in read_jsonl(shuffled))
     top = tmp_path / "top.jsonl"
@@ -214,7 +215,8 @@ def test_judge_maps_positions_back(tmp_path, data_files, scripted_role):
     out = tmp_path / "judge.jsonl"
     judge = scripted_role("Comparison: fine.\n\nFinal Response: A")
     assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-               "--output", out, "--role", judge, *common(data_files, "scripted")) == 0
+               "--seed", 1, "--mode", "generate", "--output", out, "--role", judge,
+               *common(data_files, "scripted")) == 0
     recs = read_jsonl(out)
     assert {r["candidate_position"] for r in recs} == {"A", "B"}  # both mappings are exercised
     for r in recs:
@@ -290,7 +292,7 @@ def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_m
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = tmp_path / "judge.jsonl"
     assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-               "--mode", "logprob", "--output", out, "--role", role_json(), *common(data_files, tiny_model_dir)) == 0
+               "--seed", 1, "--mode", "logprob", "--output", out, "--role", role_json(), *common(data_files, tiny_model_dir)) == 0
     recs = read_jsonl(out)
     assert len(recs) == 6 and all(r["verdict"] in ("a", "b") for r in recs)
     assert {r["candidate_position"] for r in recs} == {"A", "B"}  # positions are randomised
