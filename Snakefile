@@ -43,8 +43,8 @@ include: "rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.summarize.output,
         expand("results/models/m{t}", t=range(1, T + 1)),
-    default_target: True
     localrule: True

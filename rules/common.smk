@@ -101,7 +101,14 @@ def role_cli(role, model=None):
             model = config["models"][name]["source"]["api"]
         else:
             model = model_dir(name) if loads_a_model(role) else name
-    args = ["--role", json.dumps(spec, sort_keys=True), "--model", model, "--prompts", PROMPTS]
+    args = [
+        "--role",
+        json.dumps(spec, sort_keys=True),
+        "--model",
+        model,
+        "--prompts",
+        PROMPTS,
+    ]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -129,10 +136,16 @@ def summary_manifest():
     """What summarize reads, by iteration and condition: passed as structure, never parsed from paths."""
     return {
         "logprobs": {
-            str(t): {c: f"results/m{t}/logprobs/test.{c}.jsonl" for c in PER_T_CONDITIONS} for t in range(T + 1)
+            str(t): {
+                c: f"results/m{t}/logprobs/test.{c}.jsonl" for c in PER_T_CONDITIONS
+            }
+            for t in range(T + 1)
         },
         "controls": {c: f"results/controls/test.{c}.jsonl" for c in CONTROL_CONDITIONS},
-        "judge": {str(t): f"results/eval/winrate/m{t}_vs_m0.judge.jsonl" for t in range(1, T + 1)},
+        "judge": {
+            str(t): f"results/eval/winrate/m{t}_vs_m0.judge.jsonl"
+            for t in range(1, T + 1)
+        },
         "conversations": {str(t): conversations(t, "test") for t in range(T + 1)},
     }
 
@@ -148,7 +161,11 @@ def summary_inputs():
 
 
 def questioner_turn_inputs(wc):
-    inputs = {**data_inputs(wc.split), "model": questioner_model(wc.t), "prompts": prompt_files("questioner_turn")}
+    inputs = {
+        **data_inputs(wc.split),
+        "model": questioner_model(wc.t),
+        "prompts": prompt_files("questioner_turn"),
+    }
     if int(wc.k) > 1:
         inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
     return inputs
@@ -162,15 +179,23 @@ def data_from_file(kind):
 
 def data_files(kind, split):
     """The file data.<kind>.path names for a split ({split} and data.released_dir resolved by
-    stargate/released.py), as an input of the job; nothing when data.<kind> is not read from a file."""
-    return [data_path(config["data"], kind, split, repo_path)] if data_from_file(kind) else []
+    stargate/released.py), as an input of the job; nothing when data.<kind> is not read from a file.
+    """
+    return (
+        [data_path(config["data"], kind, split, repo_path)]
+        if data_from_file(kind)
+        else []
+    )
 
 
 def file_spec(kind, split):
     """data.<kind> as the stage's --spec: the resolved file, and whether it holds this split only."""
     spec = {**config["data"][kind]}
     if spec["source"] == "file":
-        spec.update(path=data_files(kind, split)[0], per_split=per_split_file(config["data"], kind))
+        spec.update(
+            path=data_files(kind, split)[0],
+            per_split=per_split_file(config["data"], kind),
+        )
     return json.dumps(spec, sort_keys=True)
 
 

@@ -17,42 +17,52 @@ rule tasks:
         source=lambda wc: data_files("tasks", wc.split),
     output:
         "results/data/tasks/{split}.jsonl",
+    log:
+        "logs/tasks/{split}.log",
+    conda:
+        ENV
+    resources:
+        **res(),
     params:
         spec=lambda wc: file_spec("tasks", wc.split),
         code=code("tasks"),
-    log:
-        "logs/tasks/{split}.log",
-    resources:
-        **res(),
-    conda:
-        ENV
     shell:
         "stargate tasks --split {wildcards.split} --spec {params.spec:q} --output {output} > {log} 2>&1"
 
 
 rule personas:
     input:
-        source=lambda wc: repo_path(PERSONAS["seeds"]) if GENERATED_PERSONAS else data_files("personas", wc.split),
+        source=lambda wc: (
+            repo_path(PERSONAS["seeds"])
+            if GENERATED_PERSONAS
+            else data_files("personas", wc.split)
+        ),
         model=role_model_input("persona_generator") if GENERATED_PERSONAS else [],
         prompts=prompt_files("personas"),
     output:
         "results/data/personas/{split}.texts.jsonl",
-    params:
-        spec=lambda wc: (
-            json.dumps({**PERSONAS, "seeds": repo_path(PERSONAS["seeds"])}, sort_keys=True)
-            if GENERATED_PERSONAS
-            else file_spec("personas", wc.split)
-        ),
-        role=role_cli("persona_generator") if GENERATED_PERSONAS else f"--prompts {PROMPTS}",
-        code=code("personas"),
     log:
         "logs/personas/{split}.log",
     benchmark:
         "benchmarks/personas/{split}.tsv"
-    resources:
-        **res(mem_mb=4000, runtime=120),
     conda:
         ENV
+    resources:
+        **res(mem_mb=4000, runtime=120),
+    params:
+        spec=lambda wc: (
+            json.dumps(
+                {**PERSONAS, "seeds": repo_path(PERSONAS["seeds"])}, sort_keys=True
+            )
+            if GENERATED_PERSONAS
+            else file_spec("personas", wc.split)
+        ),
+        role=(
+            role_cli("persona_generator")
+            if GENERATED_PERSONAS
+            else f"--prompts {PROMPTS}"
+        ),
+        code=code("personas"),
     shell:
         "stargate personas --split {wildcards.split} --spec {params.spec:q} {params.role}"
         " --gpus {resources.gpu} --output {output} > {log} 2>&1"
@@ -66,17 +76,19 @@ rule names:
         prompts=prompt_files("names"),
     output:
         "results/data/personas/{split}.jsonl",
-    params:
-        method="file" if FILE_NAMES else config["data"]["names"],
-        names_file=lambda wc: file_arg("--names-file", "names", wc.split) if FILE_NAMES else "",
-        role=role_cli("persona_generator") if LLM_NAMES else f"--prompts {PROMPTS}",
-        code=code("names"),
     log:
         "logs/names/{split}.log",
-    resources:
-        **res(mem_mb=4000, runtime=60),
     conda:
         ENV
+    resources:
+        **res(mem_mb=4000, runtime=60),
+    params:
+        method="file" if FILE_NAMES else config["data"]["names"],
+        names_file=lambda wc: (
+            file_arg("--names-file", "names", wc.split) if FILE_NAMES else ""
+        ),
+        role=role_cli("persona_generator") if LLM_NAMES else f"--prompts {PROMPTS}",
+        code=code("names"),
     shell:
         "stargate names --personas {input.personas} --method {params.method} {params.names_file} {params.role}"
         " --gpus {resources.gpu} --output {output} > {log} 2>&1"
@@ -90,20 +102,22 @@ rule oracle:
         prompts=prompt_files("oracle") if not FILE_GOLD else [],
     output:
         "results/data/oracle/{split}.jsonl",
-    params:
-        gold_file=lambda wc: file_arg("--gold-file", "oracle", wc.split) if FILE_GOLD else "",
-        max_dropped=config["data"]["oracle"]["max_dropped_fraction"],
-        # the authors' gold responses need no oracle: its role and model are not used then
-        role=f"--prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
-        code=code("oracle"),
     log:
         "logs/oracle/{split}.log",
     benchmark:
         "benchmarks/oracle/{split}.tsv"
-    resources:
-        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
+    resources:
+        **res(mem_mb=8000, runtime=240),
+    params:
+        gold_file=lambda wc: (
+            file_arg("--gold-file", "oracle", wc.split) if FILE_GOLD else ""
+        ),
+        max_dropped=config["data"]["oracle"]["max_dropped_fraction"],
+        # the authors' gold responses need no oracle: its role and model are not used then
+        role=f"--prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
+        code=code("oracle"),
     shell:
         "stargate oracle --tasks {input.tasks} --personas {input.personas} {params.gold_file}"
         " --max-dropped-fraction {params.max_dropped} {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"

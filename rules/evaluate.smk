@@ -14,19 +14,19 @@ rule winrate_answer:
         prompts=prompt_files("winrate_answer"),
     output:
         "results/eval/winrate/m{t}.answers.jsonl",
+    log:
+        "logs/winrate_answer/m{t}.log",
+    benchmark:
+        "benchmarks/winrate_answer/m{t}.tsv"
+    conda:
+        ENV
+    resources:
+        **res(mem_mb=8000, runtime=120),
     params:
         role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
         per_group=WINRATE["pairs_per_group"] or 0,
         seed=WINRATE["seed"],
         code=code("winrate_answer"),
-    log:
-        "logs/winrate_answer/m{t}.log",
-    benchmark:
-        "benchmarks/winrate_answer/m{t}.tsv"
-    resources:
-        **res(mem_mb=8000, runtime=120),
-    conda:
-        ENV
     shell:
         "stargate winrate-answer --conversations {input.conversations} --tasks {input.tasks}"
         " --personas {input.personas} --pairs-per-group {params.per_group} --seed {params.seed}"
@@ -42,20 +42,20 @@ rule judge:
         prompts=prompt_files("judge"),
     output:
         "results/eval/winrate/m{t}_vs_m0.judge.jsonl",
+    log:
+        "logs/judge/m{t}.log",
+    benchmark:
+        "benchmarks/judge/m{t}.tsv"
+    conda:
+        ENV
+    resources:
+        **res(mem_mb=4000, runtime=120),
     params:
         role=role_cli("judge"),
         seed=WINRATE["seed"],
         mode=WINRATE["verdict"],
         max_dropped=WINRATE["max_dropped_fraction"],
         code=code("judge"),
-    log:
-        "logs/judge/m{t}.log",
-    benchmark:
-        "benchmarks/judge/m{t}.tsv"
-    resources:
-        **res(mem_mb=4000, runtime=120),
-    conda:
-        ENV
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
         " --personas {input.personas} --seed {params.seed} --mode {params.mode} {params.role}"
@@ -69,17 +69,25 @@ rule summarize:
         logprobs="results/summary/logprobs.csv",
         winrates="results/summary/winrates.csv",
         json="results/summary/summary.json",
-        logprobs_png=report("results/summary/logprobs.png", category="Evaluation", caption="../report/logprobs.rst"),
-        winrates_png=report("results/summary/winrates.png", category="Evaluation", caption="../report/winrates.rst"),
-    params:
-        manifest=json.dumps(summary_manifest(), sort_keys=True),
-        code=code("summarize"),
+        logprobs_png=report(
+            "results/summary/logprobs.png",
+            category="Evaluation",
+            caption="../report/logprobs.rst",
+        ),
+        winrates_png=report(
+            "results/summary/winrates.png",
+            category="Evaluation",
+            caption="../report/winrates.rst",
+        ),
     log:
         "logs/summarize/summary.log",
     localrule: True
-    resources:
-        **res(runtime=10),
     conda:
         ENV
+    resources:
+        **res(runtime=10),
+    params:
+        manifest=json.dumps(summary_manifest(), sort_keys=True),
+        code=code("summarize"),
     shell:
         "stargate summarize --manifest {params.manifest:q} --out-dir results/summary > {log} 2>&1"

@@ -14,21 +14,21 @@ rule score:
         prompts=prompt_files("score"),
     output:
         "results/m{t}/logprobs/{split}.{condition}.jsonl",
+    log:
+        "logs/score/m{t}_{split}_{condition}.log",
+    benchmark:
+        "benchmarks/score/m{t}_{split}_{condition}.tsv"
     wildcard_constraints:
         condition="|".join(CONDITIONS_PER_ITERATION),
+    conda:
+        ENV
+    resources:
+        **res(mem_mb=8000, runtime=240),
     params:
         role=role_cli("scorer", model=base_model_dir()),
         code=code("score"),
         # an input (tracked as such), so this param need not be recorded
         conversations=lambda wc, input: f"--conversations {input.conversations}",
-    log:
-        "logs/score/m{t}_{split}_{condition}.log",
-    benchmark:
-        "benchmarks/score/m{t}_{split}_{condition}.tsv"
-    resources:
-        **res(mem_mb=8000, runtime=240),
-    conda:
-        ENV
     shell:
         "stargate score --condition {wildcards.condition} {params.conversations} --gold {input.gold}"
         " --tasks {input.tasks} --personas {input.personas} {params.role} --gpus {resources.gpu}"
@@ -44,18 +44,18 @@ use rule score as score_control with:
         prompts=prompt_files("score"),
     output:
         "results/controls/{split}.{condition}.jsonl",
-    wildcard_constraints:
-        condition="|".join(CONDITIONS_CONTROL),
-    params:
-        role=role_cli("scorer", model=base_model_dir()),
-        code=code("score"),
-        conversations="",
     log:
         "logs/score_control/{split}_{condition}.log",
     benchmark:
         "benchmarks/score_control/{split}_{condition}.tsv"
+    wildcard_constraints:
+        condition="|".join(CONDITIONS_CONTROL),
     resources:
         **res(mem_mb=8000, runtime=120),
+    params:
+        role=role_cli("scorer", model=base_model_dir()),
+        code=code("score"),
+        conversations="",
 
 
 rule shuffle:
@@ -64,15 +64,15 @@ rule shuffle:
         conversations="results/m{t}/conversations/{split}.jsonl",
     output:
         "results/m{t}/conversations/{split}.shuffled.jsonl",
+    log:
+        "logs/shuffle/m{t}_{split}.log",
+    conda:
+        ENV
+    resources:
+        **res(),
     params:
         seed=EVAL["shuffle_seed"],
         code=code("shuffle"),
-    log:
-        "logs/shuffle/m{t}_{split}.log",
-    resources:
-        **res(),
-    conda:
-        ENV
     shell:
         "stargate shuffle --conversations {input.conversations} --tasks {input.tasks} --personas {input.personas}"
         " --seed {params.seed} --output {output} > {log} 2>&1"
@@ -84,15 +84,15 @@ rule topk:
         logprobs=f"results/m{{t}}/logprobs/{{split}}.{SELECTION_CONDITION}.jsonl",
     output:
         "results/m{t}/topk/{split}.jsonl",
+    log:
+        "logs/topk/m{t}_{split}.log",
+    conda:
+        ENV
+    resources:
+        **res(),
     params:
         k=config["top_k"],
         code=code("topk"),
-    log:
-        "logs/topk/m{t}_{split}.log",
-    resources:
-        **res(),
-    conda:
-        ENV
     shell:
         "stargate topk --conversations {input.conversations} --logprobs {input.logprobs} --k {params.k}"
         " --output {output} > {log} 2>&1"

@@ -10,17 +10,17 @@ rule regularize:
         prompts=prompt_files("regularize"),
     output:
         "results/m{t}/regularizer/{split}.jsonl",
-    params:
-        role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
-        code=code("regularize"),
     log:
         "logs/regularize/m{t}_{split}.log",
     benchmark:
         "benchmarks/regularize/m{t}_{split}.tsv"
-    resources:
-        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
+    resources:
+        **res(mem_mb=8000, runtime=240),
+    params:
+        role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
+        code=code("regularize"),
     shell:
         "stargate regularize --topk {input.topk} --tasks {input.tasks} --personas {input.personas}"
         " {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
@@ -34,15 +34,15 @@ rule sft_data:
         prompts=prompt_files("sft_data"),
     output:
         "results/m{t}/sft/{split}.jsonl",
+    log:
+        "logs/sft_data/m{t}_{split}.log",
+    conda:
+        ENV
+    resources:
+        **res(),
     params:
         prompts=PROMPTS,
         code=code("sft_data"),
-    log:
-        "logs/sft_data/m{t}_{split}.log",
-    resources:
-        **res(),
-    conda:
-        ENV
     shell:
         "stargate sft-data --topk {input.topk} --responses {input.responses} --tasks {input.tasks}"
         " --personas {input.personas} --prompts {params.prompts} --output {output} > {log} 2>&1"

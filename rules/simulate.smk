@@ -7,6 +7,14 @@ rule questioner_turn:
         unpack(questioner_turn_inputs),
     output:
         "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
+    log:
+        "logs/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.log",
+    benchmark:
+        "benchmarks/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
+    conda:
+        ENV
+    resources:
+        **res(mem_mb=8000, runtime=240),
     params:
         role=lambda wc: role_cli("questioner", model=questioner_model(wc.t)),
         # an input (tracked as such), so this param need not be recorded
@@ -14,14 +22,6 @@ rule questioner_turn:
         sim=f"--shards {len(SHARDS)} --conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
         f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
         code=code("questioner_turn"),
-    log:
-        "logs/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.log",
-    benchmark:
-        "benchmarks/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
-    resources:
-        **res(mem_mb=8000, runtime=240),
-    conda:
-        ENV
     shell:
         "stargate questioner-turn --turn {wildcards.k} --iteration {wildcards.t} --shard {wildcards.shard}"
         " {params.sim} --tasks {input.tasks} --personas {input.personas} {params.open} {params.role}"
@@ -37,17 +37,17 @@ rule roleplayer_turn:
     output:
         done="results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
         open="results/m{t}/sim/{split}/shard{shard}/turn{k}.open.jsonl",
-    params:
-        role=role_cli("roleplayer"),
-        code=code("roleplayer_turn"),
     log:
         "logs/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.log",
     benchmark:
         "benchmarks/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
-    resources:
-        **res(mem_mb=8000, runtime=240),
     conda:
         ENV
+    resources:
+        **res(mem_mb=8000, runtime=240),
+    params:
+        role=role_cli("roleplayer"),
+        code=code("roleplayer_turn"),
     shell:
         "stargate roleplayer-turn --turn {wildcards.k} --asked {input.asked} --tasks {input.tasks}"
         " --personas {input.personas} {params.role} --gpus {resources.gpu}"
@@ -58,22 +58,30 @@ rule pool:
     input:
         unpack(split_data),
         done=lambda wc: expand(
-            "results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl", t=wc.t, split=wc.split, shard=SHARDS, k=TURNS
+            "results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
+            t=wc.t,
+            split=wc.split,
+            shard=SHARDS,
+            k=TURNS,
         ),
         asked=lambda wc: expand(
-            "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl", t=wc.t, split=wc.split, shard=SHARDS, k=TURNS
+            "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
+            t=wc.t,
+            split=wc.split,
+            shard=SHARDS,
+            k=TURNS,
         ),
     output:
         "results/m{t}/conversations/{split}.jsonl",
+    log:
+        "logs/pool/m{t}_{split}.log",
+    conda:
+        ENV
+    resources:
+        **res(),
     params:
         n=SIM["conversations_per_pair"],
         code=code("pool"),
-    log:
-        "logs/pool/m{t}_{split}.log",
-    resources:
-        **res(),
-    conda:
-        ENV
     shell:
         "stargate pool --finished {input.done} --asked {input.asked} --tasks {input.tasks} --personas {input.personas}"
         " --conversations {params.n} --output {output} > {log} 2>&1"

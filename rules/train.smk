@@ -11,26 +11,30 @@ rule train:
     input:
         base=base_model_dir(),
         data=lambda wc: f"results/m{int(wc.t) - 1}/sft/{train_split(int(wc.t) - 1)}.jsonl",
-        deepspeed=[repo_path(f"config/deepspeed/{TRAINING['deepspeed']}.json")] if TRAINING["deepspeed"] else [],
+        deepspeed=(
+            [repo_path(f"config/deepspeed/{TRAINING['deepspeed']}.json")]
+            if TRAINING["deepspeed"]
+            else []
+        ),
     output:
         model=directory("results/models/m{t}"),
-    params:
-        spec=json.dumps(TRAINING, sort_keys=True),
-        code=code("train"),
-        # names only (W&B run, model card): not recorded, so renaming the run retrains nothing
-        run_name=lambda wc, input: config["run_name"],
-        wandb_dir=lambda wc: f"logs/train/wandb/m{wc.t}",
     log:
         "logs/train/m{t}.log",
     benchmark:
         "benchmarks/train/m{t}.tsv"
     wildcard_constraints:
         t=r"[1-9]\d*",
+    conda:
+        ENV
     threads: 8
     resources:
         **res(mem_mb=16000, runtime=600),
-    conda:
-        ENV
+    params:
+        spec=json.dumps(TRAINING, sort_keys=True),
+        code=code("train"),
+        # names only (W&B run, model card): not recorded, so renaming the run retrains nothing
+        run_name=lambda wc, input: config["run_name"],
+        wandb_dir=lambda wc: f"logs/train/wandb/m{wc.t}",
     shell:
         "stargate train --base-model {input.base} --data {input.data} --output {output.model}"
         " --spec {params.spec:q} --iteration {wildcards.t} --run-name {params.run_name:q}"

@@ -159,14 +159,21 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
             problems.append(f"roles.{role}.backend: m_t/m0 are local models; use hf or vllm")
     sim = config.get("simulation", {})
     if sim.get("min_turns", 1) > sim.get("max_turns", 1):
-        problems.append(f"simulation.min_turns ({sim['min_turns']}) is larger than simulation.max_turns ({sim['max_turns']})")
+        problems.append(
+            f"simulation.min_turns ({sim['min_turns']}) is larger than simulation.max_turns ({sim['max_turns']})"
+        )
     if config.get("top_k", 1) > sim.get("conversations_per_pair", 1):
         problems.append("top_k: cannot keep more conversations per pair than simulation.conversations_per_pair")
     ev = config.get("evaluation", {})
     if SELECTION_CONDITION not in ev.get("conditions", []):
         problems.append("evaluation.conditions: must include qa-experimental (it selects the top-k conversations)")
-    if ev.get("winrate", {}).get("verdict") == "logprob" and config.get("roles", {}).get("judge", {}).get("backend") == "openai":
-        problems.append("evaluation.winrate.verdict: logprob needs a local judge (hf or vllm); use generate for API judges")
+    if (
+        ev.get("winrate", {}).get("verdict") == "logprob"
+        and config.get("roles", {}).get("judge", {}).get("backend") == "openai"
+    ):
+        problems.append(
+            "evaluation.winrate.verdict: logprob needs a local judge (hf or vllm); use generate for API judges"
+        )
     problems += check_data(config.get("data", {}))
     for name, m in models.items():
         src = m["source"]
@@ -189,8 +196,10 @@ def check_data(data: dict[str, Any]) -> list[str]:
     if tasks.get("source") == "hf_dataset" and not {"dataset", "rows"} <= tasks.keys():
         problems.append("data.tasks: hf_dataset needs dataset and rows")
     if tasks.get("source") == "file" and "rows" in tasks and "{split}" in tasks.get("path", ""):
-        problems.append("data.tasks: rows cut one task list into splits, but the path names one file per split "
-                        "({split}); remove rows or the {split}")
+        problems.append(
+            "data.tasks: rows cut one task list into splits, but the path names one file per split "
+            "({split}); remove rows or the {split}"
+        )
     rows = tasks.get("rows") or {}
     for split, (lo, hi) in rows.items():
         if lo >= hi:
@@ -198,8 +207,10 @@ def check_data(data: dict[str, Any]) -> list[str]:
     spans = sorted((lo, hi, split) for split, (lo, hi) in rows.items())
     for (lo1, hi1, s1), (lo2, hi2, s2) in pairwise(spans):
         if lo2 < hi1:
-            problems.append(f"data.tasks.rows: {s1} [{lo1}, {hi1}] and {s2} [{lo2}, {hi2}] overlap, so tasks would "
-                            "appear in two splits; make the ranges disjoint (paper: A [0,250], B [250,500], test [500,550])")
+            problems.append(
+                f"data.tasks.rows: {s1} [{lo1}, {hi1}] and {s2} [{lo2}, {hi2}] overlap, so tasks would "
+                "appear in two splits; make the ranges disjoint (paper: A [0,250], B [250,500], test [500,550])"
+            )
     if personas.get("source") == "file" and "path" not in personas:
         problems.append("data.personas.path: required when data.personas.source is file")
     if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
@@ -208,9 +219,13 @@ def check_data(data: dict[str, Any]) -> list[str]:
         if "path" not in oracle:
             problems.append("data.oracle.path: required when data.oracle.source is file")
         elif "{split}" not in oracle["path"]:
-            problems.append("data.oracle.path: the authors' gold responses are one file per split; put {split} in "
-                            "the path (e.g. gold-responses/star-2-bsft/{split}.json)")
+            problems.append(
+                "data.oracle.path: the authors' gold responses are one file per split; put {split} in "
+                "the path (e.g. gold-responses/star-2-bsft/{split}.json)"
+            )
         if personas.get("source") != "file":
-            problems.append("data.oracle.source file: the gold responses are keyed by position in the authors' "
-                            "persona lists ('prompt-i persona-j'), so data.personas must be source: file too")
+            problems.append(
+                "data.oracle.source file: the gold responses are keyed by position in the authors' "
+                "persona lists ('prompt-i persona-j'), so data.personas must be source: file too"
+            )
     return problems

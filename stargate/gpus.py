@@ -52,7 +52,9 @@ def claim_gpus(n: int, lock_dir: str | None = None, total: int | None = None) ->
         if len(chosen) == n:
             break
     if len(chosen) < n:
-        raise StargateError(f"only {len(chosen)} of {total} GPUs are free, this job needs {n}; "
-                            "run fewer GPU jobs at once (profiles/local-gpu sets resources: gpu)")
+        raise StargateError(
+            f"only {len(chosen)} of {total} GPUs are free, this job needs {n}; "
+            "run fewer GPU jobs at once (profiles/local-gpu sets resources: gpu)"
+        )
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
     return os.environ["CUDA_VISIBLE_DEVICES"]

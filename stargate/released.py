@@ -68,11 +68,16 @@ def string_list(data: Any, path: str | Path, what: str, where: str = "", strip: 
     .strip(), spec §2.1); the authors' personas and names are kept verbatim, because the paper_v1 prompts
     strip them only where the original did."""
     if not isinstance(data, list) or not data:
-        raise InputError(path, f"{where + ' ' if where else ''}must be a non-empty JSON list of {what} strings, "
-                         f"got {type(data).__name__}")
+        raise InputError(
+            path,
+            f"{where + ' ' if where else ''}must be a non-empty JSON list of {what} strings, "
+            f"got {type(data).__name__}",
+        )
     for i, item in enumerate(data):
         if not isinstance(item, str) or not item.strip():
-            raise InputError(path, f"{where or 'item '}[{i}] is empty or not a string", fix=f"give every {what} as text")
+            raise InputError(
+                path, f"{where or 'item '}[{i}] is empty or not a string", fix=f"give every {what} as text"
+            )
     return [s.strip() for s in data] if strip else list(data)
 
 
@@ -80,11 +85,17 @@ def slice_rows(items: list[str], rows: list[int], path: str | Path, split: str) 
     """Rows [lo, hi) of one task list: how the original cut A, B and test from the same extraction."""
     lo, hi = rows
     if not 0 <= lo < hi:
-        raise InputError(path, f"rows {rows} of split {split} are not a range [lo, hi) with lo < hi",
-                         fix=f"set data.tasks.rows.{split} to [lo, hi]")
+        raise InputError(
+            path,
+            f"rows {rows} of split {split} are not a range [lo, hi) with lo < hi",
+            fix=f"set data.tasks.rows.{split} to [lo, hi]",
+        )
     if hi > len(items):
-        raise InputError(path, f"rows {rows} of split {split} run past the list's {len(items)} items",
-                         fix=f"the list is shorter than data.tasks.rows.{split} expects: check the file or the rows")
+        raise InputError(
+            path,
+            f"rows {rows} of split {split} run past the list's {len(items)} items",
+            fix=f"the list is shorter than data.tasks.rows.{split} expects: check the file or the rows",
+        )
     return items[lo:hi]
 
 
@@ -93,19 +104,28 @@ def read_tasks(path: str | Path, split: str, rows: list[int] | None, per_split_f
     data = read_json(path, "tasks")
     if isinstance(data, dict):
         if rows is not None:
-            raise InputError(path, "is an object of splits, so data.tasks.rows does not apply",
-                             fix="remove data.tasks.rows, or point data.tasks.path at one JSON list of tasks")
+            raise InputError(
+                path,
+                "is an object of splits, so data.tasks.rows does not apply",
+                fix="remove data.tasks.rows, or point data.tasks.path at one JSON list of tasks",
+            )
         if split not in data:
-            raise InputError(path, f"no key '{split}'",
-                             fix='the file must be an object {"A": [...], "B": [...], "test": [...]} of tasks')
+            raise InputError(
+                path,
+                f"no key '{split}'",
+                fix='the file must be an object {"A": [...], "B": [...], "test": [...]} of tasks',
+            )
         return string_list(data[split], path, "task", split)
     items = string_list(data, path, "task")
     if rows is not None:
         return slice_rows(items, rows, path, split)
     if not per_split_file:
-        raise InputError(path, "is one JSON list of tasks, but the config says neither which rows each split takes "
-                         "nor that the file holds one split",
-                         fix="add data.tasks.rows {A: [lo, hi], ...}, or put {split} in data.tasks.path")
+        raise InputError(
+            path,
+            "is one JSON list of tasks, but the config says neither which rows each split takes "
+            "nor that the file holds one split",
+            fix="add data.tasks.rows {A: [lo, hi], ...}, or put {split} in data.tasks.path",
+        )
     return items
 
 
@@ -114,12 +134,18 @@ def read_personas(path: str | Path, split: str, per_split_file: bool) -> list[st
     data = read_json(path, "personas")
     if isinstance(data, dict):
         if split not in data:
-            raise InputError(path, f"no key '{split}'",
-                             fix='the file must be a JSON list of personas, or {"A": [...], "B": [...], "test": [...]}')
+            raise InputError(
+                path,
+                f"no key '{split}'",
+                fix='the file must be a JSON list of personas, or {"A": [...], "B": [...], "test": [...]}',
+            )
         return string_list(data[split], path, "persona", split)
     if not per_split_file:
-        raise InputError(path, "is one JSON list of personas, but the path names no split, so every split would get "
-                         "the same personas", fix="put {split} in data.personas.path (e.g. personas/{split}.json)")
+        raise InputError(
+            path,
+            "is one JSON list of personas, but the path names no split, so every split would get the same personas",
+            fix="put {split} in data.personas.path (e.g. personas/{split}.json)",
+        )
     return string_list(data, path, "persona", strip=False)
 
 
@@ -127,9 +153,12 @@ def read_names(path: str | Path, personas: list[str], personas_source: str | Pat
     """The hand-made `{split}_NAMES.json`: one name per persona, in the persona list's order."""
     names = string_list(read_json(path, "names"), path, "name", strip=False)
     if len(names) != len(personas):
-        raise InputError(path, f"has {len(names)} names but {personas_source} has {len(personas)} personas",
-                         fix="the names list must be parallel to the persona list: one name per persona, same order "
-                             "(is it the names file of another split?)")
+        raise InputError(
+            path,
+            f"has {len(names)} names but {personas_source} has {len(personas)} personas",
+            fix="the names list must be parallel to the persona list: one name per persona, same order "
+            "(is it the names file of another split?)",
+        )
     return names
 
 
@@ -144,32 +173,45 @@ def read_gold(path: str | Path, n_tasks: int, n_personas: int) -> dict[tuple[int
     exactly the split's tasks x personas. Values are returned verbatim (leading spaces included)."""
     data = read_json(path, "gold responses")
     if not isinstance(data, dict) or not data:
-        raise InputError(path, f"must be a JSON object {{\"prompt-i persona-j\": [response]}}, got {type(data).__name__}")
+        raise InputError(
+            path, f'must be a JSON object {{"prompt-i persona-j": [response]}}, got {type(data).__name__}'
+        )
     gold: dict[tuple[int, int], str] = {}
     extra = []
     for key, value in data.items():
         m = GOLD_KEY.match(key)
         if not m:
-            raise InputError(path, f"key '{key}' is not of the form 'prompt-{{i}} persona-{{j}}'",
-                             fix="the gold file must be the original's dict keyed \"prompt-i persona-j\"")
+            raise InputError(
+                path,
+                f"key '{key}' is not of the form 'prompt-{{i}} persona-{{j}}'",
+                fix='the gold file must be the original\'s dict keyed "prompt-i persona-j"',
+            )
         i, j = int(m.group(1)), int(m.group(2))
         if isinstance(value, list) and len(value) == 1:
             value = value[0]
         if not isinstance(value, str):
-            raise InputError(path, f"key '{key}': the value must be a list holding one response string",
-                             fix='write each value as ["response text"]')
+            raise InputError(
+                path,
+                f"key '{key}': the value must be a list holding one response string",
+                fix='write each value as ["response text"]',
+            )
         if i >= n_tasks or j >= n_personas:
             extra.append(key)
             continue
         gold[(i, j)] = value
     if extra:
-        raise InputError(path, f"{len(extra)} key(s) name a task or persona the split does not have "
-                         f"({n_tasks} tasks x {n_personas} personas), e.g. '{extra[0]}'",
-                         fix="use the gold file of the same split as the tasks and personas, or fix their rows/count")
+        raise InputError(
+            path,
+            f"{len(extra)} key(s) name a task or persona the split does not have "
+            f"({n_tasks} tasks x {n_personas} personas), e.g. '{extra[0]}'",
+            fix="use the gold file of the same split as the tasks and personas, or fix their rows/count",
+        )
     missing = [gold_key(i, j) for j in range(n_personas) for i in range(n_tasks) if (i, j) not in gold]
     if missing:
-        raise InputError(path, f"{len(missing)} of the split's {n_tasks * n_personas} pairs have no gold response, "
-                         f"e.g. '{missing[0]}'",
-                         fix="every \"prompt-i persona-j\" of the split's tasks x personas must be present: use the "
-                             "complete gold file of this split")
+        raise InputError(
+            path,
+            f"{len(missing)} of the split's {n_tasks * n_personas} pairs have no gold response, e.g. '{missing[0]}'",
+            fix='every "prompt-i persona-j" of the split\'s tasks x personas must be present: use the '
+            "complete gold file of this split",
+        )
     return gold

@@ -56,8 +56,13 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
 def scripted_role_json(reply: str = "{last}", rules: list[dict] | None = None, **sampling) -> str:
     """A role bound to the scripted backend (deterministic replies, no model): see stargate/backends/scripted.py."""
     options = {"reply": reply, **({"rules": rules} if rules else {})}
-    return json.dumps({"backend": "scripted", "options": options,
-                       "sampling": {"temperature": 0.9, "top_p": 0.9, "max_tokens": 8, "seed": 1, **sampling}})
+    return json.dumps(
+        {
+            "backend": "scripted",
+            "options": options,
+            "sampling": {"temperature": 0.9, "top_p": 0.9, "max_tokens": 8, "seed": 1, **sampling},
+        }
+    )
 
 
 @pytest.fixture
@@ -70,23 +75,45 @@ def scripted_role():
 def data_files(tmp_path_factory) -> dict[str, Path]:
     """Tasks and personas of split A (3 tasks x 2 personas) as the tasks/names stages would write them."""
     d = tmp_path_factory.mktemp("data")
-    tasks = [{"task_id": f"A-t{i:04d}", "split": "A", "text": t}
-             for i, t in enumerate(["Recommend a book.", "Plan a trip.", "What should I cook?"])]
+    tasks = [
+        {"task_id": f"A-t{i:04d}", "split": "A", "text": t}
+        for i, t in enumerate(["Recommend a book.", "Plan a trip.", "What should I cook?"])
+    ]
     personas = [
-        {"persona_id": "A-p00", "split": "A", "name": "Maya", "text": "Maya is a nurse who hikes.", "name_source": "regex"},
-        {"persona_id": "A-p01", "split": "A", "name": "Tomas", "text": "Tomas is a retired carpenter.", "name_source": "regex"},
+        {
+            "persona_id": "A-p00",
+            "split": "A",
+            "name": "Maya",
+            "text": "Maya is a nurse who hikes.",
+            "name_source": "regex",
+        },
+        {
+            "persona_id": "A-p01",
+            "split": "A",
+            "name": "Tomas",
+            "text": "Tomas is a retired carpenter.",
+            "name_source": "regex",
+        },
     ]
     for name, recs in (("tasks", tasks), ("personas", personas)):
         (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    gold = [{"pair": f"{t['task_id']}|{p['persona_id']}", "text": f"Gold answer for {p['name']}: {t['text']}"}
-            for p in personas for t in tasks]
+    gold = [
+        {"pair": f"{t['task_id']}|{p['persona_id']}", "text": f"Gold answer for {p['name']}: {t['text']}"}
+        for p in personas
+        for t in tasks
+    ]
     (d / "gold.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gold))
     return {"tasks": d / "tasks.jsonl", "personas": d / "personas.jsonl", "gold": d / "gold.jsonl", "dir": d}
 
 
 def role_json(**sampling) -> str:
-    return json.dumps({"backend": "hf", "options": {"dtype": "float32", "batch_size": 8},
-                       "sampling": {"temperature": 0.9, "top_p": 0.9, "max_tokens": 8, "seed": 1, **sampling}})
+    return json.dumps(
+        {
+            "backend": "hf",
+            "options": {"dtype": "float32", "batch_size": 8},
+            "sampling": {"temperature": 0.9, "top_p": 0.9, "max_tokens": 8, "seed": 1, **sampling},
+        }
+    )
 
 
 from servers import counted_server, fake_openai, vllm_server  # noqa: E402,F401  (shared server fixtures)

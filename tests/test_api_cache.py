@@ -179,8 +179,13 @@ def test_only_the_answer_is_persisted_not_what_else_the_server_sent(tmp_path):
     body = {
         "id": "chatcmpl-1",
         "model": "gpt-4",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": "Lisbon in May.", "debug": secret}}],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Lisbon in May.", "debug": secret},
+            }
+        ],
         "usage": {"prompt_tokens": 12, "completion_tokens": 4, "echo": {"Authorization": f"Bearer {secret}"}},
         "request_headers": {"Authorization": f"Bearer {secret}"},
     }

@@ -120,8 +120,11 @@ def test_seed_personas_are_measured_not_the_provenance_note(tmp_path):
     }
     (tmp_path / "seeds.json").write_text(json.dumps(seeds))
     cfg = copy.deepcopy(PAPER)
-    cfg["data"]["personas"] = {"source": "generate", "seeds": str(tmp_path / "seeds.json"),
-                               "count": {"A": 5, "B": 3, "test": 2}}
+    cfg["data"]["personas"] = {
+        "source": "generate",
+        "seeds": str(tmp_path / "seeds.json"),
+        "count": {"A": 5, "B": 3, "test": 2},
+    }
     r = rows(cost.estimate(cfg, base_dir=REPO))["personas"]
     template = chars(load_prompt_set("paper_v1").persona_generation("", ""))
     assert r["calls"] == 5 + 3 + 2
@@ -131,13 +134,20 @@ def test_seed_personas_are_measured_not_the_provenance_note(tmp_path):
 
 def test_tasks_and_personas_from_files_are_measured(tmp_path):
     tasks = {"_about": "t" * 3000, "A": ["q" * 30, "q" * 50], "B": ["q" * 10], "test": ["q" * 20, "q" * 40, "q" * 60]}
-    personas = {"_about": "p" * 3000, "A": ["P" * 200, "P" * 400, "P" * 300], "B": ["P" * 100, "P" * 300],
-                "test": ["P" * 500]}
+    personas = {
+        "_about": "p" * 3000,
+        "A": ["P" * 200, "P" * 400, "P" * 300],
+        "B": ["P" * 100, "P" * 300],
+        "test": ["P" * 500],
+    }
     (tmp_path / "tasks.json").write_text(json.dumps(tasks))
     (tmp_path / "personas.json").write_text(json.dumps(personas))
     cfg = copy.deepcopy(PAPER)
-    cfg["data"] = {"tasks": {"source": "file", "path": "tasks.json"},
-                   "personas": {"source": "file", "path": "personas.json"}, "names": "llm"}
+    cfg["data"] = {
+        "tasks": {"source": "file", "path": "tasks.json"},
+        "personas": {"source": "file", "path": "personas.json"},
+        "names": "llm",
+    }
     cfg["evaluation"]["winrate"]["pairs_per_group"] = None
     r = rows(cost.estimate(cfg, base_dir=tmp_path))
     pset = load_prompt_set("paper_v1")
@@ -210,7 +220,14 @@ def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("STARGATE_API_CACHE", str(tmp_path / "cache"))
     Ledger(tmp_path / "cache" / "ledger.jsonl").append(
-        {"stage": "oracle", "kind": "paid", "calls": 1, "prompt_tokens": 400, "completion_tokens": 300, "cost_usd": 0.03}
+        {
+            "stage": "oracle",
+            "kind": "paid",
+            "calls": 1,
+            "prompt_tokens": 400,
+            "completion_tokens": 300,
+            "cost_usd": 0.03,
+        }
     )
     assert main(["cost", "--configfile", str(cfg_path), "--ledger"]) == 0
     out = capsys.readouterr().out

@@ -18,7 +18,10 @@ def backend(tiny_model_dir):
 
 CHATS = [
     [{"role": "user", "content": "Plan a trip for me."}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What should I cook tonight, given I like spicy food?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What should I cook tonight, given I like spicy food?"},
+    ],
     "<|im_start|>user\nA raw prompt<|im_end|>\n<|im_start|>assistant\n",
     [{"role": "user", "content": "Hi"}],
 ]
@@ -49,8 +52,9 @@ def test_samples_do_not_depend_on_batching(backend, tiny_model_dir):
     assert together == alone
     assert backend.generate(CHATS[::-1], SAMPLE, seeds[::-1]) == together[::-1]
     for size in (1, 8):
-        other = load_backend({"backend": "hf", "options": {"dtype": "float32", "batch_size": size}},
-                             str(tiny_model_dir))
+        other = load_backend(
+            {"backend": "hf", "options": {"dtype": "float32", "batch_size": size}}, str(tiny_model_dir)
+        )
         try:
             assert other.generate(CHATS, SAMPLE, seeds) == together, f"batch_size {size}"
         finally:

@@ -548,14 +548,18 @@ def test_per_prompt_seeds_with_separate_requests(fake_openai, tmp_path):
     s = Sampling(n=2, temperature=1.0, seed=0)
     out = backend(fake_openai, tmp_path, n_per_request=False).generate(chats(2), s, seeds=[100, 200])
     for p, seed, o in zip(chats(2), [100, 200], out, strict=True):
-        assert o == [servers.fake_completion({"messages": p, "n": 1, "seed": seed + j})["choices"][0]["message"]["content"]
-                     for j in range(2)]
+        assert o == [
+            servers.fake_completion({"messages": p, "n": 1, "seed": seed + j})["choices"][0]["message"]["content"]
+            for j in range(2)
+        ]
 
 
 def test_send_seed_false_sends_no_seed_and_has_its_own_key(fake_openai, tmp_path):
     s = Sampling(seed=4)
     out = backend(fake_openai, tmp_path, send_seed=False).generate(chats(1), s, seeds=[4])
-    assert out == [[servers.fake_completion({"messages": chats(1)[0], "n": 1, "seed": None})["choices"][0]["message"]["content"]]]
+    assert out == [
+        [servers.fake_completion({"messages": chats(1)[0], "n": 1, "seed": None})["choices"][0]["message"]["content"]]
+    ]
     assert "seed=None" in out[0][0]
     backend(fake_openai, tmp_path).generate(chats(1), s, seeds=[4])  # with the seed: not the same request
     assert fake_openai.counter.reached == 2
@@ -595,8 +599,13 @@ def filtering_model(body: dict):
     Azure does), one with "<<partial>>" gets a completion cut by the filter (finish_reason content_filter)."""
     last = body["messages"][-1]["content"]
     if FILTERED in last:
-        err = {"message": "The response was filtered", "type": None, "param": "prompt", "code": "content_filter",
-               "innererror": {"code": "ResponsibleAIPolicyViolation"}}
+        err = {
+            "message": "The response was filtered",
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "innererror": {"code": "ResponsibleAIPolicyViolation"},
+        }
         return 400, {"error": err}
     out = servers.fake_completion(body)
     if "<<partial>>" in last:
@@ -613,8 +622,9 @@ def filter_prompts() -> list[list[dict]]:
 def test_refusals_count_returns_none_and_caches_the_refusal(tmp_path, batch):
     s = Sampling(n=2, temperature=0.5)
     with OpenAITestServer(complete=filtering_model) as server:
-        opts = dict(base_url=server.base_url, cache_dir=str(tmp_path), refusals="count", batch=batch,
-                    batch_poll_s=0.05, **FAST)
+        opts = dict(
+            base_url=server.base_url, cache_dir=str(tmp_path), refusals="count", batch=batch, batch_poll_s=0.05, **FAST
+        )
         b = OpenAIBackend("fake-model", **opts)
         out = b.generate(filter_prompts(), s)
         assert out[:2] == expected_fake(chats(2), s)
@@ -662,12 +672,14 @@ def test_typed_options_and_their_checks(fake_openai, tmp_path):
         OpenAIBackend("fake-model", opts, max_retries=1)
     with pytest.raises(StargateError, match=r"unknown option\(s\) stage for the openai backend"):
         load_backend({"backend": "openai", "options": {"stage": "x"}}, "fake-model")  # a runtime fact, not config
-    for bad, match in [({"refusals": "ignore"}, "'refusals' must be fail or count"),
-                       ({"budget_scope": "all"}, "'budget_scope' must be total or stage"),
-                       ({"timeout_s": 0}, "'timeout_s' must be a number > 0"),
-                       ({"send_seed": "no"}, "'send_seed' must be true or false"),
-                       ({"azure_endpoint_env": "https://x.openai.azure.com"}, "azure_endpoint_env.*NAME"),
-                       ({"azure_endpoint": "https://x", "azure_endpoint_env": "X", "api_version": "v"}, "exclude")]:
+    for bad, match in [
+        ({"refusals": "ignore"}, "'refusals' must be fail or count"),
+        ({"budget_scope": "all"}, "'budget_scope' must be total or stage"),
+        ({"timeout_s": 0}, "'timeout_s' must be a number > 0"),
+        ({"send_seed": "no"}, "'send_seed' must be true or false"),
+        ({"azure_endpoint_env": "https://x.openai.azure.com"}, "azure_endpoint_env.*NAME"),
+        ({"azure_endpoint": "https://x", "azure_endpoint_env": "X", "api_version": "v"}, "exclude"),
+    ]:
         with pytest.raises(StargateError, match=match):
             OpenAIBackend("gpt-4", **bad)
 
@@ -681,8 +693,13 @@ def test_stage_label_comes_from_load_backend(fake_openai, tmp_path):
 def test_azure_endpoint_and_deployment_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-test-key")
     monkeypatch.setenv("MY_DEPLOYMENT", "gpt-4-eu")
-    opts = dict(azure_endpoint_env="MY_ENDPOINT", azure_deployment_env="MY_DEPLOYMENT", api_version="2024-02-01",
-                cache_dir=str(tmp_path), **FAST)
+    opts = dict(
+        azure_endpoint_env="MY_ENDPOINT",
+        azure_deployment_env="MY_DEPLOYMENT",
+        api_version="2024-02-01",
+        cache_dir=str(tmp_path),
+        **FAST,
+    )
     monkeypatch.delenv("MY_ENDPOINT", raising=False)
     with pytest.raises(StargateError, match="MY_ENDPOINT is not set"):
         OpenAIBackend("ignored", **opts).generate(chats(1), Sampling())

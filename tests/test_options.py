@@ -25,7 +25,9 @@ def test_options_match_schema(backend):
     assert set(dc) == set(props), f"{backend}: dataclass and schema disagree on option names"
     for name, spec in props.items():
         assert "default" in spec, f"schema {backend}_options.{name} has no default"
-        assert dc[name] == spec["default"], f"{backend}.{name}: dataclass default {dc[name]!r} != schema {spec['default']!r}"
+        assert dc[name] == spec["default"], (
+            f"{backend}.{name}: dataclass default {dc[name]!r} != schema {spec['default']!r}"
+        )
 
 
 def test_unknown_option_is_an_error():

@@ -60,7 +60,11 @@ def vllm033_text(tok, generated_ids: list[int]) -> str:
     pieces = tok.convert_ids_to_tokens([i for i in generated_ids if i not in (1, 2)])
     raw = "".join(pieces).replace("▁", " ")
     # byte-fallback pieces <0xNN> spell UTF-8 bytes
-    return re.sub(r"((?:<0x[0-9A-F]{2}>)+)", lambda m: bytes.fromhex(m.group(1).replace("<0x", "").replace(">", "")).decode(), raw)
+    return re.sub(
+        r"((?:<0x[0-9A-F]{2}>)+)",
+        lambda m: bytes.fromhex(m.group(1).replace("<0x", "").replace(">", "")).decode(),
+        raw,
+    )
 
 
 def generated(tok, key: str) -> list[int]:
@@ -199,8 +203,10 @@ def test_scoring_ids_and_span_are_the_originals(tok, ps, run, condition):
     turns = run["turns"]
     conv_full = run["orig_conv"]
     if condition == "shuffled":  # another persona's conversation for the same task, scored under this name
-        other = [{"role": "questioner", "text": vllm033_text(tok, generated(tok, "other_q1"))},
-                 {"role": "roleplayer", "text": vllm033_text(tok, generated(tok, "other_a1"))}]
+        other = [
+            {"role": "questioner", "text": vllm033_text(tok, generated(tok, "other_q1"))},
+            {"role": "roleplayer", "text": vllm033_text(tok, generated(tok, "other_a1"))},
+        ]
         turns = other
         conv_full = orig_conversation(FIXTURE["other_persona_name"], TASK, [t["text"] for t in other])
     conv = conv_full[conv_full.find("[/INST]") + 7 : conv_full.rfind("[/INST]")].strip()
@@ -277,8 +283,10 @@ def test_judge_prompt_is_the_originals(ps):
     a, b = " Response one.", " Response two."
     expected = [
         {"role": "system", "content": text("judge_system")},
-        {"role": "user", "content": text("judge_user").format(persona=PERSONA, task=TASK.strip(), response_A=a,
-                                                              response_B=b)},
+        {
+            "role": "user",
+            "content": text("judge_user").format(persona=PERSONA, task=TASK.strip(), response_A=a, response_B=b),
+        },
     ]
     assert ps.judge(PERSONA, TASK, a, b) == expected
 
@@ -368,7 +376,9 @@ def test_vllm_backend_feeds_and_decodes_like_vllm_033(tok, ps):
     turns = [{"role": "questioner", "text": " What kind of kitchen do you have?"}]
     prompt = ps.roleplayer(PERSONA, TASK, NAME, turns)
     got = backend.generate([prompt], Sampling(n=1, temperature=0.0, max_tokens=64))
-    assert submitted == [vllm033_ids(tok, orig_roleplayer(PERSONA, TASK, orig_conversation(NAME, TASK, [turns[0]["text"]])))]
+    assert submitted == [
+        vllm033_ids(tok, orig_roleplayer(PERSONA, TASK, orig_conversation(NAME, TASK, [turns[0]["text"]])))
+    ]
     assert got == [[vllm033_text(tok, generated(tok, "a1"))]] and got[0][0].startswith(" I have")
 
 

@@ -39,8 +39,9 @@ def test_paper_generation_prompts_go_as_vllm_text_and_fixed_ones_do_not():
     assert not q.round_trip and not r.round_trip and reg.round_trip and win.round_trip
     # regularizer: rendered with the shipped March-2024 template (<s>[INST] u [/INST]a</s>[INST] ...)
     assert reg.startswith("<s>[INST] You are a helpful AI assistant, able to provide highly personalized")
-    assert reg.endswith("[/INST]Q1 text</s>[INST] answer 1 [/INST]Q2 text</s>[INST] answer 2\n\nWhat wine goes "
-                        "with steak. [/INST]")
+    assert reg.endswith(
+        "[/INST]Q1 text</s>[INST] answer 1 [/INST]Q2 text</s>[INST] answer 2\n\nWhat wine goes with steak. [/INST]"
+    )
     assert not isinstance(paper.scoring_context("neg-control", "Leo", "P", TASK, []), VllmTextPrompt)  # ids: 1 BOS
     assert isinstance(fixed.regularizer("Leo", TASK, TURNS), list)
     assert not isinstance(fixed.questioner("Leo", TASK, TURNS[:1], finetuned=False), VllmTextPrompt)
@@ -48,9 +49,11 @@ def test_paper_generation_prompts_go_as_vllm_text_and_fixed_ones_do_not():
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"generation_io": "vllm_text"}, "generation_io 'vllm_text' is not one of"),
-     ({"chat_template": "missing.jinja"}, "chat_template file missing.jinja does not exist"),
-     ({"score_span": "tokens"}, "score_span 'tokens' is not one of")],
+    [
+        ({"generation_io": "vllm_text"}, "generation_io 'vllm_text' is not one of"),
+        ({"chat_template": "missing.jinja"}, "chat_template file missing.jinja does not exist"),
+        ({"score_span": "tokens"}, "score_span 'tokens' is not one of"),
+    ],
 )
 def test_bad_manifest_names_the_file_and_key(tmp_path, monkeypatch, change, message):
     import shutil
@@ -90,8 +93,11 @@ def test_paper_questioner_and_roleplayer_strings():
     q = ps.questioner("Leo", TASK, TURNS[:1], finetuned=True)
     assert q.startswith("<s>[INST]A user named Leo has approached you")
     assert q.endswith(f"The initial request is as follows: {TASK}[/INST]\nQ1 text</s>")  # instruction kept for m_t
-    turns = [{"role": "questioner", "text": " <q1>"}, {"role": "roleplayer", "text": "<a1>"},
-             {"role": "questioner", "text": " <q2>"}]
+    turns = [
+        {"role": "questioner", "text": " <q1>"},
+        {"role": "roleplayer", "text": "<a1>"},
+        {"role": "questioner", "text": " <q2>"},
+    ]
     r = ps.roleplayer("PERSONA", TASK, "Leo", turns)
     assert r.startswith("<s>[INST] You are particularly skilled at roleplaying as a human.")
     assert "AI Assistant:  <q1>\nYou:  <a1> \nAI Assistant:  <q2>\nYou: [/INST]" in r  # prompts file §5.3

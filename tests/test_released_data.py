@@ -35,8 +35,12 @@ def run(*argv) -> int:
 
 
 def released(kind: str, split: str) -> Path:
-    folder, name = {"tasks": ("prompts", split), "personas": ("personas", split),
-                    "names": ("personas", f"{split}_NAMES"), "gold": ("gold-responses", split)}[kind]
+    folder, name = {
+        "tasks": ("prompts", split),
+        "personas": ("personas", split),
+        "names": ("personas", f"{split}_NAMES"),
+        "gold": ("gold-responses", split),
+    }[kind]
     return RELEASED / folder / "star-2-bsft" / f"{name}.json"
 
 
@@ -47,15 +51,65 @@ def file_spec(path, **extra) -> str:
 def data_stages(out: Path, split: str, gold: Path | None = None, names: Path | None = None) -> dict[str, Path]:
     """tasks -> personas -> names (file) -> oracle (file) of one split of the fixture folder."""
     p = {k: out / f"{split}.{k}.jsonl" for k in ("tasks", "texts", "personas", "gold")}
-    assert run("tasks", "--split", split, "--spec", file_spec(released("tasks", split), per_split=True),
-               "--output", p["tasks"]) == 0
-    assert run("personas", "--split", split, "--spec", file_spec(released("personas", split), per_split=True),
-               "--prompts", "paper_v1", "--output", p["texts"]) == 0
-    assert run("names", "--personas", p["texts"], "--method", "file", "--names-file", names or released("names", split),
-               "--prompts", "paper_v1", "--output", p["personas"]) == 0
-    p["rc"] = run("oracle", "--tasks", p["tasks"], "--personas", p["personas"], "--prompts", "paper_v1",
-                  "--gold-file", gold or released("gold", split), "--role", ROLE, "--model", "none",
-                  "--output", p["gold"])
+    assert (
+        run(
+            "tasks",
+            "--split",
+            split,
+            "--spec",
+            file_spec(released("tasks", split), per_split=True),
+            "--output",
+            p["tasks"],
+        )
+        == 0
+    )
+    assert (
+        run(
+            "personas",
+            "--split",
+            split,
+            "--spec",
+            file_spec(released("personas", split), per_split=True),
+            "--prompts",
+            "paper_v1",
+            "--output",
+            p["texts"],
+        )
+        == 0
+    )
+    assert (
+        run(
+            "names",
+            "--personas",
+            p["texts"],
+            "--method",
+            "file",
+            "--names-file",
+            names or released("names", split),
+            "--prompts",
+            "paper_v1",
+            "--output",
+            p["personas"],
+        )
+        == 0
+    )
+    p["rc"] = run(
+        "oracle",
+        "--tasks",
+        p["tasks"],
+        "--personas",
+        p["personas"],
+        "--prompts",
+        "paper_v1",
+        "--gold-file",
+        gold or released("gold", split),
+        "--role",
+        ROLE,
+        "--model",
+        "none",
+        "--output",
+        p["gold"],
+    )
     return p
 
 
@@ -72,8 +126,9 @@ def test_rows_of_the_pilot_task_list_give_the_paper_splits(tmp_path):
         assert read_meta(out)["source"] == f"{source}[{PAPER_ROWS[split][0]}:{PAPER_ROWS[split][1]}]"
     assert {s: len(t) for s, t in texts.items()} == {"A": 250, "B": 250, "test": 50}
     # spec §2.1: the example record A[0], and the hand-labelled "general" test indices 26, 41, 49
-    assert texts["A"][0] == ("I was wondering if you could walk me through the process of setting up a "
-                             "hydroponic garden for herbs.")
+    assert texts["A"][0] == (
+        "I was wondering if you could walk me through the process of setting up a hydroponic garden for herbs."
+    )
     assert texts["test"][26] == "What is the capital of Mongolia."
     assert texts["test"][41] == "What are the differences between a butterfly and a moth."
     assert texts["test"][49] == "What are the differences between the Democratic and Republican parties."
@@ -82,16 +137,21 @@ def test_rows_of_the_pilot_task_list_give_the_paper_splits(tmp_path):
     # the dataset repeats some prompts: the test split shares none with A or B, but A and B share 3
     # and A holds 4 repeats (kept: the original used the rows as they are)
     assert not (set(texts["A"]) | set(texts["B"])) & set(texts["test"])
-    assert set(texts["A"]) & set(texts["B"]) == {"How can I improve my public speaking skills.",
-                                                 "What should I look for when buying a used car.",
-                                                 "What is the best way to learn Spanish."}
+    assert set(texts["A"]) & set(texts["B"]) == {
+        "How can I improve my public speaking skills.",
+        "What should I look for when buying a used car.",
+        "What is the best way to learn Spanish.",
+    }
     assert (len(set(texts["A"])), len(set(texts["B"])), len(set(texts["test"]))) == (246, 249, 50)
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"rows": {**PAPER_ROWS, "test": [500, 1001]}}, "rows [500, 1001] of split test run past the list's 1000 items"),
+        (
+            {"rows": {**PAPER_ROWS, "test": [500, 1001]}},
+            "rows [500, 1001] of split test run past the list's 1000 items",
+        ),
         ({}, "is one JSON list of tasks, but the config says neither which rows"),
     ],
 )
@@ -140,7 +200,10 @@ def _edited_gold(tmp_path, edit) -> Path:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda g: g.pop("prompt-3 persona-2"), "1 of the split's 12 pairs have no gold response, e.g. 'prompt-3 persona-2'"),
+        (
+            lambda g: g.pop("prompt-3 persona-2"),
+            "1 of the split's 12 pairs have no gold response, e.g. 'prompt-3 persona-2'",
+        ),
         (lambda g: g.update({"prompt-4 persona-0": ["x"]}), "e.g. 'prompt-4 persona-0'"),
         (lambda g: g.update({"prompt-0 persona-3": ["x"]}), "e.g. 'prompt-0 persona-3'"),
         (lambda g: g.update({"prompt-0  persona-1": ["x"]}), "key 'prompt-0  persona-1' is not of the form"),
@@ -166,10 +229,36 @@ def test_names_must_be_parallel_to_personas(tmp_path, capsys):
     names = tmp_path / "B_NAMES.json"
     names.write_text(json.dumps(json.loads(released("names", "B").read_text())[:2]))
     texts = tmp_path / "B.texts.jsonl"
-    assert run("personas", "--split", "B", "--spec", file_spec(released("personas", "B"), per_split=True),
-               "--prompts", "paper_v1", "--output", texts) == 0
-    assert run("names", "--personas", texts, "--method", "file", "--names-file", names, "--prompts", "paper_v1",
-               "--output", tmp_path / "n.jsonl") == 2
+    assert (
+        run(
+            "personas",
+            "--split",
+            "B",
+            "--spec",
+            file_spec(released("personas", "B"), per_split=True),
+            "--prompts",
+            "paper_v1",
+            "--output",
+            texts,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "names",
+            "--personas",
+            texts,
+            "--method",
+            "file",
+            "--names-file",
+            names,
+            "--prompts",
+            "paper_v1",
+            "--output",
+            tmp_path / "n.jsonl",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{names}: has 2 names but {texts} has 3 personas" in err and "parallel" in err
 
@@ -179,10 +268,36 @@ def test_personas_and_names_are_kept_verbatim(tmp_path):
     (tmp_path / "B.json").write_text(json.dumps(["Ada Lovelace, 36, a mathematician.\n"]))
     (tmp_path / "B_NAMES.json").write_text(json.dumps(["Ada Lovelace "]))
     texts, named = tmp_path / "t.jsonl", tmp_path / "n.jsonl"
-    assert run("personas", "--split", "B", "--spec", file_spec(tmp_path / "B.json", per_split=True),
-               "--prompts", "paper_v1", "--output", texts) == 0
-    assert run("names", "--personas", texts, "--method", "file", "--names-file", tmp_path / "B_NAMES.json",
-               "--prompts", "paper_v1", "--output", named) == 0
+    assert (
+        run(
+            "personas",
+            "--split",
+            "B",
+            "--spec",
+            file_spec(tmp_path / "B.json", per_split=True),
+            "--prompts",
+            "paper_v1",
+            "--output",
+            texts,
+        )
+        == 0
+    )
+    assert (
+        run(
+            "names",
+            "--personas",
+            texts,
+            "--method",
+            "file",
+            "--names-file",
+            tmp_path / "B_NAMES.json",
+            "--prompts",
+            "paper_v1",
+            "--output",
+            named,
+        )
+        == 0
+    )
     rec = read_jsonl(named)[0]
     assert (rec["text"], rec["name"]) == ("Ada Lovelace, 36, a mathematician.\n", "Ada Lovelace ")
     assert read_meta(named)["names_not_in_text"] == []
@@ -190,8 +305,20 @@ def test_personas_and_names_are_kept_verbatim(tmp_path):
 
 def test_a_persona_list_needs_a_split_in_its_path(tmp_path, capsys):
     path = released("personas", "A")
-    assert run("personas", "--split", "B", "--spec", file_spec(path), "--prompts", "paper_v1",
-               "--output", tmp_path / "p.jsonl") == 2
+    assert (
+        run(
+            "personas",
+            "--split",
+            "B",
+            "--spec",
+            file_spec(path),
+            "--prompts",
+            "paper_v1",
+            "--output",
+            tmp_path / "p.jsonl",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert str(path) in err and "put {split} in data.personas.path" in err
 
@@ -219,12 +346,18 @@ def test_paper_released_config_is_the_paper_run_but_its_data():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["tasks"].update(rows={"A": [0, 250], "B": [200, 500], "test": [500, 550]}),
-         r"A \[0, 250\] and B \[200, 500\] overlap"),
+        (
+            lambda d: d["tasks"].update(rows={"A": [0, 250], "B": [200, 500], "test": [500, 550]}),
+            r"A \[0, 250\] and B \[200, 500\] overlap",
+        ),
         (lambda d: d["tasks"].update(rows=PAPER_ROWS), "rows cut one task list into splits, but the path names"),
         (lambda d: d["oracle"].update(path="gold.json"), "put {split} in the path"),
-        (lambda d: d.update(personas={"source": "generate", "seeds": "s.json", "count": {"A": 1, "B": 1, "test": 1}}),
-         "so data.personas must be source: file too"),
+        (
+            lambda d: d.update(
+                personas={"source": "generate", "seeds": "s.json", "count": {"A": 1, "B": 1, "test": 1}}
+            ),
+            "so data.personas must be source: file too",
+        ),
     ],
 )
 def test_data_config_errors_name_the_key(change, message):
@@ -236,8 +369,14 @@ def test_data_config_errors_name_the_key(change, message):
 
 def snakemake(*args, cwd, dry=True):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *["-n"] * dry, *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *["-n"] * dry, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
@@ -268,8 +407,13 @@ def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
 def scripted(reply: str, rules: list[tuple[str, str | None]] = ()) -> str:
     """A role on the scripted backend: the first rule whose regular expression matches the prompt gives the
     reply (None: a content-filter refusal), else `reply`."""
-    return json.dumps({"backend": "scripted", "sampling": {"temperature": 0.0, "max_tokens": 8},
-                       "options": {"reply": reply, "rules": [{"match": m, "reply": r} for m, r in rules]}})
+    return json.dumps(
+        {
+            "backend": "scripted",
+            "sampling": {"temperature": 0.0, "max_tokens": 8},
+            "options": {"reply": reply, "rules": [{"match": m, "reply": r} for m, r in rules]},
+        }
+    )
 
 
 # the llm names step asks for the paper's form
@@ -278,8 +422,24 @@ def test_llm_names_ask_for_the_full_name(tmp_path):
     assert "full name" in text and "first name?" not in text
     texts = tmp_path / "t.jsonl"
     texts.write_text(json.dumps({"persona_id": "A-p00", "split": "A", "text": "1. Leo Sato, 36, a critic."}) + "\n")
-    assert run("names", "--personas", texts, "--method", "llm", "--prompts", "paper_v1", "--role",
-               scripted("Leo Sato"), "--model", "fake", "--output", tmp_path / "n.jsonl") == 0
+    assert (
+        run(
+            "names",
+            "--personas",
+            texts,
+            "--method",
+            "llm",
+            "--prompts",
+            "paper_v1",
+            "--role",
+            scripted("Leo Sato"),
+            "--model",
+            "fake",
+            "--output",
+            tmp_path / "n.jsonl",
+        )
+        == 0
+    )
     assert [(r["name"], r["name_source"]) for r in read_jsonl(tmp_path / "n.jsonl")] == [("Leo Sato", "llm")]
 
 
@@ -296,8 +456,21 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, ca
     # task 0: refused by the content filter, task 1: blank, else an answer
     role = scripted("Gold.", [(re.escape(tasks[0]), None), (re.escape(tasks[1]), "  ")])
     out = tmp_path / "gold.jsonl"
-    argv = ["oracle", "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
-            "--role", role, "--model", "fake", "--output", out]
+    argv = [
+        "oracle",
+        "--tasks",
+        split_b["tasks"],
+        "--personas",
+        split_b["personas"],
+        "--prompts",
+        "paper_v1",
+        "--role",
+        role,
+        "--model",
+        "fake",
+        "--output",
+        out,
+    ]
     assert run(*argv) == 2 and not out.exists()  # default cap 0: any drop fails, as before
     err = capsys.readouterr().err
     assert "6 of 12 gold responses dropped (3 refused by a content filter, 3 unusable" in err
@@ -312,12 +485,38 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, ca
     convs = tmp_path / "convs.jsonl"
     keys = [f"B-t000{i}|B-p0{j}" for j in range(3) for i in range(4)]
     turns = [{"role": "questioner", "text": "Q?"}, {"role": "roleplayer", "text": "A."}]
-    convs.write_text("".join(json.dumps({"pair": k, "conv": c, "target_turns": 1, "turns": turns}) + "\n"
-                             for k in keys for c in range(2)))
+    convs.write_text(
+        "".join(
+            json.dumps({"pair": k, "conv": c, "target_turns": 1, "turns": turns}) + "\n"
+            for k in keys
+            for c in range(2)
+        )
+    )
     lp, top = tmp_path / "lp.jsonl", tmp_path / "top.jsonl"
-    assert run("score", "--condition", "qa-experimental", "--conversations", convs, "--gold", out,
-               "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
-               "--role", role, "--model", "fake", "--output", lp) == 0
+    assert (
+        run(
+            "score",
+            "--condition",
+            "qa-experimental",
+            "--conversations",
+            convs,
+            "--gold",
+            out,
+            "--tasks",
+            split_b["tasks"],
+            "--personas",
+            split_b["personas"],
+            "--prompts",
+            "paper_v1",
+            "--role",
+            role,
+            "--model",
+            "fake",
+            "--output",
+            lp,
+        )
+        == 0
+    )
     scored = read_jsonl(lp)
     assert len(scored) == 12 and {r["pair"] for r in scored} == {r["pair"] for r in recs}
     assert sorted(read_meta(lp)["no_gold"]) == sorted(set(keys) - {r["pair"] for r in recs})
@@ -329,24 +528,50 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
     personas = read_jsonl(split_b["personas"])
     pairs = [f"B-t000{i}|{p['persona_id']}" for p in personas for i in range(4)]
     for who in ("cand", "base"):
-        (tmp_path / f"{who}.jsonl").write_text("".join(
-            json.dumps({"pair": k, "conv": 0, "group": 1 + n % 3, "text": f"{who} answer {n}"}) + "\n"
-            for n, k in enumerate(pairs)))
+        (tmp_path / f"{who}.jsonl").write_text(
+            "".join(
+                json.dumps({"pair": k, "conv": 0, "group": 1 + n % 3, "text": f"{who} answer {n}"}) + "\n"
+                for n, k in enumerate(pairs)
+            )
+        )
 
     # persona 0: refused; persona 1: a tie on task 0, then m_t wins; persona 2: m0 wins
     p0, p1 = (re.escape(p["text"]) for p in personas[:2])
     verdict = "Comparison: x.\n\nFinal Response: {}"
-    role = scripted(verdict.format("A"), [  # default: persona 2 with m0 in position A
-        (p0, None),
-        (f"(?s)(?=.*{p1}).*answer 4\\b", "Comparison: equal.\n\nFinal Response: C"),
-        (f"(?s)(?=.*{p1}).*cand answer.*base answer", verdict.format("A")),
-        (p1, verdict.format("B")),
-        ("(?s)cand answer.*base answer", verdict.format("B")),
-    ])
+    role = scripted(
+        verdict.format("A"),
+        [  # default: persona 2 with m0 in position A
+            (p0, None),
+            (f"(?s)(?=.*{p1}).*answer 4\\b", "Comparison: equal.\n\nFinal Response: C"),
+            (f"(?s)(?=.*{p1}).*cand answer.*base answer", verdict.format("A")),
+            (p1, verdict.format("B")),
+            ("(?s)cand answer.*base answer", verdict.format("B")),
+        ],
+    )
     out = tmp_path / "judge.jsonl"
-    argv = ["judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-            "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
-            "--role", role, "--model", "fake", "--seed", "1", "--mode", "generate", "--output", out]
+    argv = [
+        "judge",
+        "--candidate",
+        tmp_path / "cand.jsonl",
+        "--baseline",
+        tmp_path / "base.jsonl",
+        "--tasks",
+        split_b["tasks"],
+        "--personas",
+        split_b["personas"],
+        "--prompts",
+        "paper_v1",
+        "--role",
+        role,
+        "--model",
+        "fake",
+        "--seed",
+        "1",
+        "--mode",
+        "generate",
+        "--output",
+        out,
+    ]
     assert run(*argv, "--max-dropped-fraction", "0.4") == 2 and not out.exists()
     assert "5 of 12 judge verdicts dropped (4 refused" in capsys.readouterr().err
     assert run(*argv, "--max-dropped-fraction", "0.5") == 0
@@ -356,12 +581,18 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
     assert sum(r["refused"] for r in recs) == 4 and all(r["winner"] is None for r in recs if r["refused"])
     # the summary's win rate counts valid verdicts only: 3 of 7, with 5 invalid
     for t, cond in ((0, "qa-experimental"), (1, "qa-experimental")):
-        (tmp_path / f"lp{t}.jsonl").write_text(json.dumps({"pair": pairs[0], "conv": 0, "condition": cond,
-                                                           "logprob": -1.0}) + "\n")
-    (tmp_path / "neg.jsonl").write_text(json.dumps({"pair": pairs[0], "condition": "neg-control", "logprob": -2.0})
-                                        + "\n")
-    manifest = {"logprobs": {t: {"qa-experimental": str(tmp_path / f"lp{t}.jsonl")} for t in (0, 1)},
-                "controls": {"neg-control": str(tmp_path / "neg.jsonl")}, "judge": {1: str(out)}, "conversations": {}}
+        (tmp_path / f"lp{t}.jsonl").write_text(
+            json.dumps({"pair": pairs[0], "conv": 0, "condition": cond, "logprob": -1.0}) + "\n"
+        )
+    (tmp_path / "neg.jsonl").write_text(
+        json.dumps({"pair": pairs[0], "condition": "neg-control", "logprob": -2.0}) + "\n"
+    )
+    manifest = {
+        "logprobs": {t: {"qa-experimental": str(tmp_path / f"lp{t}.jsonl")} for t in (0, 1)},
+        "controls": {"neg-control": str(tmp_path / "neg.jsonl")},
+        "judge": {1: str(out)},
+        "conversations": {},
+    }
     assert run("summarize", "--manifest", json.dumps(manifest), "--out-dir", tmp_path / "summary") == 0
     summary = json.loads((tmp_path / "summary/summary.json").read_text())
     assert summary["judge_dropped"] == {"m1": {"n_refused": 4, "n_unusable": 1, "n_dropped": 5}}
@@ -377,15 +608,22 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
     personas = read_jsonl(split_b["personas"])
     pairs = [f"B-t000{i}|{p['persona_id']}" for p in personas for i in range(4)]
     for who in ("cand", "base"):
-        (tmp_path / f"{who}.jsonl").write_text("".join(
-            json.dumps({"pair": k, "conv": 0, "group": 1, "text": f"{who} answer"}) + "\n" for k in pairs))
+        (tmp_path / f"{who}.jsonl").write_text(
+            "".join(json.dumps({"pair": k, "conv": 0, "group": 1, "text": f"{who} answer"}) + "\n" for k in pairs)
+        )
     bodies = []
 
     def azure_gpt4(body):
         bodies.append(body)
         if personas[0]["text"] in body["messages"][-1]["content"]:
-            return 400, {"error": {"message": "The response was filtered", "type": None, "param": "prompt",
-                                   "code": "content_filter"}}
+            return 400, {
+                "error": {
+                    "message": "The response was filtered",
+                    "type": None,
+                    "param": "prompt",
+                    "code": "content_filter",
+                }
+            }
         out = fake_completion(body)
         out["choices"][0]["message"]["content"] = "Comparison: x.\n\nFinal Response: A"
         return out
@@ -395,14 +633,40 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
     role["options"].update(cache_dir=str(tmp_path / "cache"), backoff_base_s=0.01, backoff_max_s=0.05)
     out = tmp_path / "judge.jsonl"
     with OpenAITestServer(complete=azure_gpt4) as server:
-        for name, value in (("AZURE_OPENAI_ENDPOINT", server.root_url), ("AZURE_OPENAI_DEPLOYMENT", "gpt-4"),
-                            ("AZURE_OPENAI_API_KEY", "test-key")):
+        for name, value in (
+            ("AZURE_OPENAI_ENDPOINT", server.root_url),
+            ("AZURE_OPENAI_DEPLOYMENT", "gpt-4"),
+            ("AZURE_OPENAI_API_KEY", "test-key"),
+        ):
             monkeypatch.setenv(name, value)
-        assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-                   "--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1",
-                   "--role", json.dumps(role), "--model", "gpt-4", "--max-dropped-fraction", "0.4",
-                   "--seed", "1", "--mode", "generate",
-                   "--output", out) == 0
+        assert (
+            run(
+                "judge",
+                "--candidate",
+                tmp_path / "cand.jsonl",
+                "--baseline",
+                tmp_path / "base.jsonl",
+                "--tasks",
+                split_b["tasks"],
+                "--personas",
+                split_b["personas"],
+                "--prompts",
+                "paper_v1",
+                "--role",
+                json.dumps(role),
+                "--model",
+                "gpt-4",
+                "--max-dropped-fraction",
+                "0.4",
+                "--seed",
+                "1",
+                "--mode",
+                "generate",
+                "--output",
+                out,
+            )
+            == 0
+        )
         assert server.stats.paths[0].startswith("/openai/deployments/gpt-4/chat/completions")
     assert len(bodies) == 12 and not any("seed" in b for b in bodies)  # the original sent no seed
     meta, recs = read_meta(out), read_jsonl(out)
@@ -414,8 +678,15 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
 def test_paper_released_data_jobs_run_and_rerun_on_a_changed_file(tmp_path):
     folder = tmp_path / "released"
     shutil.copytree(RELEASED, folder)
-    args = ["--configfile", str(REPO / "config/paper-released.yaml"), "--config", f"data={{released_dir: {folder}}}",
-            "--cores", "1", *(f"results/data/oracle/{s}.jsonl" for s in ("A", "B", "test"))]
+    args = [
+        "--configfile",
+        str(REPO / "config/paper-released.yaml"),
+        "--config",
+        f"data={{released_dir: {folder}}}",
+        "--cores",
+        "1",
+        *(f"results/data/oracle/{s}.jsonl" for s in ("A", "B", "test")),
+    ]
     r = snakemake(*args, cwd=tmp_path, dry=False)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(read_jsonl(tmp_path / "results/data/oracle/A.jsonl")) == 4 * 7

@@ -24,11 +24,17 @@ def test_default_echoes_the_last_message():
 def test_rules_pick_the_first_match_and_fill_fields(tmp_path):
     rules_file = tmp_path / "rules.json"
     rules_file.write_text(json.dumps([{"match": "Judge", "reply": "from file"}]))
-    b = scripted(reply="default {k}", rules=[{"match": r"A or B", "reply": "Final Response: A ({seed}, {k})"}],
-                 rules_file=str(rules_file))
+    b = scripted(
+        reply="default {k}",
+        rules=[{"match": r"A or B", "reply": "Final Response: A ({seed}, {k})"}],
+        rules_file=str(rules_file),
+    )
     out = b.generate([CHAT, [{"role": "user", "content": "Judge this"}], "nothing"], Sampling(n=2), [10, 20, 30])
-    assert out == [["Final Response: A (10, 0)", "Final Response: A (11, 1)"], ["from file"] * 2,
-                   ["default 0", "default 1"]]
+    assert out == [
+        ["Final Response: A (10, 0)", "Final Response: A (11, 1)"],
+        ["from file"] * 2,
+        ["default 0", "default 1"],
+    ]
 
 
 def test_empty_replies_are_counted():

@@ -29,6 +29,10 @@ def test_content_seed_matches_the_previous_vllm_request_seed():
     import json
 
     prompt = [{"role": "user", "content": "hi"}]
-    old = int.from_bytes(hashlib.sha256(json.dumps([3, prompt], ensure_ascii=False, sort_keys=True).encode())
-                         .digest()[:4], "big") & 0x3FFF_FFFF
+    old = (
+        int.from_bytes(
+            hashlib.sha256(json.dumps([3, prompt], ensure_ascii=False, sort_keys=True).encode()).digest()[:4], "big"
+        )
+        & 0x3FFF_FFFF
+    )
     assert content_seed(3, prompt) == old

@@ -32,17 +32,72 @@ def simulated(tmp_path_factory, tiny_model_dir, data_files):
         for k in (1, 2):
             a = out / f"s{shard}t{k}.asked.jsonl"
             extra = ["--open", out / f"s{shard}t{k - 1}.open.jsonl"] if k > 1 else []
-            assert run("questioner-turn", "--turn", k, "--iteration", 0, "--shard", shard, "--shards", 2,
-                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, "--seed", 1, *extra, "--output", a,
-                       "--role", role_json(), *common(d, m)) == 0
-            assert run("roleplayer-turn", "--turn", k, "--asked", a, "--done", out / f"s{shard}t{k}.done.jsonl",
-                       "--open", out / f"s{shard}t{k}.open.jsonl", "--role", role_json(temperature=0.0),
-                       *common(d, m)) == 0
+            assert (
+                run(
+                    "questioner-turn",
+                    "--turn",
+                    k,
+                    "--iteration",
+                    0,
+                    "--shard",
+                    shard,
+                    "--shards",
+                    2,
+                    "--conversations",
+                    3,
+                    "--min-turns",
+                    1,
+                    "--max-turns",
+                    2,
+                    "--seed",
+                    1,
+                    *extra,
+                    "--output",
+                    a,
+                    "--role",
+                    role_json(),
+                    *common(d, m),
+                )
+                == 0
+            )
+            assert (
+                run(
+                    "roleplayer-turn",
+                    "--turn",
+                    k,
+                    "--asked",
+                    a,
+                    "--done",
+                    out / f"s{shard}t{k}.done.jsonl",
+                    "--open",
+                    out / f"s{shard}t{k}.open.jsonl",
+                    "--role",
+                    role_json(temperature=0.0),
+                    *common(d, m),
+                )
+                == 0
+            )
             done.append(out / f"s{shard}t{k}.done.jsonl")
             asked.append(a)
     pooled = out / "pooled.jsonl"
-    assert run("pool", "--finished", *done, "--asked", *asked, "--tasks", d["tasks"], "--personas", d["personas"],
-               "--conversations", 3, "--output", pooled) == 0
+    assert (
+        run(
+            "pool",
+            "--finished",
+            *done,
+            "--asked",
+            *asked,
+            "--tasks",
+            d["tasks"],
+            "--personas",
+            d["personas"],
+            "--conversations",
+            3,
+            "--output",
+            pooled,
+        )
+        == 0
+    )
     return pooled
 
 
@@ -68,16 +123,72 @@ def _scripted_simulation(out, d, questioner: str, roleplayer: str, shards: int =
         for k in (1, 2):
             a = out / f"s{shard}t{k}.asked.jsonl"
             extra = ["--open", out / f"s{shard}t{k - 1}.open.jsonl"] if k > 1 else []
-            assert run("questioner-turn", "--turn", k, "--iteration", 0, "--shard", shard, "--shards", shards,
-                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, "--seed", 1, *extra, "--output", a,
-                       "--role", questioner, *common(d, "scripted")) == 0
-            assert run("roleplayer-turn", "--turn", k, "--asked", a, "--done", out / f"s{shard}t{k}.done.jsonl",
-                       "--open", out / f"s{shard}t{k}.open.jsonl", "--role", roleplayer, *common(d, "scripted")) == 0
+            assert (
+                run(
+                    "questioner-turn",
+                    "--turn",
+                    k,
+                    "--iteration",
+                    0,
+                    "--shard",
+                    shard,
+                    "--shards",
+                    shards,
+                    "--conversations",
+                    3,
+                    "--min-turns",
+                    1,
+                    "--max-turns",
+                    2,
+                    "--seed",
+                    1,
+                    *extra,
+                    "--output",
+                    a,
+                    "--role",
+                    questioner,
+                    *common(d, "scripted"),
+                )
+                == 0
+            )
+            assert (
+                run(
+                    "roleplayer-turn",
+                    "--turn",
+                    k,
+                    "--asked",
+                    a,
+                    "--done",
+                    out / f"s{shard}t{k}.done.jsonl",
+                    "--open",
+                    out / f"s{shard}t{k}.open.jsonl",
+                    "--role",
+                    roleplayer,
+                    *common(d, "scripted"),
+                )
+                == 0
+            )
             done.append(out / f"s{shard}t{k}.done.jsonl")
             asked.append(a)
     pooled = out / "pooled.jsonl"
-    assert run("pool", "--finished", *done, "--asked", *asked, "--tasks", d["tasks"], "--personas", d["personas"],
-               "--conversations", 3, "--output", pooled) == 0
+    assert (
+        run(
+            "pool",
+            "--finished",
+            *done,
+            "--asked",
+            *asked,
+            "--tasks",
+            d["tasks"],
+            "--personas",
+            d["personas"],
+            "--conversations",
+            3,
+            "--output",
+            pooled,
+        )
+        == 0
+    )
     return pooled
 
 
@@ -106,14 +217,38 @@ def test_seeds_follow_pair_conversation_and_turn(tmp_path, data_files):
 
 def test_questioner_samples_do_not_depend_on_sharding(tmp_path, tiny_model_dir, data_files):
     """A real sampler (hf, temperature 0.9): the same pair gets the same opening questions in 1 or 2 shards."""
+
     def questions(shards):
         got = {}
         for shard in range(shards):
             p = tmp_path / f"q{shards}-{shard}.jsonl"
-            assert run("questioner-turn", "--turn", 1, "--iteration", 0, "--shard", shard, "--shards", shards,
-                       "--conversations", 3, "--min-turns", 1, "--max-turns", 2, "--seed", 1,
-                       "--output", p, "--role", role_json(),
-                       *common(data_files, tiny_model_dir)) == 0
+            assert (
+                run(
+                    "questioner-turn",
+                    "--turn",
+                    1,
+                    "--iteration",
+                    0,
+                    "--shard",
+                    shard,
+                    "--shards",
+                    shards,
+                    "--conversations",
+                    3,
+                    "--min-turns",
+                    1,
+                    "--max-turns",
+                    2,
+                    "--seed",
+                    1,
+                    "--output",
+                    p,
+                    "--role",
+                    role_json(),
+                    *common(data_files, tiny_model_dir),
+                )
+                == 0
+            )
             got.update({(c["pair"], c["conv"]): c["turns"][0]["text"] for c in read_jsonl(p)})
         return got
 
@@ -127,8 +262,17 @@ def test_questioner_samples_do_not_depend_on_sharding(tmp_path, tiny_model_dir, 
 def test_backend_stats_are_written_and_logged(tmp_path, data_files, caplog):
     out = tmp_path / "gold.jsonl"
     with caplog.at_level("INFO"):
-        assert run("oracle", "--output", out, "--role", scripted_role_json("Gold: {last}"),
-                   *common(data_files, "scripted")) == 0
+        assert (
+            run(
+                "oracle",
+                "--output",
+                out,
+                "--role",
+                scripted_role_json("Gold: {last}"),
+                *common(data_files, "scripted"),
+            )
+            == 0
+        )
     stats = read_meta(out)["backend_stats"]
     assert stats["n_prompts"] == stats["n_outputs"] == 6 and stats["n_empty"] == 0
     assert all(r["text"].startswith("Gold: ") for r in read_jsonl(out))
@@ -145,8 +289,30 @@ def test_turn_partition_is_the_same_for_every_model(tmp_path, tiny_model_dir, da
     outs = []
     for it in (0, 1):
         p = tmp_path / f"m{it}.jsonl"
-        run("questioner-turn", "--turn", 1, "--iteration", it, "--shard", 0, "--shards", 1, "--conversations", 1,
-            "--min-turns", 1, "--max-turns", 3, "--seed", 1, "--output", p, "--role", role_json(), *common(data_files, tiny_model_dir))
+        run(
+            "questioner-turn",
+            "--turn",
+            1,
+            "--iteration",
+            it,
+            "--shard",
+            0,
+            "--shards",
+            1,
+            "--conversations",
+            1,
+            "--min-turns",
+            1,
+            "--max-turns",
+            3,
+            "--seed",
+            1,
+            "--output",
+            p,
+            "--role",
+            role_json(),
+            *common(data_files, tiny_model_dir),
+        )
         outs.append({c["pair"]: c["target_turns"] for c in read_jsonl(p)})
     assert outs[0] == outs[1]
 
@@ -155,8 +321,20 @@ def test_score_topk_regularize_sft(simulated, tmp_path, tiny_model_dir, data_fil
     d, m = data_files, tiny_model_dir
     lp = tmp_path / "lp.jsonl"
     scorer = json.dumps({"backend": "hf", "options": {"batch_size": 4}})
-    base = ["--gold", d["gold"], "--tasks", d["tasks"], "--personas", d["personas"], "--prompts", "fixed_v1",
-            "--model", m, "--role", scorer]
+    base = [
+        "--gold",
+        d["gold"],
+        "--tasks",
+        d["tasks"],
+        "--personas",
+        d["personas"],
+        "--prompts",
+        "fixed_v1",
+        "--model",
+        m,
+        "--role",
+        scorer,
+    ]
     assert run("score", "--condition", "qa-experimental", "--conversations", simulated, "--output", lp, *base) == 0
     scores = read_jsonl(lp)
     assert len(scores) == 18 and all(s["logprob"] < 0 and s["n_tokens"] > 0 for s in scores)
@@ -164,10 +342,26 @@ def test_score_topk_regularize_sft(simulated, tmp_path, tiny_model_dir, data_fil
     assert run("score", "--condition", "neg-control", "--output", neg, *base) == 0
     assert len(read_jsonl(neg)) == 6  # once per pair
     shuffled = tmp_path / "shuffled.jsonl"
-    assert run("shuffle", "--conversations", simulated, "--tasks", d["tasks"], "--personas", d["personas"],
-               "--seed", 1, "--output", shuffled) == 0
-    assert all(c["source_pair"] != c["pair"] and c["source_pair"].split("|")[0] == c["pair"].split("|")[0]
-               for c in read_jsonl(shuffled))
+    assert (
+        run(
+            "shuffle",
+            "--conversations",
+            simulated,
+            "--tasks",
+            d["tasks"],
+            "--personas",
+            d["personas"],
+            "--seed",
+            1,
+            "--output",
+            shuffled,
+        )
+        == 0
+    )
+    assert all(
+        c["source_pair"] != c["pair"] and c["source_pair"].split("|")[0] == c["pair"].split("|")[0]
+        for c in read_jsonl(shuffled)
+    )
     top = tmp_path / "top.jsonl"
     assert run("topk", "--conversations", simulated, "--logprobs", lp, "--k", 1, "--output", top) == 0
     kept = read_jsonl(top)
@@ -177,11 +371,26 @@ def test_score_topk_regularize_sft(simulated, tmp_path, tiny_model_dir, data_fil
         best[s["pair"]] = max(best.get(s["pair"], -1e9), s["logprob"])
     assert all(k["logprob"] == best[k["pair"]] for k in kept)
     reg = tmp_path / "reg.jsonl"
-    assert run("regularize", "--topk", top, "--output", reg, "--role", role_json(temperature=0.0),
-               *common(d, m)) == 0
+    assert run("regularize", "--topk", top, "--output", reg, "--role", role_json(temperature=0.0), *common(d, m)) == 0
     sft = tmp_path / "sft.jsonl"
-    assert run("sft-data", "--topk", top, "--responses", reg, "--tasks", d["tasks"], "--personas", d["personas"],
-               "--prompts", "fixed_v1", "--output", sft) == 0
+    assert (
+        run(
+            "sft-data",
+            "--topk",
+            top,
+            "--responses",
+            reg,
+            "--tasks",
+            d["tasks"],
+            "--personas",
+            d["personas"],
+            "--prompts",
+            "fixed_v1",
+            "--output",
+            sft,
+        )
+        == 0
+    )
     for ex in read_jsonl(sft):
         roles = [msg["role"] for msg in ex["messages"]]
         assert roles[0] == "user" and roles[-1] == "assistant"
@@ -193,8 +402,20 @@ def test_topk_ties_go_to_lower_index(tmp_path):
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
     scores = [{"pair": "p", "conv": i, "logprob": v} for i, v in enumerate([-2.0, -1.0, -1.0])]
     (tmp_path / "s.jsonl").write_text("".join(json.dumps(s) + "\n" for s in scores))
-    assert run("topk", "--conversations", tmp_path / "c.jsonl", "--logprobs", tmp_path / "s.jsonl", "--k", 2,
-               "--output", tmp_path / "o.jsonl") == 0
+    assert (
+        run(
+            "topk",
+            "--conversations",
+            tmp_path / "c.jsonl",
+            "--logprobs",
+            tmp_path / "s.jsonl",
+            "--k",
+            2,
+            "--output",
+            tmp_path / "o.jsonl",
+        )
+        == 0
+    )
     assert [c["conv"] for c in read_jsonl(tmp_path / "o.jsonl")] == [1, 2]
 
 
@@ -214,9 +435,25 @@ def test_judge_maps_positions_back(tmp_path, data_files, scripted_role):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = tmp_path / "judge.jsonl"
     judge = scripted_role("Comparison: fine.\n\nFinal Response: A")
-    assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-               "--seed", 1, "--mode", "generate", "--output", out, "--role", judge,
-               *common(data_files, "scripted")) == 0
+    assert (
+        run(
+            "judge",
+            "--candidate",
+            tmp_path / "cand.jsonl",
+            "--baseline",
+            tmp_path / "base.jsonl",
+            "--seed",
+            1,
+            "--mode",
+            "generate",
+            "--output",
+            out,
+            "--role",
+            judge,
+            *common(data_files, "scripted"),
+        )
+        == 0
+    )
     recs = read_jsonl(out)
     assert {r["candidate_position"] for r in recs} == {"A", "B"}  # both mappings are exercised
     for r in recs:
@@ -239,8 +476,21 @@ def test_bad_task_file_names_file_and_line(tmp_path, data_files, tiny_model_dir,
     bad = tmp_path / "tasks.jsonl"
     bad.write_text(content)
     out = tmp_path / "gold.jsonl"
-    rc = run("oracle", "--tasks", bad, "--personas", data_files["personas"], "--prompts", "fixed_v1",
-             "--model", tiny_model_dir, "--role", role_json(), "--output", out)
+    rc = run(
+        "oracle",
+        "--tasks",
+        bad,
+        "--personas",
+        data_files["personas"],
+        "--prompts",
+        "fixed_v1",
+        "--model",
+        tiny_model_dir,
+        "--role",
+        role_json(),
+        "--output",
+        out,
+    )
     assert rc == 2 and not out.exists()
     err = capsys.readouterr().err
     assert str(bad) in err and message in err
@@ -249,25 +499,70 @@ def test_bad_task_file_names_file_and_line(tmp_path, data_files, tiny_model_dir,
 def test_misaligned_split_files_are_rejected(tmp_path, data_files, tiny_model_dir, capsys):
     personas = tmp_path / "p.jsonl"
     personas.write_text(json.dumps({"persona_id": "B-p00", "split": "B", "name": "X", "text": "X is."}) + "\n")
-    rc = run("oracle", "--tasks", data_files["tasks"], "--personas", personas, "--prompts", "fixed_v1",
-             "--model", tiny_model_dir, "--role", role_json(), "--output", tmp_path / "o.jsonl")
+    rc = run(
+        "oracle",
+        "--tasks",
+        data_files["tasks"],
+        "--personas",
+        personas,
+        "--prompts",
+        "fixed_v1",
+        "--model",
+        tiny_model_dir,
+        "--role",
+        role_json(),
+        "--output",
+        tmp_path / "o.jsonl",
+    )
     assert rc == 2 and "different splits" in capsys.readouterr().err
 
 
 def test_tasks_and_names_stages(tmp_path, capsys):
     src = tmp_path / "tasks.json"
     src.write_text(json.dumps({"A": ["  Do x. ", "Do y."], "B": ["z"], "test": ["w"]}))
-    assert run("tasks", "--split", "A", "--spec", json.dumps({"source": "file", "path": str(src)}),
-               "--output", tmp_path / "A.jsonl") == 0
+    assert (
+        run(
+            "tasks",
+            "--split",
+            "A",
+            "--spec",
+            json.dumps({"source": "file", "path": str(src)}),
+            "--output",
+            tmp_path / "A.jsonl",
+        )
+        == 0
+    )
     assert [t["text"] for t in read_jsonl(tmp_path / "A.jsonl")] == ["Do x.", "Do y."]
     src.write_text(json.dumps({"A": ["ok", ""], "B": [], "test": ["w"]}))
-    assert run("tasks", "--split", "A", "--spec", json.dumps({"source": "file", "path": str(src)}),
-               "--output", tmp_path / "A2.jsonl") == 2
+    assert (
+        run(
+            "tasks",
+            "--split",
+            "A",
+            "--spec",
+            json.dumps({"source": "file", "path": str(src)}),
+            "--output",
+            tmp_path / "A2.jsonl",
+        )
+        == 2
+    )
     assert "A[1] is empty" in capsys.readouterr().err
     texts = tmp_path / "p.jsonl"
     texts.write_text(json.dumps({"persona_id": "A-p00", "split": "A", "text": "the person likes tea"}) + "\n")
-    assert run("names", "--personas", texts, "--method", "regex", "--prompts", "fixed_v1",
-               "--output", tmp_path / "n.jsonl") == 2
+    assert (
+        run(
+            "names",
+            "--personas",
+            texts,
+            "--method",
+            "regex",
+            "--prompts",
+            "fixed_v1",
+            "--output",
+            tmp_path / "n.jsonl",
+        )
+        == 2
+    )
     assert f"{texts}:1" in capsys.readouterr().err
 
 
@@ -291,8 +586,25 @@ def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_m
         recs = [{"pair": p, "conv": 0, "group": 1, "text": f"{name} answer {p}"} for p in pairs]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = tmp_path / "judge.jsonl"
-    assert run("judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl",
-               "--seed", 1, "--mode", "logprob", "--output", out, "--role", role_json(), *common(data_files, tiny_model_dir)) == 0
+    assert (
+        run(
+            "judge",
+            "--candidate",
+            tmp_path / "cand.jsonl",
+            "--baseline",
+            tmp_path / "base.jsonl",
+            "--seed",
+            1,
+            "--mode",
+            "logprob",
+            "--output",
+            out,
+            "--role",
+            role_json(),
+            *common(data_files, tiny_model_dir),
+        )
+        == 0
+    )
     recs = read_jsonl(out)
     assert len(recs) == 6 and all(r["verdict"] in ("a", "b") for r in recs)
     assert {r["candidate_position"] for r in recs} == {"A", "B"}  # positions are randomised
@@ -301,12 +613,24 @@ def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_m
 
 
 def test_duplicate_input_records_are_refused(tmp_path, data_files, capsys):
-    rec = {"pair": "A-t0000|A-p00", "conv": 0, "target_turns": 1,
-           "turns": [{"role": "questioner", "text": "q"}, {"role": "roleplayer", "text": "a"}]}
+    rec = {
+        "pair": "A-t0000|A-p00",
+        "conv": 0,
+        "target_turns": 1,
+        "turns": [{"role": "questioner", "text": "q"}, {"role": "roleplayer", "text": "a"}],
+    }
     top = tmp_path / "top.jsonl"
     top.write_text((json.dumps(rec) + "\n") * 2)
-    rc = run("regularize", "--topk", top, "--output", tmp_path / "reg.jsonl", "--role", scripted_role_json(),
-             *common(data_files, "scripted"))
+    rc = run(
+        "regularize",
+        "--topk",
+        top,
+        "--output",
+        tmp_path / "reg.jsonl",
+        "--role",
+        scripted_role_json(),
+        *common(data_files, "scripted"),
+    )
     assert rc == 2 and "('A-t0000|A-p00', 0)" in capsys.readouterr().err
 
 
@@ -315,14 +639,46 @@ def test_personas_and_llm_names_through_a_scripted_generator(tmp_path, scripted_
     seeds.write_text(json.dumps({"train": ["I'm ANNA. I bake.", "I'm BORIS. I fix radios.", "I'm CLARA. I teach."]}))
     spec = json.dumps({"source": "generate", "seeds": str(seeds), "count": {"A": 3, "B": 2, "test": 2}, "seed": 1})
     texts = tmp_path / "texts.jsonl"
-    assert run("personas", "--split", "A", "--spec", spec, "--prompts", "fixed_v1", "--output", texts,
-               "--role", scripted_role("Nora Quinn is a pilot (seed {seed})."), "--model", "scripted") == 0
+    assert (
+        run(
+            "personas",
+            "--split",
+            "A",
+            "--spec",
+            spec,
+            "--prompts",
+            "fixed_v1",
+            "--output",
+            texts,
+            "--role",
+            scripted_role("Nora Quinn is a pilot (seed {seed})."),
+            "--model",
+            "scripted",
+        )
+        == 0
+    )
     recs = read_jsonl(texts)
     assert [r["persona_id"] for r in recs] == ["A-p00", "A-p01", "A-p02"]
     assert len({r["text"] for r in recs}) == 3  # one seed per persona index
     named = tmp_path / "named.jsonl"
-    assert run("names", "--personas", texts, "--method", "llm", "--prompts", "fixed_v1", "--output", named,
-               "--role", scripted_role("Nora Quinn"), "--model", "scripted") == 0
+    assert (
+        run(
+            "names",
+            "--personas",
+            texts,
+            "--method",
+            "llm",
+            "--prompts",
+            "fixed_v1",
+            "--output",
+            named,
+            "--role",
+            scripted_role("Nora Quinn"),
+            "--model",
+            "scripted",
+        )
+        == 0
+    )
     out = read_jsonl(named)
     assert all(r["name"] == "Nora Quinn" and r["name_source"] == "llm" for r in out)
     meta = read_meta(named)

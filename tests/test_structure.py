@@ -67,7 +67,9 @@ def test_every_rule_names_its_stage_module():
         module, _ = STAGES[stage]
         assert module == f"stargate.stages.{stage.replace('-', '_')}"
         assert name == stage.replace("-", "_") or name.startswith(stage.replace("-", "_") + "_"), (name, stage)
-        assert f'code_fingerprint("{stage.replace("-", "_")}")' in body or "code=" in body, f"rule {name} has no code param"
+        assert f'code_fingerprint("{stage.replace("-", "_")}")' in body or "code=" in body, (
+            f"rule {name} has no code param"
+        )
 
 
 def test_fingerprint_follows_imports(tmp_path, monkeypatch):

@@ -56,10 +56,17 @@ def test_top1_rows_follow_the_selection_condition(tmp_path):
         {"pair": "b", "conv": 0, "condition": "pos-control-1", "logprob": -0.5},
         {"pair": "b", "conv": 1, "condition": "pos-control-1", "logprob": -9.0},
     ]
-    neg = [{"pair": "a", "condition": "neg-control", "logprob": -20.0},
-           {"pair": "b", "condition": "neg-control", "logprob": -22.0}]
+    neg = [
+        {"pair": "a", "condition": "neg-control", "logprob": -20.0},
+        {"pair": "b", "condition": "neg-control", "logprob": -22.0},
+    ]
     rows = logprob_rows(
-        {0: {"qa-experimental": _write(tmp_path / "qa.jsonl", qa), "pos-control-1": _write(tmp_path / "pc1.jsonl", pc1)}},
+        {
+            0: {
+                "qa-experimental": _write(tmp_path / "qa.jsonl", qa),
+                "pos-control-1": _write(tmp_path / "pc1.jsonl", pc1),
+            }
+        },
         {"neg-control": _write(tmp_path / "neg.jsonl", neg)},
     )
     by = {r["condition"]: r for r in rows}
@@ -79,8 +86,10 @@ def test_cli_writes_tables_and_plots(tmp_path):
     qa = [{"pair": "a", "conv": 0, "condition": "qa-experimental", "logprob": -5.0}]
     judge = [{"pair": "a", "group": 1, "winner": "candidate"}]
     manifest = {
-        "logprobs": {"0": {"qa-experimental": _write(tmp_path / "qa0.jsonl", qa)},
-                     "1": {"qa-experimental": _write(tmp_path / "qa1.jsonl", qa)}},
+        "logprobs": {
+            "0": {"qa-experimental": _write(tmp_path / "qa0.jsonl", qa)},
+            "1": {"qa-experimental": _write(tmp_path / "qa1.jsonl", qa)},
+        },
         "controls": {},
         "judge": {"1": _write(tmp_path / "j1.jsonl", judge)},
         "conversations": {},

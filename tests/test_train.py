@@ -281,8 +281,14 @@ def test_warmup_is_the_ceil_of_the_ratio_on_any_transformers(tmp_path):
     from stargate.training.sft import _trainer_class, warmup_steps_for
 
     assert warmup_steps_for(0.1, 185) == 19  # the paper's run: 185 optimizer steps, 19 warmup (transformers 4.39)
-    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1.0, lr_scheduler_type="cosine", warmup_steps=0,
-                             use_cpu=True, report_to="none")
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=1.0,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        use_cpu=True,
+        report_to="none",
+    )
     trainer = _trainer_class(0.1, "tokens")(model=torch.nn.Linear(2, 2), args=args)
     trainer.create_optimizer()
     sched = trainer.create_scheduler(185)
@@ -330,8 +336,13 @@ def test_loss_weighting_gradients(base_dir, tok, tmp_path):
 
     records = [
         {"pair": "a", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes."}]},
-        {"pair": "b", "messages": [{"role": "user", "content": "Tell me"},
-                                   {"role": "assistant", "content": "A much longer answer " * 12}]},
+        {
+            "pair": "b",
+            "messages": [
+                {"role": "user", "content": "Tell me"},
+                {"role": "assistant", "content": "A much longer answer " * 12},
+            ],
+        },
     ]
     examples = encode_records(tok, records, 256).examples
     collate = SFTCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
@@ -343,13 +354,24 @@ def test_loss_weighting_gradients(base_dir, tok, tmp_path):
 
     got = {}
     for weighting in ("micro_batch", "tokens"):
-        args = TrainingArguments(output_dir=str(tmp_path / weighting), per_device_train_batch_size=1,
-                                 gradient_accumulation_steps=2, max_steps=1, learning_rate=0.0, max_grad_norm=0.0,
-                                 use_cpu=True, report_to="none", remove_unused_columns=False, save_strategy="no",
-                                 logging_strategy="no", disable_tqdm=True)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / weighting),
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=2,
+            max_steps=1,
+            learning_rate=0.0,
+            max_grad_norm=0.0,
+            use_cpu=True,
+            report_to="none",
+            remove_unused_columns=False,
+            save_strategy="no",
+            logging_strategy="no",
+            disable_tqdm=True,
+        )
         model = AutoModelForCausalLM.from_pretrained(base_dir)
-        trainer = _trainer_class(0.0, weighting)(model=model, args=args, data_collator=collate,
-                                                 train_dataset=EncodedDataset(examples), callbacks=[Grab()])
+        trainer = _trainer_class(0.0, weighting)(
+            model=model, args=args, data_collator=collate, train_dataset=EncodedDataset(examples), callbacks=[Grab()]
+        )
         trainer.train()
         got[weighting] = grads["g"]
 
@@ -360,7 +382,9 @@ def test_loss_weighting_gradients(base_dir, tok, tmp_path):
             batch = collate([{"input_ids": ex.input_ids, "labels": ex.labels}])
             losses.append(model(**batch).loss)  # the example's own token mean
             counts.append(int((batch["labels"][0, 1:] != IGNORE_INDEX).sum()))
-        total = sum(lo * n for lo, n in zip(losses, counts, strict=True)) / sum(counts) if weighted else sum(losses) / 2
+        total = (
+            sum(lo * n for lo, n in zip(losses, counts, strict=True)) / sum(counts) if weighted else sum(losses) / 2
+        )
         total.backward()
         return model.model.norm.weight.grad
 

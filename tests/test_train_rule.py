@@ -21,9 +21,24 @@ def dry_run(workdir: Path, training: dict, *extra: str) -> subprocess.CompletedP
     cfg["training"] = training
     (workdir / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "-p", "--configfile", "cfg.yaml",
-         "--workflow-profile", "none", *extra],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-n",
+            "-p",
+            "--configfile",
+            "cfg.yaml",
+            "--workflow-profile",
+            "none",
+            *extra,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -23,7 +23,11 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 def snakemake(*args, cwd, timeout=900, env=None):
     # rules call `stargate` from PATH, as in an activated environment
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env or {}),
+    }
     return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -57,8 +61,12 @@ def test_defaults_come_from_the_schema():
     cfg = load_config(raw)
     assert cfg["evaluation"]["shuffle_seed"] == defaults_of("evaluation")["shuffle_seed"]
     assert cfg["training"]["max_grad_norm"] == defaults_of("training")["max_grad_norm"] == 1.0
-    assert cfg["roles"]["roleplayer"]["options"] == {"dtype": "auto", "device": "auto", "batch_size": 16,
-                                                    "attn_implementation": None}
+    assert cfg["roles"]["roleplayer"]["options"] == {
+        "dtype": "auto",
+        "device": "auto",
+        "batch_size": 16,
+        "attn_implementation": None,
+    }
     assert cfg["roles"]["roleplayer"]["sampling"]["top_p"] == 1.0
 
 

@@ -211,8 +211,9 @@ class Accounting:
         if budget_scope not in ("total", "stage"):
             raise StargateError(f"option 'budget_scope' must be 'total' or 'stage', got {budget_scope!r}")
         self.ledger, self.model, self.stage, self.price = ledger, model, stage, price
-        self.budget = Budget(ledger, None if budget_usd is None else float(budget_usd),
-                             stage=stage if budget_scope == "stage" else None)
+        self.budget = Budget(
+            ledger, None if budget_usd is None else float(budget_usd), stage=stage if budget_scope == "stage" else None
+        )
         self.tally = Tally()
 
     def estimate(self, call: ApiCall, batch: bool = False) -> float:
@@ -250,8 +251,9 @@ class Accounting:
     def record_cached(self, hits: int, prompt_tokens: int, completion_tokens: int) -> None:
         self.tally.cache_hits += hits
         if hits:
-            self._line("cached", calls=hits, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                       cost_usd=0.0)
+            self._line(
+                "cached", calls=hits, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=0.0
+            )
 
     def budget_exceeded(self, done: int, total: int, not_made: int) -> BudgetExceeded:
         b = self.budget

@@ -73,12 +73,21 @@ class _BatchRun:
         need = {c.key: c for c in calls}
         for state in open_jobs(self.folder):
             if need.keys() & set(state.get("keys", [])):
-                log.info("%s: resuming batch job %s (batch %s, status %s)", self.stage, state["job"],
-                         state.get("batch_id"), state.get("status"))
+                log.info(
+                    "%s: resuming batch job %s (batch %s, status %s)",
+                    self.stage,
+                    state["job"],
+                    state.get("batch_id"),
+                    state.get("status"),
+                )
                 lost = await self._finish(state, need)
                 if lost:  # e.g. an expired batch: what it did not answer is submitted again below
-                    log.warning("%s: %d request(s) of resumed job %s got no result; resubmitting them",
-                                self.stage, len(lost), state["job"])
+                    log.warning(
+                        "%s: %d request(s) of resumed job %s got no result; resubmitting them",
+                        self.stage,
+                        len(lost),
+                        state["job"],
+                    )
         remaining = [c for c in calls if self.responses.cache.get(c.key) is None]
         fit, reserved = [], 0.0
         for i, c in enumerate(remaining):
@@ -108,8 +117,10 @@ class _BatchRun:
         if state is None or state.get("status") in ("collected", "abandoned"):
             url = self.settings.batch_endpoint
             lines = [
-                json.dumps({"custom_id": c.key, "method": "POST", "url": url, "body": self.settings.body(c)},
-                           ensure_ascii=False)
+                json.dumps(
+                    {"custom_id": c.key, "method": "POST", "url": url, "body": self.settings.body(c)},
+                    ensure_ascii=False,
+                )
                 for c in calls
             ]
             input_path = self.folder / f"{job}.input.jsonl"
@@ -247,6 +258,7 @@ class _BatchRun:
         state["status"] = "collected"
         state["collected"] = {"stored": stored, "problems": len(problems), "batch_status": b.status}
         self._save(state)
-        log.info("%s: batch %s collected: %d results stored, %d without a result", self.stage, b.id, stored,
-                 len(problems))
+        log.info(
+            "%s: batch %s collected: %d results stored, %d without a result", self.stage, b.id, stored, len(problems)
+        )
         return [(need[k], f"{need[k].where()}: {msg}") for k, msg in problems.items() if k in need]

@@ -94,8 +94,15 @@ async def _call_with_retries(client, call: ApiCall, settings: RunSettings, respo
         if attempt < settings.max_retries:
             delay = settings.backoff_delay(attempt, retry_after)
             tally.retries += 1
-            log.warning("%s: %s: %s; retry %d/%d in %.1f s", settings.stage, call.where(), last, attempt + 1,
-                        settings.max_retries, delay)
+            log.warning(
+                "%s: %s: %s; retry %d/%d in %.1f s",
+                settings.stage,
+                call.where(),
+                last,
+                attempt + 1,
+                settings.max_retries,
+                delay,
+            )
             await asyncio.sleep(delay)
     raise ApiCallError(f"{call.where()}: failed after {settings.max_retries + 1} attempts; last error: {last}")
 
@@ -138,5 +145,14 @@ class _Progress:
         now = time.monotonic()
         if self.done == self.total or now - self.last > 30 or self.done % 500 == 0:
             self.last = now
-            log.info("%s: %d/%d calls made (%.0f s, %d retries, %d+%d tokens, %.4f USD)", self.stage, self.done,
-                     self.total, now - self.t0, tally.retries, tally.tokens_in, tally.tokens_out, tally.cost_usd)
+            log.info(
+                "%s: %d/%d calls made (%.0f s, %d retries, %d+%d tokens, %.4f USD)",
+                self.stage,
+                self.done,
+                self.total,
+                now - self.t0,
+                tally.retries,
+                tally.tokens_in,
+                tally.tokens_out,
+                tally.cost_usd,
+            )

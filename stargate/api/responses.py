@@ -21,8 +21,10 @@ from .requests import CONTENT_FILTER_FINISH, ApiCall
 
 def texts(entry: dict) -> list[str | None]:
     """The completions of a cached entry in choice order; None for one refused by a content filter."""
-    return [None if c.get("finish_reason") == CONTENT_FILTER_FINISH else c.get("text") or ""
-            for c in entry["response"]["choices"]]
+    return [
+        None if c.get("finish_reason") == CONTENT_FILTER_FINISH else c.get("text") or ""
+        for c in entry["response"]["choices"]
+    ]
 
 
 class Responses:

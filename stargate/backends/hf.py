@@ -107,8 +107,13 @@ class HFBackend(Backend):
         self.stats.n_tokens_in += sum(len(e) for e in encoded)
         self.stats.n_tokens_out += n_new
         self.stats.seconds += dt
-        log.info("generated %d outputs, %d tokens in %.1fs (%.1f tok/s)", len(prompts) * n, n_new, dt,
-                 n_new / dt if dt else 0.0)
+        log.info(
+            "generated %d outputs, %d tokens in %.1fs (%.1f tok/s)",
+            len(prompts) * n,
+            n_new,
+            dt,
+            n_new / dt if dt else 0.0,
+        )
         return self._count(results)
 
     def _decode(self, input_ids, attention, n: int, sampling: Sampling, row_seeds: list[int]) -> list[list[int]]:
@@ -150,8 +155,13 @@ class HFBackend(Backend):
             nxt = torch.where(torch.tensor(done, device=nxt.device), torch.full_like(nxt, pad), nxt)
             attention = torch.cat([attention, attention.new_ones((rows, 1))], dim=1)
             pos = pos + 1
-            out = self.model(input_ids=nxt[:, None], attention_mask=attention, position_ids=pos,
-                             past_key_values=cache, use_cache=True)
+            out = self.model(
+                input_ids=nxt[:, None],
+                attention_mask=attention,
+                position_ids=pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
             cache, logits = out.past_key_values, out.logits[:, -1, :]
         return tokens
 
@@ -193,7 +203,9 @@ class HFBackend(Backend):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention[row, : len(ids)] = 1
             with torch.no_grad():
-                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
+                logits = self.model(
+                    input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)
+                ).logits
             for row, i in enumerate(idx):
                 ids, s, e = rendered[i]
                 if s < 1:

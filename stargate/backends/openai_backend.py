@@ -62,8 +62,10 @@ class OpenAIBackend(Backend):
         if options is not None and raw_options:
             raise StargateError("give the openai backend its options either as one object or as keywords, not both")
         if options is not None and not isinstance(options, OpenAIOptions | dict):
-            raise StargateError(f"the openai backend's options must be a mapping, got {type(options).__name__} "
-                                "(fix roles.<role>.options in the config)")
+            raise StargateError(
+                f"the openai backend's options must be a mapping, got {type(options).__name__} "
+                "(fix roles.<role>.options in the config)"
+            )
         if not isinstance(options, OpenAIOptions):
             raw_options = {**(options or {}), **raw_options}
             options = None
@@ -77,7 +79,9 @@ class OpenAIBackend(Backend):
         self.options = opts
         self.stage = str(stage or "unlabelled")
         self.azure = bool(opts.azure_endpoint or opts.azure_endpoint_env)
-        self.model = _env(opts.azure_deployment_env, "azure_deployment_env") if opts.azure_deployment_env else str(model)
+        self.model = (
+            _env(opts.azure_deployment_env, "azure_deployment_env") if opts.azure_deployment_env else str(model)
+        )
         self.api_version = opts.api_version or os.environ.get("OPENAI_API_VERSION")
         if self.azure and not self.api_version:
             raise StargateError(
@@ -106,8 +110,11 @@ class OpenAIBackend(Backend):
         self.accounting = Accounting(self.ledger, self.model, self.stage, price, opts.budget_usd, opts.budget_scope)
         self.responses = Responses(self.cache, self.accounting)
         if opts.budget_usd is not None and price is None:
-            log.warning("%s: budget_usd is set but no price is known for model '%s': costs count as 0; set "
-                        "options.prices", self.stage, self.model)
+            log.warning(
+                "%s: budget_usd is set but no price is known for model '%s': costs count as 0; set options.prices",
+                self.stage,
+                self.model,
+            )
         self._publish_stats()
 
     # ------------------------------------------------------------------------------- public
@@ -139,8 +146,15 @@ class OpenAIBackend(Backend):
         """The requests for these chats, each with its cache key."""
         seeds = [sampling.seed] * len(chats) if seeds is None else [int(s) for s in seeds]
         o = self.options
-        return plan_calls(self.model, chats, sampling, seeds, n_per_request=bool(o.n_per_request),
-                          max_tokens_param=o.max_tokens_param, send_seed=bool(o.send_seed))
+        return plan_calls(
+            self.model,
+            chats,
+            sampling,
+            seeds,
+            n_per_request=bool(o.n_per_request),
+            max_tokens_param=o.max_tokens_param,
+            send_seed=bool(o.send_seed),
+        )
 
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
         return self.settings.backoff_delay(attempt, retry_after)
@@ -155,9 +169,15 @@ class OpenAIBackend(Backend):
         for c in calls:  # identical requests (same key) are made once
             unique.setdefault(c.key, c)
         missing = [c for k, c in unique.items() if k not in entries]
-        log.info("%s: %d request(s) for %d prompt(s): %d from the cache, %d to make%s", self.stage, len(unique),
-                 len({c.index for c in calls}), len(entries), len(missing),
-                 " (Batch API)" if self.options.batch and missing else "")
+        log.info(
+            "%s: %d request(s) for %d prompt(s): %d from the cache, %d to make%s",
+            self.stage,
+            len(unique),
+            len({c.index for c in calls}),
+            len(entries),
+            len(missing),
+            " (Batch API)" if self.options.batch and missing else "",
+        )
         if missing:
             client = self.make_client()
             try:
@@ -211,8 +231,12 @@ class OpenAIBackend(Backend):
         if key:
             return key
         if self.options.base_url and not self.azure:
-            log.info("%s: $%s is not set; sending a placeholder key to %s", self.stage, self.api_key_env,
-                     self.options.base_url)
+            log.info(
+                "%s: $%s is not set; sending a placeholder key to %s",
+                self.stage,
+                self.api_key_env,
+                self.options.base_url,
+            )
             return "EMPTY"
         raise StargateError(
             f"{self.stage}: the openai backend needs an API key: set the environment variable "
@@ -263,8 +287,11 @@ def _check_options(o: OpenAIOptions) -> None:
             raise bad(name, "a number > 0" if positive else "a number >= 0")
     if o.budget_usd is not None and (not isinstance(o.budget_usd, int | float) or o.budget_usd < 0):
         raise bad("budget_usd", "a number >= 0 or null")
-    for name, allowed in (("max_tokens_param", MAX_TOKENS_PARAMS), ("budget_scope", ("total", "stage")),
-                          ("refusals", REFUSAL_MODES)):
+    for name, allowed in (
+        ("max_tokens_param", MAX_TOKENS_PARAMS),
+        ("budget_scope", ("total", "stage")),
+        ("refusals", REFUSAL_MODES),
+    ):
         if getattr(o, name) not in allowed:
             raise bad(name, " or ".join(allowed))
     for name in ("n_per_request", "send_seed", "batch"):
@@ -289,4 +316,3 @@ def _run_sync(make_coro):
         return asyncio.run(make_coro())
     with ThreadPoolExecutor(max_workers=1) as pool:  # called from inside an event loop (e.g. a notebook)
         return pool.submit(lambda: asyncio.run(make_coro())).result()
-

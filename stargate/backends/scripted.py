@@ -33,7 +33,9 @@ def _check_template(template: Any, where: str) -> str:
     try:
         names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
-        raise StargateError(f"{where} is not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
+        raise StargateError(
+            f"{where} is not a valid template ({exc}); write literal braces as {{{{ and }}}}"
+        ) from None
     unknown = sorted(names - FIELDS)
     if unknown:
         raise StargateError(f"{where} uses unknown field(s) {', '.join(unknown)} (known: last, k, seed)")
@@ -90,8 +92,12 @@ class ScriptedBackend(Backend):
                 text = "\n".join(str(m.get("content", "")) for m in prompt)
                 last = str(prompt[-1].get("content", "")) if prompt else ""
             template = next((t for pattern, t in self.rules if pattern.search(text)), self.reply)
-            outputs.append([None if template is None else template.format(last=last, k=k, seed=s)
-                            for k, s in enumerate(sample_seeds(seed, sampling.n))])
+            outputs.append(
+                [
+                    None if template is None else template.format(last=last, k=k, seed=s)
+                    for k, s in enumerate(sample_seeds(seed, sampling.n))
+                ]
+            )
         self.stats.n_tokens_out += sum(len(o.split()) for outs in outputs for o in outs if o is not None)
         return self._count(outputs)
 

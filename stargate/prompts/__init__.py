@@ -53,7 +53,9 @@ def available_sets() -> list[str]:
 def load_prompt_set(name: str) -> PromptSet:
     folder = PROMPTS_DIR / name
     if not (folder / "manifest.yaml").exists():
-        raise StargateError(f"config key 'prompts': unknown prompt set '{name}' (available: {', '.join(available_sets())})")
+        raise StargateError(
+            f"config key 'prompts': unknown prompt set '{name}' (available: {', '.join(available_sets())})"
+        )
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
     texts = {}
     for key in TEXT_NAMES:
@@ -244,7 +246,9 @@ class PromptSet:
         return [{"role": "user", "content": self.fill("name_extraction", persona=persona.strip())}]
 
     def judge(self, persona: str, task: str, response_a: str, response_b: str) -> list[dict]:
-        user = self.fill("judge_user", persona=persona, task=task.strip(), response_A=response_a, response_B=response_b)
+        user = self.fill(
+            "judge_user", persona=persona, task=task.strip(), response_A=response_a, response_B=response_b
+        )
         return [{"role": "system", "content": self.texts["judge_system"]}, {"role": "user", "content": user}]
 
     def parse_verdict(self, text: str) -> str | None:
@@ -284,7 +288,9 @@ class PromptSet:
         return msgs + [{"role": "assistant", "content": final if self.raw else final.strip()}]
 
     # ------------------------------------------------------------------ scoring
-    def scoring_context(self, condition: str, name: str, persona: str, task: str, turns: list[Turn]) -> list[dict] | str:
+    def scoring_context(
+        self, condition: str, name: str, persona: str, task: str, turns: list[Turn]
+    ) -> list[dict] | str:
         """Context whose continuation is the gold response, per log-prob condition (prompts §6)."""
         name, task = name.strip(), task.strip()
         with_persona = condition in ("pos-control-1", "pos-control-2")

@@ -66,8 +66,15 @@ def load_pairs(tasks_path: str | Path, personas_path: str | Path) -> list[Pair]:
     for p in personas:
         for t in tasks:
             pairs.append(
-                Pair(pair_key(t["task_id"], p["persona_id"]), len(pairs), t["task_id"], p["persona_id"], t["text"],
-                     p["text"], p["name"])
+                Pair(
+                    pair_key(t["task_id"], p["persona_id"]),
+                    len(pairs),
+                    t["task_id"],
+                    p["persona_id"],
+                    t["text"],
+                    p["text"],
+                    p["name"],
+                )
             )
     return pairs
 
@@ -81,7 +88,9 @@ def lookup_pair(pairs: dict[str, Pair], key: str, path, lineno: int) -> Pair:
         return pairs[key]
     except KeyError:
         raise InputError(
-            path, f"pair '{key}' is not a pair of the given task and persona files", lineno,
+            path,
+            f"pair '{key}' is not a pair of the given task and persona files",
+            lineno,
             "the files are misaligned: rebuild this artifact from the current tasks/personas",
         ) from None
 
@@ -97,8 +106,11 @@ def load_gold(path: str | Path, pairs: dict[str, Pair]) -> dict[str, str]:
     dropped = set(meta.get("refused", [])) | set(meta.get("unusable", []))
     missing = [k for k in pairs if k not in gold and k not in dropped]
     if missing:
-        raise InputError(path, f"{len(missing)} pair(s) have no gold response, e.g. '{missing[0]}'",
-                         fix="rerun the oracle stage for this split")
+        raise InputError(
+            path,
+            f"{len(missing)} pair(s) have no gold response, e.g. '{missing[0]}'",
+            fix="rerun the oracle stage for this split",
+        )
     return gold
 
 

@@ -36,15 +36,25 @@ TYPICAL_SEED_PERSONA_CHARS = 624  # mean of the 24 rendered PRODIGy seed persona
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configfile", "--config", dest="configfile", default="config/config.yaml",
-                        help="experiment config to estimate (default: config/config.yaml)")
-    parser.add_argument("--roles", default=",".join(ESTIMATED_ROLES),
-                        help="comma-separated roles to estimate (default: %(default)s)")
-    parser.add_argument("--all-backends", action="store_true",
-                        help="also price roles that run on local backends (hf, vllm) as if they were API calls")
+    parser.add_argument(
+        "--configfile",
+        "--config",
+        dest="configfile",
+        default="config/config.yaml",
+        help="experiment config to estimate (default: config/config.yaml)",
+    )
+    parser.add_argument(
+        "--roles", default=",".join(ESTIMATED_ROLES), help="comma-separated roles to estimate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--all-backends",
+        action="store_true",
+        help="also price roles that run on local backends (hf, vllm) as if they were API calls",
+    )
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON instead of a table")
-    parser.add_argument("--ledger", action="store_true",
-                        help="also print what the ledger of the API cache says was actually spent")
+    parser.add_argument(
+        "--ledger", action="store_true", help="also print what the ledger of the API cache says was actually spent"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,8 +112,10 @@ class _Inputs:
             return {s: len(v) for s, v in lists.items()}, lists
         rows = spec.get("rows")
         if isinstance(rows, dict):
-            self.notes.append(f"data.tasks: {source or 'hf_dataset'} is not read for the estimate; task length "
-                              f"assumed {TYPICAL_TASK_CHARS} characters (mean of the paper's task rows)")
+            self.notes.append(
+                f"data.tasks: {source or 'hf_dataset'} is not read for the estimate; task length "
+                f"assumed {TYPICAL_TASK_CHARS} characters (mean of the paper's task rows)"
+            )
             counts = {s: int(r[1]) - int(r[0]) for s, r in rows.items() if isinstance(r, list | tuple) and len(r) == 2}
             return counts, {}
         self.notes.append("data.tasks: no file and no rows; task counts unknown (0)")
@@ -115,8 +127,9 @@ class _Inputs:
             if not counts:
                 self.notes.append("data.personas.count missing; persona counts unknown (0)")
             mt = max_tokens(self.config, "persona_generator", 400)
-            self.notes.append(f"personas are generated: their length is counted at persona_generator max_tokens "
-                              f"({mt} tokens)")
+            self.notes.append(
+                f"personas are generated: their length is counted at persona_generator max_tokens ({mt} tokens)"
+            )
             return counts, {}
         lists = _split_lists(self._read_json(spec.get("path"), "data.personas"))
         return {s: len(v) for s, v in lists.items()}, lists
@@ -126,8 +139,10 @@ class _Inputs:
         rel = (self.data.get("personas") or {}).get("seeds")
         p = self._path(rel) if rel else None
         if p is None or not p.exists():
-            self.notes.append(f"data.personas.seeds: {p or 'no path'}; seed length assumed "
-                              f"{TYPICAL_SEED_PERSONA_CHARS} characters (mean of the PRODIGy seeds)")
+            self.notes.append(
+                f"data.personas.seeds: {p or 'no path'}; seed length assumed "
+                f"{TYPICAL_SEED_PERSONA_CHARS} characters (mean of the PRODIGy seeds)"
+            )
             return TYPICAL_SEED_PERSONA_CHARS
         return _mean_len([str(s) for s in load_seeds(p, split)], TYPICAL_SEED_PERSONA_CHARS)
 
@@ -145,7 +160,9 @@ class _Inputs:
         try:
             return json.loads(p.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise InputError(p, f"not valid JSON ({exc})", fix=f"repair the file or point {what}.path elsewhere") from None
+            raise InputError(
+                p, f"not valid JSON ({exc})", fix=f"repair the file or point {what}.path elsewhere"
+            ) from None
 
 
 def estimate(
@@ -164,29 +181,48 @@ def estimate(
 
     # personas: one call per generated persona; the prompt holds two seed personas of the split
     if (data.get("personas") or {}).get("source") == "generate":
-        groups = [(inputs.persona_counts.get(s, 0),
-                   _render(pset, "persona_generation", seed_a=_x(inputs.seed_chars(s)), seed_b=_x(inputs.seed_chars(s))))
-                  for s in splits]
+        groups = [
+            (
+                inputs.persona_counts.get(s, 0),
+                _render(pset, "persona_generation", seed_a=_x(inputs.seed_chars(s)), seed_b=_x(inputs.seed_chars(s))),
+            )
+            for s in splits
+        ]
         steps.append(("personas", "persona_generator", groups, "one per generated persona"))
     else:
         steps.append(("personas", "persona_generator", [], "personas come from a file: no calls"))
     if data.get("names") == "llm":
-        groups = [(inputs.persona_counts.get(s, 0),
-                   _render(pset, "name_extraction", persona=_x(inputs.mean_persona_chars(s)))) for s in splits]
+        groups = [
+            (
+                inputs.persona_counts.get(s, 0),
+                _render(pset, "name_extraction", persona=_x(inputs.mean_persona_chars(s))),
+            )
+            for s in splits
+        ]
         steps.append(("names", "persona_generator", groups, "one name extraction per persona (names: llm)"))
     else:
         steps.append(("names", "persona_generator", [], f"names: {data.get('names', 'regex')}: no calls"))
     if (data.get("oracle") or {}).get("source") == "file":
         steps.append(("oracle", "oracle", [], "gold responses come from a file (data.oracle): no calls"))
     else:
-        groups = [(inputs.task_counts.get(s, 0) * inputs.persona_counts.get(s, 0),
-                   _render(pset, "oracle", persona=_x(inputs.mean_persona_chars(s)),
-                           task=_x(inputs.mean_task_chars(s)))) for s in splits]
+        groups = [
+            (
+                inputs.task_counts.get(s, 0) * inputs.persona_counts.get(s, 0),
+                _render(pset, "oracle", persona=_x(inputs.mean_persona_chars(s)), task=_x(inputs.mean_task_chars(s))),
+            )
+            for s in splits
+        ]
         steps.append(("oracle", "oracle", groups, "one per persona-task pair of " + "+".join(splits)))
     judge_calls, what = _judge_calls(config, inputs.task_counts, inputs.persona_counts)
     answer = _x(max_tokens(config, "answerer", 256) * CHARS_PER_TOKEN)
-    judge_prompt = _render(pset, "judge", persona=_x(inputs.mean_persona_chars("test")),
-                           task=_x(inputs.mean_task_chars("test")), response_a=answer, response_b=answer)
+    judge_prompt = _render(
+        pset,
+        "judge",
+        persona=_x(inputs.mean_persona_chars("test")),
+        task=_x(inputs.mean_task_chars("test")),
+        response_a=answer,
+        response_b=answer,
+    )
     steps.append(("judge", "judge", [(judge_calls, judge_prompt)], what))
 
     rows = []
@@ -255,10 +291,13 @@ def _price_step(config, step, role, groups, what, all_backends, notes) -> dict |
 
 
 def format_table(est: dict, title: str = "API cost estimate") -> str:
-    head = (f"{'step':<9} {'role':<18} {'backend':<8} {'model':<14} {'calls':>8} {'in tok/call':>11} "
-            f"{'input tok':>12} {'output tok≤':>12} {'USD online':>11} {'USD batch':>10}")
-    splits = ", ".join(f"{s}={est['tasks'].get(s, 0)} tasks x {est['personas'].get(s, 0)} personas"
-                       for s in est["splits"])
+    head = (
+        f"{'step':<9} {'role':<18} {'backend':<8} {'model':<14} {'calls':>8} {'in tok/call':>11} "
+        f"{'input tok':>12} {'output tok≤':>12} {'USD online':>11} {'USD batch':>10}"
+    )
+    splits = ", ".join(
+        f"{s}={est['tasks'].get(s, 0)} tasks x {est['personas'].get(s, 0)} personas" for s in est["splits"]
+    )
     lines = [title, "splits: " + splits, "", head, "-" * len(head)]
     for r in est["rows"]:
         if r["billed"] or r["usd_online"]:
@@ -272,8 +311,10 @@ def format_table(est: dict, title: str = "API cost estimate") -> str:
             f"{online:>11} {batch:>10}"
         )
     lines.append("-" * len(head))
-    lines.append(f"{'total (API roles)':<52} {est['total_calls']:>8,} {'':>11} {'':>12} {'':>12} "
-                 f"{est['total_usd_online']:>11,.2f} {est['total_usd_batch']:>10,.2f}")
+    lines.append(
+        f"{'total (API roles)':<52} {est['total_calls']:>8,} {'':>11} {'':>12} {'':>12} "
+        f"{est['total_usd_online']:>11,.2f} {est['total_usd_batch']:>10,.2f}"
+    )
     lines.append(f"as configured (* = the mode each role uses): {est['total_usd']:,.2f} USD")
     if est.get("budget_usd") is not None:
         lines.append(f"budget_usd: {est['budget_usd']}")
@@ -309,8 +350,9 @@ def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
     comparisons = int(config.get("iterations") or 1)  # m1..mT, each against m0
     test_pairs = tasks.get("test", 0) * personas.get("test", 0)
     if per_group is None:
-        return test_pairs * comparisons, (f"every test pair ({test_pairs}) x {comparisons} comparisons "
-                                          f"(m1..m{comparisons} vs m0)")
+        return test_pairs * comparisons, (
+            f"every test pair ({test_pairs}) x {comparisons} comparisons (m1..m{comparisons} vs m0)"
+        )
     per_iter = min(int(per_group) * groups, test_pairs) if test_pairs else int(per_group) * groups
     what = f"{per_group} pairs x {groups} turn groups x {comparisons} comparisons (m1..m{comparisons} vs m0)"
     return per_iter * comparisons, what
@@ -333,7 +375,10 @@ def _prompt_set(name: str | None, notes: list[str]):
 def _render(pset, kind: str, **fields: str) -> list[dict]:
     if pset is not None:
         return getattr(pset, kind)(**fields)
-    return [{"role": "system", "content": "x" * 300}, {"role": "user", "content": "x" * 700 + "".join(fields.values())}]
+    return [
+        {"role": "system", "content": "x" * 300},
+        {"role": "user", "content": "x" * 700 + "".join(fields.values())},
+    ]
 
 
 def _x(chars: float) -> str:

@@ -35,27 +35,41 @@ class Dropped:
         return self.n_dropped / self.total if self.total else 0.0
 
     def meta(self, cap: float) -> dict:
-        return {"n_refused": len(self.refused), "n_unusable": len(self.unusable), "n_dropped": self.n_dropped,
-                "dropped_fraction": round(self.fraction, 6), "max_dropped_fraction": cap,
-                "refused": self.refused, "unusable": self.unusable}
+        return {
+            "n_refused": len(self.refused),
+            "n_unusable": len(self.unusable),
+            "n_dropped": self.n_dropped,
+            "dropped_fraction": round(self.fraction, 6),
+            "max_dropped_fraction": cap,
+            "refused": self.refused,
+            "unusable": self.unusable,
+        }
 
     def check(self, cap: float, what: str, cap_key: str) -> None:
         """Fail when more than `cap` of the items were dropped; log the count otherwise."""
         if not self.n_dropped:
             return
         e = self.refused[:1] or self.unusable[:1]
-        text = (f"{self.n_dropped} of {self.total} {what} dropped ({len(self.refused)} refused by a content filter, "
-                f"{len(self.unusable)} unusable; e.g. {e[0]})")
+        text = (
+            f"{self.n_dropped} of {self.total} {what} dropped ({len(self.refused)} refused by a content filter, "
+            f"{len(self.unusable)} unusable; e.g. {e[0]})"
+        )
         if self.fraction > cap:
-            raise StargateError(f"{text}: {self.fraction:.1%} is above {cap_key} = {cap}. Look at the log for the "
-                                f"dropped items; raise {cap_key} to accept them (paid replies are cached, a rerun "
-                                "costs nothing), or change the model or prompt")
+            raise StargateError(
+                f"{text}: {self.fraction:.1%} is above {cap_key} = {cap}. Look at the log for the "
+                f"dropped items; raise {cap_key} to accept them (paid replies are cached, a rerun "
+                "costs nothing), or change the model or prompt"
+            )
         log.warning("%s (within %s = %s; counted in the artifact's .meta.json)", text, cap_key, cap)
 
 
 def add_cap_argument(parser, default: float, key: str) -> None:
-    parser.add_argument("--max-dropped-fraction", type=fraction, default=default,
-                        help=f"fail when more than this share of replies is refused or unusable ({key})")
+    parser.add_argument(
+        "--max-dropped-fraction",
+        type=fraction,
+        default=default,
+        help=f"fail when more than this share of replies is refused or unusable ({key})",
+    )
 
 
 def fraction(text: str) -> float:

@@ -81,8 +81,10 @@ def generate(
     seen: set[Key] = set()
     for key in keys:
         if key in seen:
-            raise StargateError(f"{stage}: two input records are the same item {key!r} (each item's seed comes "
-                                "from its key); remove the duplicate from the stage's input file")
+            raise StargateError(
+                f"{stage}: two input records are the same item {key!r} (each item's seed comes "
+                "from its key); remove the duplicate from the stage's input file"
+            )
         seen.add(key)
     role = read_role(args)
     sampling = sampling_of(role, **overrides)
@@ -95,8 +97,12 @@ def generate(
 
 
 def score(
-    args: argparse.Namespace, stage: str, contexts: Sequence[Prompt], targets: Sequence[str],
-    *, prompt_set: str | None = None,
+    args: argparse.Namespace,
+    stage: str,
+    contexts: Sequence[Prompt],
+    targets: Sequence[str],
+    *,
+    prompt_set: str | None = None,
 ) -> Scored:
     """Summed log p(target | context) for every pair with the role in `args.role`."""
     role = read_role(args)
@@ -106,22 +112,38 @@ def score(
     return Scored(scores, _meta(stage, backend.stats, role, args.model, None, prompt_set, backend))
 
 
-def _meta(stage: str, stats: GenerationStats, role: dict, model: str, sampling: Sampling | None,
-          prompt_set: str | None, backend: Backend | None) -> dict[str, Any]:
+def _meta(
+    stage: str,
+    stats: GenerationStats,
+    role: dict,
+    model: str,
+    sampling: Sampling | None,
+    prompt_set: str | None,
+    backend: Backend | None,
+) -> dict[str, Any]:
     """Provenance and counters for an artifact's sidecar; empty generations are reported, not dropped."""
     backend_stats = stats.to_dict()
     meta: dict[str, Any] = {"stage": stage, "backend": role.get("backend"), "model": str(model)}
     if sampling is not None:  # a generation, not a scoring, job
-        meta.update(sampling=sampling.to_dict(), n_generated=stats.n_outputs, n_empty=stats.n_empty,
-                    n_refused=stats.n_refused)
+        meta.update(
+            sampling=sampling.to_dict(), n_generated=stats.n_outputs, n_empty=stats.n_empty, n_refused=stats.n_refused
+        )
     meta["backend_stats"] = backend_stats
     if prompt_set:  # prompt_set, prompt_files_sha256, chat_template_sha256, tokenizer_sha256
         meta.update(provenance(prompt_set, getattr(backend, "tokenizer", None)))
     log.info("%s: backend stats %s", stage, json.dumps(backend_stats, sort_keys=True))
     if stats.n_empty:
-        log.warning("%s: %d of %d generations were empty (kept, counted in the artifact's .meta.json)",
-                    stage, stats.n_empty, stats.n_outputs)
+        log.warning(
+            "%s: %d of %d generations were empty (kept, counted in the artifact's .meta.json)",
+            stage,
+            stats.n_empty,
+            stats.n_outputs,
+        )
     if stats.n_refused:
-        log.warning("%s: %d of %d completions were refused by a content filter (counted in the .meta.json)",
-                    stage, stats.n_refused, stats.n_outputs)
+        log.warning(
+            "%s: %d of %d completions were refused by a content filter (counted in the .meta.json)",
+            stage,
+            stats.n_refused,
+            stats.n_outputs,
+        )
     return meta

@@ -44,8 +44,10 @@ def run(args: argparse.Namespace) -> None:
     cand = read_jsonl(args.candidate, required=("pair", "group", "text"))
     base = {r["pair"]: r for r in read_jsonl(args.baseline, required=("pair", "group", "text"))}
     if {r["pair"] for r in cand} != set(base):
-        raise StargateError(f"{args.candidate} and {args.baseline} answer different pairs: both must come from the "
-                            "same winrate selection (same seed, pairs_per_group and test split)")
+        raise StargateError(
+            f"{args.candidate} and {args.baseline} answer different pairs: both must come from the "
+            "same winrate selection (same seed, pairs_per_group and test split)"
+        )
     rng = random.Random(args.seed)
     items, inputs = [], []
     for r in cand:
@@ -55,17 +57,21 @@ def run(args: argparse.Namespace) -> None:
         items.append({"pair": r["pair"], "group": r["group"], "candidate_position": "A" if candidate_first else "B"})
         inputs.append(prompts.judge(p.persona, p.task, a, b))
     if args.mode == "generate":
-        gen = generation.generate(args, "judge", inputs, [(item["pair"],) for item in items],
-                                  prompt_set=args.prompts, n=1)
+        gen = generation.generate(
+            args, "judge", inputs, [(item["pair"],) for item in items], prompt_set=args.prompts, n=1
+        )
         outs, meta = [o[0] for o in gen.outputs], gen.meta
     else:
         ctx = [c for c in inputs for _ in (0, 1)]
-        scored = generation.score(args, "judge", ctx, ["Final Response: A", "Final Response: B"] * len(inputs),
-                                  prompt_set=args.prompts)
+        scored = generation.score(
+            args, "judge", ctx, ["Final Response: A", "Final Response: B"] * len(inputs), prompt_set=args.prompts
+        )
         scores, meta = scored.scores, scored.meta
-        outs = [f"(forced choice) log p(A) = {a.logprob:.4f}, log p(B) = {b.logprob:.4f}\n\n"
-                f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
-                for a, b in zip(scores[0::2], scores[1::2], strict=True)]
+        outs = [
+            f"(forced choice) log p(A) = {a.logprob:.4f}, log p(B) = {b.logprob:.4f}\n\n"
+            f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
+            for a, b in zip(scores[0::2], scores[1::2], strict=True)
+        ]
     recs, wins = [], {"candidate": 0, "baseline": 0, "invalid": 0}
     dropped = Dropped(len(items))
     for item, o in zip(items, outs, strict=True):

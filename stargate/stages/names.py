@@ -42,7 +42,9 @@ def regex_name(text: str) -> str | None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--personas", required=True, help="persona texts (JSONL from the personas stage)")
     p.add_argument("--method", required=True, choices=["regex", "llm", "file"])
-    p.add_argument("--names-file", help="method file: JSON list of names parallel to the personas ({split}_NAMES.json)")
+    p.add_argument(
+        "--names-file", help="method file: JSON list of names parallel to the personas ({split}_NAMES.json)"
+    )
     p.add_argument("--prompts", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--role")
@@ -60,8 +62,15 @@ def run(args: argparse.Namespace) -> None:
         if not (args.role and args.model):
             raise StargateError("data.names 'llm' needs the persona_generator role (--role/--model)")
         prompts = load_prompt_set(args.prompts)
-        gen = generation.generate(args, "names", [prompts.name_extraction(r["text"]) for r in recs],
-                                  [(r["persona_id"],) for r in recs], prompt_set=args.prompts, n=1, temperature=0.0)
+        gen = generation.generate(
+            args,
+            "names",
+            [prompts.name_extraction(r["text"]) for r in recs],
+            [(r["persona_id"],) for r in recs],
+            prompt_set=args.prompts,
+            n=1,
+            temperature=0.0,
+        )
         meta.update(gen.meta)
         for i, (r, o) in enumerate(zip(recs, gen.outputs, strict=True)):
             reply = (o[0] or "").strip()  # None: refused by a content filter; the regex decides
@@ -73,8 +82,10 @@ def run(args: argparse.Namespace) -> None:
         name, source = (llm, "llm") if llm else (regex_name(r["text"]), "regex")
         if not name:
             raise InputError(
-                args.personas, f"cannot find the name of persona {r['persona_id']} (text starts {r['text'][:60]!r})",
-                lineno, "start the persona with its name, e.g. 'Maya Patel is ...', or use data.names: llm",
+                args.personas,
+                f"cannot find the name of persona {r['persona_id']} (text starts {r['text'][:60]!r})",
+                lineno,
+                "start the persona with its name, e.g. 'Maya Patel is ...', or use data.names: llm",
             )
         sources[source] += 1
         out.append({**r, "name": name, "name_source": source})
@@ -90,10 +101,23 @@ def _names_from_file(args: argparse.Namespace, recs: list[dict]) -> None:
     # the original used its hand-made names as they are; a name absent from its persona is only reported
     unmatched = names_not_in_text(names, [r["text"] for r in recs])
     for i in unmatched:
-        log.warning("%s[%d]: name %r does not occur in persona %s (kept as given)", args.names_file, i, names[i],
-                    recs[i]["persona_id"])
+        log.warning(
+            "%s[%d]: name %r does not occur in persona %s (kept as given)",
+            args.names_file,
+            i,
+            names[i],
+            recs[i]["persona_id"],
+        )
     out = [{**r, "name": n, "name_source": "file"} for r, n in zip(recs, names, strict=True)]
-    write_jsonl(args.output, out, {"stage": "names", "method": "file", "source": str(args.names_file),
-                                   "name_sources": {"file": len(out)},
-                                   "names_not_in_text": [recs[i]["persona_id"] for i in unmatched]})
+    write_jsonl(
+        args.output,
+        out,
+        {
+            "stage": "names",
+            "method": "file",
+            "source": str(args.names_file),
+            "name_sources": {"file": len(out)},
+            "names_not_in_text": [recs[i]["persona_id"] for i in unmatched],
+        },
+    )
     log.info("named %d personas from %s", len(out), args.names_file)

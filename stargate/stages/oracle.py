@@ -28,8 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--output", required=True)
     add_role_arguments(p, required=False)
-    p.add_argument("--gold-file", help="the authors' gold responses of this split (JSON dict keyed "
-                                       "'prompt-i persona-j'); no oracle call is made")
+    p.add_argument(
+        "--gold-file",
+        help="the authors' gold responses of this split (JSON dict keyed "
+        "'prompt-i persona-j'); no oracle call is made",
+    )
     add_cap_argument(p, 0.0, CAP_KEY)
 
 
@@ -52,8 +55,14 @@ def run(args: argparse.Namespace) -> None:
         raise StargateError("oracle: give --gold-file, or --role and --model to generate gold responses")
     else:
         prompts = load_prompt_set(args.prompts)
-        gen = generation.generate(args, "oracle", [prompts.oracle(p.persona, p.task) for p in pairs],
-                                  [(p.key,) for p in pairs], prompt_set=args.prompts, n=1)
+        gen = generation.generate(
+            args,
+            "oracle",
+            [prompts.oracle(p.persona, p.task) for p in pairs],
+            [(p.key,) for p in pairs],
+            prompt_set=args.prompts,
+            n=1,
+        )
         released_keys, texts = [None] * len(pairs), [o[0] for o in gen.outputs]
         meta = {**gen.meta, "source": "generate"}
     dropped, recs = Dropped(len(pairs)), []

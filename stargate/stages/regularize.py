@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> None:
     for lineno, c in enumerate(convs, start=1):
         p = lookup_pair(pairs, c["pair"], args.topk, lineno)
         inputs.append(prompts.regularizer(p.name, p.task, c["turns"]))
-    gen = generation.generate(args, "regularize", inputs, [(c["pair"], c["conv"]) for c in convs],
-                              prompt_set=args.prompts, n=1)
+    gen = generation.generate(
+        args, "regularize", inputs, [(c["pair"], c["conv"]) for c in convs], prompt_set=args.prompts, n=1
+    )
     recs = [{"pair": c["pair"], "conv": c["conv"], "text": o[0]} for c, o in zip(convs, gen.outputs, strict=True)]
     write_jsonl(args.output, recs, gen.meta)
     log.info("wrote %d regularizer responses", len(recs))

@@ -35,11 +35,19 @@ def run(args: argparse.Namespace) -> None:
         lookup_pair(by_key, c["pair"], args.asked, lineno)
         if len(c["turns"]) != 2 * args.turn - 1 or c["turns"][-1]["role"] != "questioner":
             raise StargateError(f"{args.asked}:{lineno}: expected {2 * args.turn - 1} turns ending with a question")
-    inputs = [prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name,
-                                 c["turns"]) for c in convs]
+    inputs = [
+        prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name, c["turns"])
+        for c in convs
+    ]
     # seed key: the conversation and the turn, as for the Questioner (stargate.seeding)
-    gen = generation.generate(args, "roleplayer_turn", inputs, [(c["pair"], c["conv"], args.turn) for c in convs],
-                              prompt_set=args.prompts, n=1)
+    gen = generation.generate(
+        args,
+        "roleplayer_turn",
+        inputs,
+        [(c["pair"], c["conv"], args.turn) for c in convs],
+        prompt_set=args.prompts,
+        n=1,
+    )
     for c, o in zip(convs, gen.outputs, strict=True):
         c["turns"] = c["turns"] + [{"role": "roleplayer", "text": o[0]}]
     meta = {**gen.meta, "turn": args.turn}

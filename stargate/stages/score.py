@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> None:
     items = []  # (record without score, context, target)
     no_gold = sorted(k for k in pairs if k not in gold)  # dropped by the oracle stage: nothing to score
     if no_gold:
-        log.warning("%d pair(s) have no gold response (dropped by the oracle, see its .meta.json): not scored",
-                    len(no_gold))
+        log.warning(
+            "%d pair(s) have no gold response (dropped by the oracle, see its .meta.json): not scored", len(no_gold)
+        )
     if args.condition in CONVERSATION_CONDITIONS:
         if not args.conversations:
             raise StargateError(f"condition {args.condition} needs --conversations")
@@ -48,8 +49,9 @@ def run(args: argparse.Namespace) -> None:
             if p.key not in gold:
                 continue
             ctx = prompts.scoring_context(args.condition, p.name, p.persona, p.task, c["turns"])
-            items.append(({"pair": p.key, "conv": c["conv"], "target_turns": c["target_turns"]}, ctx,
-                          gold[p.key].strip()))
+            items.append(
+                ({"pair": p.key, "conv": c["conv"], "target_turns": c["target_turns"]}, ctx, gold[p.key].strip())
+            )
     else:
         for p in pairs.values():
             if p.key not in gold:
@@ -57,13 +59,20 @@ def run(args: argparse.Namespace) -> None:
             ctx = prompts.scoring_context(args.condition, p.name, p.persona, p.task, [])
             items.append(({"pair": p.key, "conv": None}, ctx, gold[p.key].strip()))
     if not items:
-        raise InputError(args.gold, "no pair of the split has a gold response",
-                         fix="rerun the oracle stage; see the dropped pairs in its .meta.json")
-    scored = generation.score(args, "score", [ctx for _, ctx, _ in items], [t for _, _, t in items],
-                              prompt_set=args.prompts)
-    recs = [{**rec, "condition": args.condition, "logprob": s.logprob, "n_tokens": s.n_tokens}
-            for (rec, _, _), s in zip(items, scored.scores, strict=True)]
-    write_jsonl(args.output, recs, {**scored.meta, "condition": args.condition, "scorer": args.model,
-                                    "no_gold": no_gold})
+        raise InputError(
+            args.gold,
+            "no pair of the split has a gold response",
+            fix="rerun the oracle stage; see the dropped pairs in its .meta.json",
+        )
+    scored = generation.score(
+        args, "score", [ctx for _, ctx, _ in items], [t for _, _, t in items], prompt_set=args.prompts
+    )
+    recs = [
+        {**rec, "condition": args.condition, "logprob": s.logprob, "n_tokens": s.n_tokens}
+        for (rec, _, _), s in zip(items, scored.scores, strict=True)
+    ]
+    write_jsonl(
+        args.output, recs, {**scored.meta, "condition": args.condition, "scorer": args.model, "no_gold": no_gold}
+    )
     mean = sum(r["logprob"] for r in recs) / len(recs)
     log.info("scored %d items for %s (mean log p = %.2f)", len(recs), args.condition, mean)

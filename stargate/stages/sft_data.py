@@ -23,16 +23,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     pairs = pairs_by_key(args.tasks, args.personas)
     prompts = load_prompt_set(args.prompts)
-    answers = {(r["pair"], r["conv"]): r["text"] for r in read_jsonl(args.responses, required=("pair", "conv", "text"))}
+    answers = {
+        (r["pair"], r["conv"]): r["text"] for r in read_jsonl(args.responses, required=("pair", "conv", "text"))
+    }
     recs, n_empty = [], 0
     for lineno, c in enumerate(load_conversations(args.topk), start=1):
         p = lookup_pair(pairs, c["pair"], args.topk, lineno)
         if (c["pair"], c["conv"]) not in answers:
-            raise InputError(args.responses, f"no regularizer response for {c['pair']} #{c['conv']}",
-                             fix="rerun the regularize stage on the current top-k file")
+            raise InputError(
+                args.responses,
+                f"no regularizer response for {c['pair']} #{c['conv']}",
+                fix="rerun the regularize stage on the current top-k file",
+            )
         final = answers[(c["pair"], c["conv"])]
         n_empty += not final.strip()
-        recs.append({"pair": c["pair"], "conv": c["conv"], "messages": prompts.sft_messages(p.name, p.task, c["turns"], final)})
+        recs.append(
+            {"pair": c["pair"], "conv": c["conv"], "messages": prompts.sft_messages(p.name, p.task, c["turns"], final)}
+        )
     if n_empty:
         log.warning("%d examples have an empty final answer (kept: the questions are still trained)", n_empty)
     write_jsonl(args.output, recs, {"stage": "sft_data", "n_empty_final": n_empty, **provenance(args.prompts)})

@@ -60,7 +60,9 @@ def logprob_rows(logprobs: dict[int, dict[str, str]], controls: dict[str, str]) 
             if "pos-control-1" in conds:  # the pos-control-1 score of the conversation qa-experimental chose
                 at = best[["pair", "conv"]].merge(conds["pos-control-1"], on=["pair", "conv"], how="left")
                 if at["logprob"].isna().any():
-                    raise StargateError(f"{logprobs[t]['pos-control-1']}: misses conversations scored in qa-experimental")
+                    raise StargateError(
+                        f"{logprobs[t]['pos-control-1']}: misses conversations scored in qa-experimental"
+                    )
                 rows.append({"t": t, "condition": "pos-control-1-at-top1", **stats(at["logprob"])})
         if "shuffled" in conds:
             rows.append({"t": t, "condition": "shuffled-top1", **stats(_best_per_pair(conds["shuffled"])["logprob"])})
@@ -79,8 +81,16 @@ def winrate_rows(judge: dict[int, str]) -> list[dict]:
             sel = df if group == "overall" else df[df["group"] == group]
             wins, losses = int((sel["winner"] == "candidate").sum()), int((sel["winner"] == "baseline").sum())
             valid = wins + losses
-            out.append({"t": t, "group": group, "wins": wins, "losses": losses, "invalid": int(len(sel)) - valid,
-                        "win_rate": wins / valid if valid else None})
+            out.append(
+                {
+                    "t": t,
+                    "group": group,
+                    "wins": wins,
+                    "losses": losses,
+                    "invalid": int(len(sel)) - valid,
+                    "win_rate": wins / valid if valid else None,
+                }
+            )
     return out
 
 
@@ -113,12 +123,19 @@ def run(args: argparse.Namespace) -> None:
     empties = {}
     for t, path in sorted(m["conversations"].items()):
         meta = read_meta(path)
-        empties[f"m{t}"] = {"n_empty_generations": meta.get("n_empty", 0), "n_empty_turns": meta.get("n_empty_turns", 0)}
+        empties[f"m{t}"] = {
+            "n_empty_generations": meta.get("n_empty", 0),
+            "n_empty_turns": meta.get("n_empty_turns", 0),
+        }
     # verdicts refused by a content filter or unparsable: out of the win rate, counted (spec §6.2)
-    judge_dropped = {f"m{t}": {k: read_meta(p).get(k, 0) for k in ("n_refused", "n_unusable", "n_dropped")}
-                     for t, p in sorted(m["judge"].items())}
-    write_json(out / "summary.json", {"logprobs": rows, "winrates": wins, "judge_dropped": judge_dropped,
-                                      "empty_generations": empties})
+    judge_dropped = {
+        f"m{t}": {k: read_meta(p).get(k, 0) for k in ("n_refused", "n_unusable", "n_dropped")}
+        for t, p in sorted(m["judge"].items())
+    }
+    write_json(
+        out / "summary.json",
+        {"logprobs": rows, "winrates": wins, "judge_dropped": judge_dropped, "empty_generations": empties},
+    )
     _plot(out, rows, wins, sorted(m["logprobs"]))
     log.info("summary: %d log-prob rows, %d win-rate rows", len(rows), len(wins))
 
@@ -136,8 +153,15 @@ def _plot(out: Path, rows: list[dict], wins: list[dict], iterations: list[int]) 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for cond in sorted({r["condition"] for r in rows}):
         sel = sorted((r for r in rows if r["condition"] == cond), key=lambda r: r["t"])
-        ax.errorbar([r["t"] for r in sel], [r["mean"] for r in sel], yerr=[r["sem"] for r in sel], marker="o",
-                    capsize=3, label=cond, linestyle="--" if "control" in cond else "-")
+        ax.errorbar(
+            [r["t"] for r in sel],
+            [r["mean"] for r in sel],
+            yerr=[r["sem"] for r in sel],
+            marker="o",
+            capsize=3,
+            label=cond,
+            linestyle="--" if "control" in cond else "-",
+        )
     ax.set_xticks(iterations, [f"m{t}" for t in iterations])
     ax.set_ylabel("log p(gold response) under m0 (sum)")
     ax.set_title("Test-split log-probabilities")

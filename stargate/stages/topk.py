@@ -24,8 +24,12 @@ def run(args: argparse.Namespace) -> None:
     scores: dict[str, list[tuple[float, int]]] = {}
     for lineno, s in enumerate(read_jsonl(args.logprobs, required=("pair", "conv", "logprob")), start=1):
         if (s["pair"], s["conv"]) not in convs:
-            raise InputError(args.logprobs, f"score for unknown conversation {s['pair']} #{s['conv']}", lineno,
-                             "the scores were computed on other conversations: rerun the score stage")
+            raise InputError(
+                args.logprobs,
+                f"score for unknown conversation {s['pair']} #{s['conv']}",
+                lineno,
+                "the scores were computed on other conversations: rerun the score stage",
+            )
         scores.setdefault(s["pair"], []).append((s["logprob"], s["conv"]))
     # pairs without a gold response (dropped by the oracle) were not scored and keep no conversation
     missing = {k[0] for k in convs} - set(scores) - set(read_meta(args.logprobs).get("no_gold", []))

@@ -48,12 +48,16 @@ def run(args: argparse.Namespace) -> None:
     pairs = load_pairs(args.tasks, args.personas)
     by_key = {p.key: p for p in pairs}
     prompts = load_prompt_set(args.prompts)
-    chosen = select(load_conversations(args.conversations), {p.key: p.index for p in pairs}, args.pairs_per_group,
-                    args.seed)
+    chosen = select(
+        load_conversations(args.conversations), {p.key: p.index for p in pairs}, args.pairs_per_group, args.seed
+    )
     inputs = [prompts.winrate_answer(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"]) for c in chosen]
-    gen = generation.generate(args, "winrate_answer", inputs, [(c["pair"], c["conv"]) for c in chosen],
-                              prompt_set=args.prompts, n=1)
-    recs = [{"pair": c["pair"], "conv": c["conv"], "group": c["target_turns"], "text": o[0]}
-            for c, o in zip(chosen, gen.outputs, strict=True)]
+    gen = generation.generate(
+        args, "winrate_answer", inputs, [(c["pair"], c["conv"]) for c in chosen], prompt_set=args.prompts, n=1
+    )
+    recs = [
+        {"pair": c["pair"], "conv": c["conv"], "group": c["target_turns"], "text": o[0]}
+        for c, o in zip(chosen, gen.outputs, strict=True)
+    ]
     write_jsonl(args.output, recs, gen.meta)
     log.info("wrote %d answers", len(recs))

@@ -121,7 +121,8 @@ def use_prompt_set_template(tokenizer: Any, data: Path) -> dict[str, Any]:
         prompt_set = load_prompt_set(name)
     except StargateError as exc:
         raise InputError(
-            meta_path(data), f"names prompt set '{name}', which cannot be loaded ({exc})",
+            meta_path(data),
+            f"names prompt set '{name}', which cannot be loaded ({exc})",
             fix="rebuild the SFT data with the sft_data stage under a prompt set of this checkout",
         ) from None
     if prompt_set.chat_template is not None:

@@ -66,7 +66,9 @@ class TrainingSpec:
     def check(self) -> None:
         """What the schema cannot say: combinations of keys."""
         if self.master_weights == "bf16" and not self.bf16:
-            raise StargateError("training.master_weights: bf16 master weights need bf16: true (or set master_weights: fp32)")
+            raise StargateError(
+                "training.master_weights: bf16 master weights need bf16: true (or set master_weights: fp32)"
+            )
         if self.master_weights == "bf16" and self.deepspeed is not None:
             raise StargateError(
                 f"training.master_weights: bf16 master weights cannot be combined with deepspeed {self.deepspeed!r}: "
