@@ -433,7 +433,9 @@ def test_multi_gpu_relaunch_command_and_gpu_checks(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(StargateError, match="no CUDA device"):
             launch.check_gpus(2)
-    launch.check_gpus(0)
+    launch.check_gpus(0)  # CPU training asks for no device, even where CUDA is absent: must not raise
+    with pytest.raises(StargateError, match="must be >= 0"):
+        launch.check_gpus(-1)
 
 
 def test_wandb_offline_unless_logged_in(tmp_path):
