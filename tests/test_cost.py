@@ -13,6 +13,7 @@ import yaml
 from stargate.api.accounting import Ledger, call_cost, resolve_prices
 from stargate.api.requests import estimate_prompt_tokens, estimate_tokens
 from stargate.cli import main
+from stargate.config import load_config
 from stargate.errors import StargateError
 from stargate.prompts import load_prompt_set
 from stargate.stages import cost
@@ -215,8 +216,10 @@ def test_default_config_costs_nothing(capsys, monkeypatch):
 
 
 def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
-    cfg_path = tmp_path / "paper.yaml"
-    cfg_path.write_text(yaml.safe_dump(PAPER))
+    cfg_path = tmp_path / "paper.yaml"  # the CLI loads a whole config the way the workflow does
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    paper["api"]["cache_dir"] = str(tmp_path / "cache")
+    cfg_path.write_text(yaml.safe_dump(paper))
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("STARGATE_API_CACHE", str(tmp_path / "cache"))
     Ledger(tmp_path / "cache" / "ledger.jsonl").append(
@@ -232,11 +235,11 @@ def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
     assert main(["cost", "--configfile", str(cfg_path), "--ledger"]) == 0
     out = capsys.readouterr().out
     assert "25,500" in out and "total (API roles)" in out and "oracle" in out and "$0.03" in out
-    est = cost.estimate(PAPER, base_dir=REPO)
+    est = cost.estimate(load_config(cfg_path), base_dir=REPO)
     total_line = next(line for line in out.splitlines() if line.startswith("total (API roles)"))
     assert total_line.split()[-2:] == [f"{est['total_usd_online']:,.2f}", f"{est['total_usd_batch']:,.2f}"]
     assert main(["cost", "--configfile", str(cfg_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["total_calls"] == 26_510
+    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 900
     assert main(["cost", "--configfile", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

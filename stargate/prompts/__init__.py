@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..backends.vllm033 import PromptLengthContext, VllmTextPrompt
+from ..config import CONDITIONS, CONDITIONS_PER_ITERATION
 from ..errors import StargateError
 
 PROMPTS_DIR = Path(__file__).resolve().parent
@@ -110,7 +111,7 @@ def template_files(name: str, keys: tuple[str, ...] = TEXT_NAMES) -> list[str]:
         files.append(f if f.exists() else PROMPTS_DIR / manifest.get("texts_from", name) / f"{key}.txt")
     if manifest.get("chat_template"):
         files.append(folder / manifest["chat_template"])
-    return [str(f) for f in files]
+    return [str(f.resolve()) for f in files]
 
 
 def stage_template_files(name: str, stage: str) -> list[str]:
@@ -294,9 +295,9 @@ class PromptSet:
         """Context whose continuation is the gold response, per log-prob condition (prompts §6)."""
         name, task = name.strip(), task.strip()
         with_persona = condition in ("pos-control-1", "pos-control-2")
-        with_conv = condition in ("qa-experimental", "pos-control-1", "shuffled")
+        with_conv = condition in CONDITIONS_PER_ITERATION
         intro = f"My name is {name}." + (f" Here is some information about me:\n\n{persona}" if with_persona else "")
-        if condition not in ("qa-experimental", "pos-control-1", "pos-control-2", "neg-control", "shuffled"):
+        if condition not in CONDITIONS:
             raise StargateError(f"unknown log-prob condition '{condition}'")
         if self.raw:
             prompt = "<s>[INST]" + intro + "\n\n" + task + "[/INST]"

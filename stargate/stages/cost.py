@@ -20,11 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..api.accounting import BATCH_DISCOUNT, Ledger, call_cost, resolve_prices
 from ..api.cache import resolve_cache_dir
 from ..api.requests import CHARS_PER_TOKEN, estimate_prompt_tokens, tokenizer_name
+from ..config import load_config
 from ..errors import InputError, StargateError
 from ..prompts import load_prompt_set
 from .personas import load_seeds
@@ -61,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.configfile)
     if not path.exists():
         raise StargateError(f"{path}: config file does not exist (fix: --configfile)")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"not valid YAML ({exc})") from None
+    config = load_config(path)  # validated, defaults filled from the schema: what the workflow would run
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     est = estimate(config, base_dir=Path.cwd(), roles=roles, all_backends=args.all_backends)
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import CONDITIONS, CONDITIONS_PER_ITERATION
 from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
@@ -18,12 +19,9 @@ from .common import add_data_arguments, add_role_arguments, load_conversations, 
 
 log = get_logger(__name__)
 
-CONVERSATION_CONDITIONS = ("qa-experimental", "pos-control-1", "shuffled")
-PAIR_CONDITIONS = ("neg-control", "pos-control-2")
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--condition", required=True, choices=CONVERSATION_CONDITIONS + PAIR_CONDITIONS)
+    p.add_argument("--condition", required=True, choices=CONDITIONS)
     p.add_argument("--conversations", help="pooled (or shuffled) conversations; not used by pair conditions")
     p.add_argument("--gold", required=True)
     add_data_arguments(p)
@@ -41,7 +39,7 @@ def run(args: argparse.Namespace) -> None:
         log.warning(
             "%d pair(s) have no gold response (dropped by the oracle, see its .meta.json): not scored", len(no_gold)
         )
-    if args.condition in CONVERSATION_CONDITIONS:
+    if args.condition in CONDITIONS_PER_ITERATION:
         if not args.conversations:
             raise StargateError(f"condition {args.condition} needs --conversations")
         for lineno, c in enumerate(load_conversations(args.conversations), start=1):
