@@ -218,10 +218,13 @@ def test_template_edit_reruns_only_its_users(tiny_run, tmp_path):
     pkg = tmp_path / "pkg"
     shutil.copytree(REPO / "stargate", pkg / "stargate", ignore=shutil.ignore_patterns("__pycache__", "prompts"))
     shutil.copytree(REPO / "config", pkg / "config")
-    for f in (REPO / "stargate" / "prompts").rglob("*"):  # the same files, by link, then one is edited
+    for f in (REPO / "stargate" / "prompts").rglob("*"):  # the same template files, by link; code copied
         if f.is_file() and "__pycache__" not in f.parts:
             (pkg / f.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
-            (pkg / f.relative_to(REPO)).symlink_to(f)
+            if f.suffix == ".py":
+                shutil.copy(f, pkg / f.relative_to(REPO))
+            else:
+                (pkg / f.relative_to(REPO)).symlink_to(f)
     env = {"PYTHONPATH": str(pkg)}
     assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == set()
     judge = pkg / "stargate" / "prompts" / "paper_v1" / "judge_user.txt"
