@@ -144,6 +144,10 @@ def test_api_roles_through_real_server(counted_server, tmp_path):
             api_role(srv, cache, max_tokens=40),
             "--model",
             srv.model,
+            "--seed",
+            1,
+            "--mode",
+            "generate",
         )
 
     assert judge() == 0
