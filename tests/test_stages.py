@@ -18,6 +18,11 @@ def run(*argv) -> int:
     return main([str(a) for a in argv])
 
 
+def sim_args(conversations=3, max_turns=2):
+    """The questioner-turn flags the workflow takes from `simulation` in the config."""
+    return ["--conversations", conversations, "--min-turns", 1, "--max-turns", max_turns, "--seed", 1]
+
+
 def common(d, model):
     return ["--tasks", d["tasks"], "--personas", d["personas"], "--prompts", "fixed_v1", "--model", model]
 
@@ -43,14 +48,7 @@ def simulated(tmp_path_factory, tiny_model_dir, data_files):
                     shard,
                     "--shards",
                     2,
-                    "--conversations",
-                    3,
-                    "--min-turns",
-                    1,
-                    "--max-turns",
-                    2,
-                    "--seed",
-                    1,
+                    *sim_args(),
                     *extra,
                     "--output",
                     a,
@@ -134,14 +132,7 @@ def _scripted_simulation(out, d, questioner: str, roleplayer: str, shards: int =
                     shard,
                     "--shards",
                     shards,
-                    "--conversations",
-                    3,
-                    "--min-turns",
-                    1,
-                    "--max-turns",
-                    2,
-                    "--seed",
-                    1,
+                    *sim_args(),
                     *extra,
                     "--output",
                     a,
@@ -233,14 +224,7 @@ def test_questioner_samples_do_not_depend_on_sharding(tmp_path, tiny_model_dir, 
                     shard,
                     "--shards",
                     shards,
-                    "--conversations",
-                    3,
-                    "--min-turns",
-                    1,
-                    "--max-turns",
-                    2,
-                    "--seed",
-                    1,
+                    *sim_args(),
                     "--output",
                     p,
                     "--role",
@@ -299,14 +283,7 @@ def test_turn_partition_is_the_same_for_every_model(tmp_path, tiny_model_dir, da
             0,
             "--shards",
             1,
-            "--conversations",
-            1,
-            "--min-turns",
-            1,
-            "--max-turns",
-            3,
-            "--seed",
-            1,
+            *sim_args(conversations=1, max_turns=3),
             "--output",
             p,
             "--role",

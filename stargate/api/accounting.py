@@ -192,7 +192,6 @@ class Tally:
     cost_usd: float = 0.0
     failed: int = 0
     skipped_budget: int = 0
-    refused: int = 0
     finish_reasons: dict[str, int] = field(default_factory=dict)
 
 

@@ -214,7 +214,6 @@ class OpenAIBackend(Backend):
 
     def _tally_outputs(self, outputs: list[list[str | None]]) -> list[list[str | None]]:
         self._count(outputs)  # n_prompts, n_outputs, n_empty, n_refused (base.py)
-        self.accounting.tally.refused += sum(1 for outs in outputs for o in outs if o is None)
         self._publish_stats()
         return outputs
 
@@ -222,7 +221,9 @@ class OpenAIBackend(Backend):
         """Copy the accounting tally into `stats` (stages write stats into the artifact's .meta.json)."""
         tally = asdict(self.accounting.tally)
         tally["cost_usd"] = round(tally["cost_usd"], 8)
+        tally["refused"] = self.stats.n_refused  # counted once, by base._count; named as the other API counters
         self.stats.extra.update(tally)
+        self.stats.n_tokens_in = self.accounting.tally.tokens_in
         self.stats.n_tokens_out = self.accounting.tally.tokens_out
 
     # ------------------------------------------------------------------------------ client
