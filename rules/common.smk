@@ -17,7 +17,7 @@ from stargate.config import (
     train_split,
 )
 from stargate.fingerprint import code_fingerprint
-from stargate.prompts import stage_template_files
+from stargate.prompts import stage_template_digest
 from stargate.released import data_path, per_split_file
 
 # The schema (config/schema.yaml) defines and defaults every key; after this, config[...] is complete.
@@ -46,9 +46,11 @@ def code(stage):
     return code_fingerprint(f"stargate.stages.{stage}")
 
 
-def prompt_files(stage):
-    """The prompt templates `stage` reads (and the manifest): inputs, so editing one reruns only its users."""
-    return stage_template_files(PROMPTS, stage)
+def prompt_digest(stage):
+    """sha256 of the prompt templates `stage` reads (names relative to the prompt folder, contents): a
+    param, so editing one reruns only its users while a moved checkout (other absolute paths) does not.
+    """
+    return stage_template_digest(PROMPTS, stage)
 
 
 def repo_path(path):
@@ -164,7 +166,6 @@ def questioner_turn_inputs(wc):
     inputs = {
         **data_inputs(wc.split),
         "model": questioner_model(wc.t),
-        "prompts": prompt_files("questioner_turn"),
     }
     if int(wc.k) > 1:
         inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"

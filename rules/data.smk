@@ -38,7 +38,6 @@ rule personas:
             else data_files("personas", wc.split)
         ),
         model=role_model_input("persona_generator") if GENERATED_PERSONAS else [],
-        prompts=prompt_files("personas"),
     output:
         "results/data/personas/{split}.texts.jsonl",
     log:
@@ -62,6 +61,7 @@ rule personas:
             if GENERATED_PERSONAS
             else f"--prompts {PROMPTS}"
         ),
+        templates=prompt_digest("personas"),
         code=code("personas"),
     shell:
         "stargate personas --split {wildcards.split} --spec {params.spec:q} {params.role}"
@@ -73,7 +73,6 @@ rule names:
         personas="results/data/personas/{split}.texts.jsonl",
         source=lambda wc: data_files("names", wc.split) if FILE_NAMES else [],
         model=role_model_input("persona_generator") if LLM_NAMES else [],
-        prompts=prompt_files("names"),
     output:
         "results/data/personas/{split}.jsonl",
     log:
@@ -88,6 +87,7 @@ rule names:
             file_arg("--names-file", "names", wc.split) if FILE_NAMES else ""
         ),
         role=role_cli("persona_generator") if LLM_NAMES else f"--prompts {PROMPTS}",
+        templates=prompt_digest("names"),
         code=code("names"),
     shell:
         "stargate names --personas {input.personas} --method {params.method} {params.names_file} {params.role}"
@@ -99,7 +99,6 @@ rule oracle:
         unpack(split_data),
         source=lambda wc: data_files("oracle", wc.split) if FILE_GOLD else [],
         model=role_model_input("oracle") if not FILE_GOLD else [],
-        prompts=prompt_files("oracle") if not FILE_GOLD else [],
     output:
         "results/data/oracle/{split}.jsonl",
     log:
@@ -117,6 +116,7 @@ rule oracle:
         max_dropped=config["data"]["oracle"]["max_dropped_fraction"],
         # the authors' gold responses need no oracle: its role and model are not used then
         role=f"--prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
+        templates=prompt_digest("oracle") if not FILE_GOLD else "",
         code=code("oracle"),
     shell:
         "stargate oracle --tasks {input.tasks} --personas {input.personas} {params.gold_file}"

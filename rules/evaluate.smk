@@ -11,7 +11,6 @@ rule winrate_answer:
         **TEST_DATA,
         conversations=lambda wc: conversations(wc.t, "test"),
         model=lambda wc: questioner_model(wc.t),
-        prompts=prompt_files("winrate_answer"),
     output:
         "results/eval/winrate/m{t}.answers.jsonl",
     log:
@@ -26,6 +25,7 @@ rule winrate_answer:
         role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
         per_group=WINRATE["pairs_per_group"] or 0,
         seed=WINRATE["seed"],
+        templates=prompt_digest("winrate_answer"),
         code=code("winrate_answer"),
     shell:
         "stargate winrate-answer --conversations {input.conversations} --tasks {input.tasks}"
@@ -39,7 +39,6 @@ rule judge:
         candidate="results/eval/winrate/m{t}.answers.jsonl",
         baseline="results/eval/winrate/m0.answers.jsonl",
         model=role_model_input("judge"),
-        prompts=prompt_files("judge"),
     output:
         "results/eval/winrate/m{t}_vs_m0.judge.jsonl",
     log:
@@ -55,6 +54,7 @@ rule judge:
         seed=WINRATE["seed"],
         mode=WINRATE["verdict"],
         max_dropped=WINRATE["max_dropped_fraction"],
+        templates=prompt_digest("judge"),
         code=code("judge"),
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"

@@ -11,7 +11,6 @@ rule score:
         ),
         gold="results/data/oracle/{split}.jsonl",
         model=base_model_dir(),
-        prompts=prompt_files("score"),
     output:
         "results/m{t}/logprobs/{split}.{condition}.jsonl",
     log:
@@ -26,6 +25,7 @@ rule score:
         **res(mem_mb=8000, runtime=240),
     params:
         role=role_cli("scorer", model=base_model_dir()),
+        templates=prompt_digest("score"),
         code=code("score"),
         # an input (tracked as such), so this param need not be recorded
         conversations=lambda wc, input: f"--conversations {input.conversations}",
@@ -41,7 +41,6 @@ use rule score as score_control with:
         unpack(split_data),
         gold="results/data/oracle/{split}.jsonl",
         model=base_model_dir(),
-        prompts=prompt_files("score"),
     output:
         "results/controls/{split}.{condition}.jsonl",
     log:
@@ -54,6 +53,7 @@ use rule score as score_control with:
         **res(mem_mb=8000, runtime=120),
     params:
         role=role_cli("scorer", model=base_model_dir()),
+        templates=prompt_digest("score"),
         code=code("score"),
         conversations="",
 

@@ -7,7 +7,6 @@ rule regularize:
         unpack(split_data),
         topk="results/m{t}/topk/{split}.jsonl",
         model=lambda wc: questioner_model(wc.t),
-        prompts=prompt_files("regularize"),
     output:
         "results/m{t}/regularizer/{split}.jsonl",
     log:
@@ -20,6 +19,7 @@ rule regularize:
         **res(mem_mb=8000, runtime=240),
     params:
         role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
+        templates=prompt_digest("regularize"),
         code=code("regularize"),
     shell:
         "stargate regularize --topk {input.topk} --tasks {input.tasks} --personas {input.personas}"
@@ -31,7 +31,6 @@ rule sft_data:
         unpack(split_data),
         topk="results/m{t}/topk/{split}.jsonl",
         responses="results/m{t}/regularizer/{split}.jsonl",
-        prompts=prompt_files("sft_data"),
     output:
         "results/m{t}/sft/{split}.jsonl",
     log:
@@ -42,6 +41,7 @@ rule sft_data:
         **res(),
     params:
         prompts=PROMPTS,
+        templates=prompt_digest("sft_data"),
         code=code("sft_data"),
     shell:
         "stargate sft-data --topk {input.topk} --responses {input.responses} --tasks {input.tasks}"

@@ -21,6 +21,7 @@ rule questioner_turn:
         open=lambda wc, input: f"--open {input.open}" if int(wc.k) > 1 else "",
         sim=f"--shards {len(SHARDS)} --conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
         f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
+        templates=prompt_digest("questioner_turn"),
         code=code("questioner_turn"),
     shell:
         "stargate questioner-turn --turn {wildcards.k} --iteration {wildcards.t} --shard {wildcards.shard}"
@@ -33,7 +34,6 @@ rule roleplayer_turn:
         unpack(split_data),
         asked="results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
         model=role_model_input("roleplayer"),
-        prompts=prompt_files("roleplayer_turn"),
     output:
         done="results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
         open="results/m{t}/sim/{split}/shard{shard}/turn{k}.open.jsonl",
@@ -47,6 +47,7 @@ rule roleplayer_turn:
         **res(mem_mb=8000, runtime=240),
     params:
         role=role_cli("roleplayer"),
+        templates=prompt_digest("roleplayer_turn"),
         code=code("roleplayer_turn"),
     shell:
         "stargate roleplayer-turn --turn {wildcards.k} --asked {input.asked} --tasks {input.tasks}"

@@ -17,17 +17,28 @@ from stargate.config import check_config, defaults_of, load_config
 from stargate.errors import StargateError
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
-def snakemake(*args, cwd, timeout=900, env=None):
+def snakemake(*args, cwd, timeout=900, env=None, snakefile=REPO / "Snakefile"):
     # rules call `stargate` from PATH, as in an activated environment
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **(env or {}),
     }
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def checkout_copy(dest: Path) -> Path:
+    """The project's tracked files (tests and docs aside) copied to `dest`: a checkout of its own."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in files.splitlines():
+        if name.split("/")[0] in {"tests", "docs", ".ci"} or not (REPO / name).is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, dest / name)
+    return dest
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -129,8 +140,8 @@ def test_paper_dry_run_has_the_whole_dag(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_model_dir):
-    """The whole DAG on the tiny config, run once in a fresh working directory."""
-    work = tmp_path_factory.mktemp("workflow")
+    """The whole DAG on the tiny config, run once in a fresh checkout of the project (its working directory)."""
+    work = checkout_copy(tmp_path_factory.mktemp("workflow"))
     cfg = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
     cfg["models"]["tiny"]["source"]["path"] = str(tiny_model_dir)
     (work / "tiny.yaml").write_text(yaml.safe_dump(cfg))
@@ -193,21 +204,29 @@ def _planned(r) -> set[str]:
     return set(job_counts(r.stdout)) - {"all", "total"}
 
 
+def _moved(tiny_run, dest: Path) -> Path:
+    """The finished checkout, results and Snakemake's records included, moved elsewhere (mtimes kept)."""
+    shutil.copytree(tiny_run, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def _dry_run(where: Path) -> set[str]:
+    # the moved checkout's own Snakefile: Snakemake puts its folder first on sys.path, so its package is used
+    return _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=where, snakefile=where / "Snakefile"))
+
+
 @pytest.mark.slow
-def test_code_edit_reruns_its_stage_and_what_follows(tiny_run, tmp_path):
-    """Editing a stage's module reruns that stage and its downstream, nothing else (code fingerprints)."""
-    pkg = tmp_path / "pkg"
-    shutil.copytree(REPO / "stargate", pkg / "stargate", ignore=shutil.ignore_patterns("__pycache__", "prompts"))
-    (pkg / "stargate" / "prompts").symlink_to(REPO / "stargate" / "prompts")  # same template paths
-    shutil.copytree(REPO / "config", pkg / "config")
-    env = {"PYTHONPATH": str(pkg)}
-    assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == set()
-    judge = pkg / "stargate" / "stages" / "judge.py"
+def test_moved_checkout_is_up_to_date_and_code_edit_reruns_its_stage(tiny_run, tmp_path):
+    """A moved checkout with its results has nothing to do; editing a stage's module then reruns that stage
+    and its downstream, nothing else (code fingerprints)."""
+    moved = _moved(tiny_run, tmp_path / "moved")
+    assert _dry_run(moved) == set()
+    judge = moved / "stargate" / "stages" / "judge.py"
     judge.write_text(judge.read_text() + "\n# an edit\n")
-    assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == {"judge", "summarize"}
-    topk = pkg / "stargate" / "stages" / "topk.py"
+    assert _dry_run(moved) == {"judge", "summarize"}
+    topk = moved / "stargate" / "stages" / "topk.py"
     topk.write_text(topk.read_text() + "\n# an edit\n")
-    planned = _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env))
+    planned = _dry_run(moved)
     assert "topk" in planned and "train" in planned and "regularize" in planned
     assert not planned & {"tasks", "personas", "names", "oracle", "prepare_model", "score_control"}, planned
 
@@ -215,23 +234,10 @@ def test_code_edit_reruns_its_stage_and_what_follows(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_template_edit_reruns_only_its_users(tiny_run, tmp_path):
     """A rule depends on the templates it renders only: a changed judge prompt reruns the judge."""
-    pkg = tmp_path / "pkg"
-    shutil.copytree(REPO / "stargate", pkg / "stargate", ignore=shutil.ignore_patterns("__pycache__", "prompts"))
-    shutil.copytree(REPO / "config", pkg / "config")
-    for f in (REPO / "stargate" / "prompts").rglob("*"):  # the same template files, by link; code copied
-        if f.is_file() and "__pycache__" not in f.parts:
-            (pkg / f.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
-            if f.suffix == ".py":
-                shutil.copy(f, pkg / f.relative_to(REPO))
-            else:
-                (pkg / f.relative_to(REPO)).symlink_to(f)
-    env = {"PYTHONPATH": str(pkg)}
-    assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == set()
-    judge = pkg / "stargate" / "prompts" / "paper_v1" / "judge_user.txt"
-    text = judge.read_text()
-    judge.unlink()
-    judge.write_text(text + "\nAn edited judge prompt.\n")
-    assert _planned(snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run, env=env)) == {"judge", "summarize"}
+    moved = _moved(tiny_run, tmp_path / "moved")
+    judge = moved / "stargate" / "prompts" / "paper_v1" / "judge_user.txt"  # fixed_v1 takes its texts from here
+    judge.write_text(judge.read_text() + "\nAn edited judge prompt.\n")
+    assert _dry_run(moved) == {"judge", "summarize"}
 
 
 @pytest.mark.slow

@@ -118,6 +118,19 @@ def stage_template_files(name: str, stage: str) -> list[str]:
     return template_files(name, STAGE_TEXTS[stage])
 
 
+def stage_template_digest(name: str, stage: str) -> str:
+    """sha256 over the names (relative to the prompts folder) and contents of the templates `stage` reads.
+
+    Rules record it as a param: an edited template reruns its users, while a moved or re-cloned checkout
+    (other absolute paths, new mtimes) leaves the results up to date.
+    """
+    h = hashlib.sha256()
+    for f in sorted(stage_template_files(name, stage)):
+        path = Path(f)
+        h.update(str(path.relative_to(PROMPTS_DIR.resolve())).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _sha256(text: str | bytes) -> str:
     return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
 
