@@ -5,6 +5,7 @@
 
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -90,6 +91,13 @@ def role_model_input(role):
     return [model_dir(name)] if loads_a_model(role) and not is_api_model(name) else []
 
 
+def json_param(obj):
+    """JSON for a params string: a `{word}` inside a string value (a scripted reply's "{last}") is written
+    `\\u007bword}` (the same JSON), or Snakemake would take it for a wildcard and fail to build the DAG.
+    """
+    return re.sub(r"\{(?=\s*\w)", r"\\u007b", json.dumps(obj, sort_keys=True))
+
+
 def role_cli(role, model=None):
     """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string.
 
@@ -105,7 +113,7 @@ def role_cli(role, model=None):
             model = model_dir(name) if loads_a_model(role) else name
     args = [
         "--role",
-        json.dumps(spec, sort_keys=True),
+        json_param(spec),
         "--model",
         model,
         "--prompts",
