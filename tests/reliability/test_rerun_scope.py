@@ -346,7 +346,7 @@ def check_variant(work: Path, name: str, cfg: dict, only: tuple[str, ...] = ()) 
     assert results[1] == {"rules": {}}, f"{name}: a materialised DAG must be up to date: {results[1]}"
     edges = results[2]["edges"]
     problems = []
-    for (key, path), res in zip(cases, results[3:], strict=True):
+    for (key, _), res in zip(cases, results[3:], strict=True):
         if "error" in res:
             problems.append(f"{key}: dry-run failed: {res['error'][:300]}")
             continue
