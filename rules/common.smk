@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from stargate.config import (
@@ -14,23 +15,68 @@ from stargate.config import (
     CONDITIONS_PER_ITERATION,
     SELECTION_CONDITION,
     check_config,
+    check_data_files,
     fill_defaults,
     train_split,
 )
+from stargate.errors import StargateError
 from stargate.fingerprint import code_fingerprint
 from stargate.prompts import stage_template_digest
 from stargate.released import data_path, per_split_file
+from stargate.runlock import claim_head_lock, clear_orphan_sidecars
+
+
+def config_problem(exc):
+    """A config error as a few lines and exit 1: no Python traceback of the Snakefile (stargate/errors.py)."""
+    files = (
+        ", ".join(str(f) for f in workflow.overwrite_configfiles)
+        or "config/config.yaml"
+    )
+    raise SystemExit(f"stargate: error in the config ({files}):\n{exc}")
+
+
+def repo_path(path):
+    """Config paths are relative to the working directory, else to the repository."""
+    return path if os.path.isabs(path) or os.path.exists(path) else str(REPO / path)
+
+
+def resolved_data_file(kind, split):
+    if kind == "seeds":
+        return repo_path(config["data"]["personas"]["seeds"])
+    return data_path(config["data"], kind, split, repo_path)
+
 
 # The schema (config/schema.yaml) defines and defaults every key; after this, config[...] is complete.
-fill_defaults(config, "config")
-check_config(config)
+REPO = Path(workflow.basedir)
+try:
+    fill_defaults(config, "config")
+    check_config(config)
+    check_data_files(config, resolved_data_file)
+except StargateError as exc:
+    config_problem(exc)
+
+# A crashed head's stale Snakemake locks are removed when no other head runs here (stargate/runlock.py).
+if workflow.is_main_process:
+    for stale in claim_head_lock():
+        print(
+            f"stargate: removed a stale Snakemake lock left by a killed run: {stale}",
+            file=sys.stderr,
+        )
+
+
+onstart:
+    clear_orphan_sidecars()
+
+
+onerror:
+    clear_orphan_sidecars()
+
 
 T = int(config["iterations"])
 SIM = config["simulation"]
 SHARDS = list(range(int(SIM["shards"])))
 TURNS = list(range(1, int(SIM["max_turns"]) + 1))
 ENV = "../envs/stargate.yaml"
-REPO = Path(workflow.basedir)
 PROMPTS = config["prompts"]
 EVAL = config["evaluation"]
 PER_T_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_PER_ITERATION]
@@ -52,11 +98,6 @@ def prompt_digest(stage):
     param, so editing one reruns only its users while a moved checkout (other absolute paths) does not.
     """
     return stage_template_digest(PROMPTS, stage)
-
-
-def repo_path(path):
-    """Config paths are relative to the working directory, else to the repository."""
-    return path if os.path.isabs(path) or os.path.exists(path) else str(REPO / path)
 
 
 def model_dir(name):

@@ -90,11 +90,25 @@ def _describe(e: jsonschema.ValidationError, prefix: str) -> str:
     return f"{key}: {msg}"
 
 
+PARTIAL_CONFIG_HINT = (
+    "a --configfile REPLACES config/config.yaml (it is not merged into it), so it must hold every "
+    "top-level key: copy config/config.yaml and edit the copy, or change single keys on the command "
+    "line with --config key=value"
+)
+
+
 def _raise_first(errors, source: str, prefix: str = "") -> None:
     errs = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
     if not errs:
         return
-    lines = [_describe(e, prefix) for e in errs[:5]]
+    # top-level keys missing: one line naming them all, and why (a partial --configfile, usually)
+    top_missing = [e for e in errs if e.validator == "required" and not e.absolute_path and not prefix]
+    lines = []
+    if top_missing:
+        names = [e.message.split("'")[1] for e in top_missing]
+        lines.append(f"missing top-level key(s): {', '.join(names)}; {PARTIAL_CONFIG_HINT}")
+        errs = [e for e in errs if e not in top_missing]
+    lines += [_describe(e, prefix) for e in errs[:5]]
     more = f"\n  ... and {len(errs) - 5} more" if len(errs) > 5 else ""
     raise StargateError(
         f"{source} does not match config/schema.yaml:\n  - "
@@ -211,6 +225,19 @@ def check_data(data: dict[str, Any]) -> list[str]:
                 f"data.tasks.rows: {s1} [{lo1}, {hi1}] and {s2} [{lo2}, {hi2}] overlap, so tasks would "
                 "appear in two splits; make the ranges disjoint (paper: A [0,250], B [250,500], test [500,550])"
             )
+    # keys the chosen source never reads: silently ignored, they would make the config lie
+    ignored = {
+        "tasks": (tasks, {"file": {"dataset", "dataset_split", "column"}, "hf_dataset": {"path"}}),
+        "personas": (personas, {"file": {"seeds", "count", "seed"}, "generate": {"path"}}),
+        "oracle": (oracle, {"generate": {"path"}}),
+    }
+    for kind, (spec, unused_by) in ignored.items():
+        unused = sorted(unused_by.get(spec.get("source"), set()) & spec.keys())
+        if unused:
+            problems.append(
+                f"data.{kind}: {', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not read when "
+                f"source is {spec['source']}; remove {'it' if len(unused) == 1 else 'them'} (or change the source)"
+            )
     if personas.get("source") == "file" and "path" not in personas:
         problems.append("data.personas.path: required when data.personas.source is file")
     if personas.get("source") == "generate" and not {"seeds", "count"} <= personas.keys():
@@ -229,3 +256,30 @@ def check_data(data: dict[str, Any]) -> list[str]:
                 "persona lists ('prompt-i persona-j'), so data.personas must be source: file too"
             )
     return problems
+
+
+def check_data_files(config: dict[str, Any], resolve) -> None:
+    """Every data file the config names exists (a typo fails here, naming the key, even when results
+    exist). `resolve(kind, split)` gives the path a stage would read (rules/common.smk resolves
+    data.released_dir and relative paths)."""
+    problems = []
+    data = config["data"]
+    for kind in ("tasks", "personas", "names", "oracle"):
+        spec = data.get(kind)
+        if not (isinstance(spec, dict) and spec.get("source") == "file"):
+            continue
+        for split in SPLITS:
+            path = resolve(kind, split)
+            if not Path(path).is_file():
+                problems.append(f"data.{kind}.path: {path} (split {split}) is not a file")
+                break
+    personas = data["personas"]
+    if personas.get("source") == "generate" and not Path(resolve("seeds", None)).is_file():
+        problems.append(f"data.personas.seeds: {resolve('seeds', None)} is not a file")
+    if problems:
+        raise StargateError(
+            "data files named in the config are missing:\n  - "
+            + "\n  - ".join(problems)
+            + "\n  (a relative path is looked up in the working directory, then in the repository; "
+            "fix the path or create the file)"
+        )
