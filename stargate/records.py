@@ -6,8 +6,10 @@ stage never leaves a half-written output that Snakemake (or a human) could mista
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -27,23 +29,28 @@ def read_jsonl(
         raise InputError(path, "file does not exist")
     records = []
     required, nonempty = tuple(required), tuple(nonempty)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                raise InputError(path, "blank line inside a JSONL file", lineno, "remove the blank line")
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"not valid JSON ({exc.msg})", lineno) from None
-            if not isinstance(rec, dict):
-                raise InputError(path, f"expected a JSON object, got {type(rec).__name__}", lineno)
-            missing = [k for k in required if k not in rec]
-            if missing:
-                raise InputError(path, f"missing field(s) {', '.join(missing)}", lineno)
-            for k in nonempty:
-                if not isinstance(rec[k], str) or not rec[k].strip():
-                    raise InputError(path, f"field '{k}' is empty", lineno)
-            records.append(rec)
+    data = path.read_bytes()
+    verify_digest(path, data)
+    for lineno, raw in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)", lineno) from None
+        if not line.strip():
+            raise InputError(path, "blank line inside a JSONL file", lineno, "remove the blank line")
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"not valid JSON ({exc.msg})", lineno) from None
+        if not isinstance(rec, dict):
+            raise InputError(path, f"expected a JSON object, got {type(rec).__name__}", lineno)
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise InputError(path, f"missing field(s) {', '.join(missing)}", lineno)
+        for k in nonempty:
+            if not isinstance(rec[k], str) or not rec[k].strip():
+                raise InputError(path, f"field '{k}' is empty", lineno)
+        records.append(rec)
     if not records and not allow_empty:
         raise InputError(path, "file is empty", fix="check the stage that produced it")
     return records
@@ -76,13 +83,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict], meta: dict[str, Any] | None = None) -> int:
-    """Write records atomically; also write `<path>.meta.json` with provenance and counts."""
+    """Write records atomically; also write `<path>.meta.json` with provenance, counts and the sha256
+    that `read_jsonl` checks, so a file changed or damaged after it was written is noticed where it is read."""
     path = Path(path)
     records = list(records)
-    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_text(path, body)
-    write_meta(path, {"n_records": len(records), **(meta or {})})
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    atomic_write_bytes(path, body)
+    write_meta(path, {"n_records": len(records), "sha256": hashlib.sha256(body).hexdigest(), **(meta or {})})
     return len(records)
+
+
+def _writing_stage() -> str | None:
+    """The `stargate <stage>` subcommand of this process, if it is one (recorded in the sidecar)."""
+    argv = sys.argv
+    if len(argv) > 1 and (Path(argv[0]).name == "stargate" or argv[0].endswith("__main__.py")):
+        return argv[1]
+    return None
+
+
+def verify_digest(path: Path, data: bytes) -> None:
+    """`data` (the bytes of `path`) must match the sha256 in its sidecar, when the sidecar records one."""
+    meta = read_meta(path)
+    want = meta.get("sha256")
+    if want and hashlib.sha256(data).hexdigest() != want:
+        stage = meta.get("stage")
+        rule = stage.replace("-", "_") if stage else "the stage that wrote it"
+        raise InputError(
+            path,
+            f"content does not match the sha256 recorded when {f'`stargate {stage}`' if stage else 'it'} wrote it "
+            "(changed or damaged since)",
+            fix=f"delete it and {meta_path(path).name}, then run the same snakemake command again: it reruns {rule}",
+        )
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
@@ -96,7 +127,13 @@ def meta_path(path: str | Path) -> Path:
 
 
 def write_meta(path: str | Path, meta: dict[str, Any]) -> None:
-    full = {"artifact": Path(path).name, "stargate_version": __version__, "written_at": time.time(), **meta}
+    full = {
+        "artifact": Path(path).name,
+        "stargate_version": __version__,
+        "stage": _writing_stage(),
+        "written_at": time.time(),
+        **meta,
+    }
     write_json(meta_path(path), full)
 
 
