@@ -90,8 +90,9 @@ def role_model_input(role):
     return [model_dir(name)] if loads_a_model(role) and not is_api_model(name) else []
 
 
-def role_cli(role, model=None):
-    """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string.
+def role_cli(role, model=None, prefix=""):
+    """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string
+    (`prefix`: `--{prefix}role`, `--{prefix}model` and no --prompts, for a stage running two roles).
 
     The role JSON is the role's config with every default filled in (see stargate.config.fill_defaults). M is the local model folder (also an input of the rule) or the API model name.
     """
@@ -104,13 +105,13 @@ def role_cli(role, model=None):
         else:
             model = model_dir(name) if loads_a_model(role) else name
     args = [
-        "--role",
+        f"--{prefix}role",
         json.dumps(spec, sort_keys=True),
-        "--model",
+        f"--{prefix}model",
         model,
-        "--prompts",
-        PROMPTS,
     ]
+    if not prefix:
+        args += ["--prompts", PROMPTS]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -160,16 +161,6 @@ def summary_inputs():
         "judge": list(m["judge"].values()),
         "conversations": list(m["conversations"].values()),
     }
-
-
-def questioner_turn_inputs(wc):
-    inputs = {
-        **data_inputs(wc.split),
-        "model": questioner_model(wc.t),
-    }
-    if int(wc.k) > 1:
-        inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
-    return inputs
 
 
 # Data files named in config (rules/data.smk).
