@@ -10,7 +10,8 @@
 # `gpu` is their sum and `questioner_gpu` the Questioner's share (it runs in its own worker process on the
 # first ones, the Roleplayer on the rest; see stargate/stages/simulate.py). profiles/slurm gives the paper
 # 1 (Mistral-7B) + 2 (Mixtral-8x7B) = 3 GPUs. The alternative, a job per turn and role, frees GPUs while the
-# other role works but reloads each model every turn (Mixtral: minutes per load on 2 GPUs).
+# other role works but reloads each model every turn (Mixtral: minutes per load on 2 GPUs). At paper scale
+# the Questioner's GPU idles during the Roleplayer's (hours-long) turns: docs/performance.md weighs both.
 rule simulate:
     input:
         unpack(split_data),
