@@ -139,8 +139,9 @@ def json_param(obj):
     return re.sub(r"\{(?=\s*\w)", r"\\u007b", json.dumps(obj, sort_keys=True))
 
 
-def role_cli(role, model=None):
-    """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string.
+def role_cli(role, model=None, prefix=""):
+    """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string
+    (`prefix`: `--{prefix}role`, `--{prefix}model` and no --prompts, for a stage running two roles).
 
     The role JSON is the role's config with every default filled in (see stargate.config.fill_defaults). M is the local model folder (also an input of the rule) or the API model name.
     """
@@ -153,13 +154,13 @@ def role_cli(role, model=None):
         else:
             model = model_dir(name) if loads_a_model(role) else name
     args = [
-        "--role",
+        f"--{prefix}role",
         json_param(spec),
-        "--model",
+        f"--{prefix}model",
         model,
-        "--prompts",
-        PROMPTS,
     ]
+    if not prefix:
+        args += ["--prompts", PROMPTS]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -209,16 +210,6 @@ def summary_inputs():
         "judge": list(m["judge"].values()),
         "conversations": list(m["conversations"].values()),
     }
-
-
-def questioner_turn_inputs(wc):
-    inputs = {
-        **data_inputs(wc.split),
-        "model": questioner_model(wc.t),
-    }
-    if int(wc.k) > 1:
-        inputs["open"] = f"{sim_dir(wc)}/turn{int(wc.k) - 1}.open.jsonl"
-    return inputs
 
 
 # Data files named in config (rules/data.smk).

@@ -1,58 +1,55 @@
 # Conversations between m_t (Questioner) and the Roleplayer, turn by turn and shard by shard (spec §3.1).
-# Each turn is two jobs writing new files; nothing is rewritten. Pooling checks the counts (§3.2).
+# Every turn writes new files; nothing is rewritten. Pooling checks the counts (§3.2).
 
 
-rule questioner_turn:
-    input:
-        unpack(questioner_turn_inputs),
-    output:
-        "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
-    log:
-        "logs/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.log",
-    benchmark:
-        "benchmarks/questioner_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
-    conda:
-        ENV
-    resources:
-        **res(mem_mb=8000, runtime=240),
-    params:
-        role=lambda wc: role_cli("questioner", model=questioner_model(wc.t)),
-        # an input (tracked as such), so this param need not be recorded
-        open=lambda wc, input: f"--open {input.open}" if int(wc.k) > 1 else "",
-        sim=f"--shards {len(SHARDS)} --conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
-        f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
-        templates=prompt_digest("questioner_turn"),
-        code=code("questioner_turn"),
-    shell:
-        "stargate questioner-turn --turn {wildcards.k} --iteration {wildcards.t} --shard {wildcards.shard}"
-        " {params.sim} --tasks {input.tasks} --personas {input.personas} {params.open} {params.role}"
-        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
-
-
-rule roleplayer_turn:
+# One job per shard runs every turn: the Questioner m_t and the Roleplayer are loaded once each for all
+# turns (per-turn jobs loaded each model max_turns times: 168 loads in the paper DAG, now 56). Each turn's
+# conversations are still separate, immutable outputs of the job, and pooling checks them.
+#
+# Resources: when both roles load a local model the job needs the GPUs of both, held for the whole job:
+# `gpu` is their sum and `questioner_gpu` the Questioner's share (it runs in its own worker process on the
+# first ones, the Roleplayer on the rest; see stargate/stages/simulate.py). profiles/slurm gives the paper
+# 1 (Mistral-7B) + 2 (Mixtral-8x7B) = 3 GPUs. The alternative, a job per turn and role, frees GPUs while the
+# other role works but reloads each model every turn (Mixtral: minutes per load on 2 GPUs). At paper scale
+# the Questioner's GPU idles during the Roleplayer's (hours-long) turns: docs/performance.md weighs both.
+rule simulate:
     input:
         unpack(split_data),
-        asked="results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
-        model=role_model_input("roleplayer"),
+        questioner=lambda wc: questioner_model(wc.t),
+        roleplayer=role_model_input("roleplayer"),
     output:
-        done="results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
-        open="results/m{t}/sim/{split}/shard{shard}/turn{k}.open.jsonl",
+        asked=expand(
+            "results/m{{t}}/sim/{{split}}/shard{{shard}}/turn{k}.asked.jsonl", k=TURNS
+        ),
+        done=expand(
+            "results/m{{t}}/sim/{{split}}/shard{{shard}}/turn{k}.done.jsonl", k=TURNS
+        ),
+        open=expand(
+            "results/m{{t}}/sim/{{split}}/shard{{shard}}/turn{k}.open.jsonl", k=TURNS
+        ),
     log:
-        "logs/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.log",
+        "logs/simulate/m{t}_{split}_shard{shard}.log",
     benchmark:
-        "benchmarks/roleplayer_turn/m{t}_{split}_shard{shard}_turn{k}.tsv"
+        "benchmarks/simulate/m{t}_{split}_shard{shard}.tsv"
     conda:
         ENV
     resources:
-        **res(mem_mb=8000, runtime=240),
+        **res(mem_mb=8000, runtime=480, questioner_gpu=0),
     params:
-        role=role_cli("roleplayer"),
-        templates=prompt_digest("roleplayer_turn"),
-        code=code("roleplayer_turn"),
+        questioner=lambda wc: role_cli(
+            "questioner", model=questioner_model(wc.t), prefix="questioner-"
+        ),
+        roleplayer=role_cli("roleplayer", prefix="roleplayer-"),
+        prompts=f"--prompts {PROMPTS}",
+        sim=f"--shards {len(SHARDS)} --conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
+        f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
+        templates=prompt_digest("questioner_turn") + prompt_digest("roleplayer_turn"),
+        code=code("simulate"),
     shell:
-        "stargate roleplayer-turn --turn {wildcards.k} --asked {input.asked} --tasks {input.tasks}"
-        " --personas {input.personas} {params.role} --gpus {resources.gpu}"
-        " --done {output.done} --open {output.open} > {log} 2>&1"
+        "stargate simulate --iteration {wildcards.t} --shard {wildcards.shard} {params.sim}"
+        " --tasks {input.tasks} --personas {input.personas} {params.prompts} {params.questioner} {params.roleplayer}"
+        " --gpus {resources.gpu} --questioner-gpus {resources.questioner_gpu}"
+        " --asked {output.asked} --done {output.done} --open {output.open} > {log} 2>&1"
 
 
 rule pool:

@@ -18,6 +18,7 @@ STAGES = {
     "personas": ("stargate.stages.personas", "persona texts of a split (file or generated)"),
     "names": ("stargate.stages.names", "find each persona's name"),
     "oracle": ("stargate.stages.oracle", "gold responses per persona-task pair"),
+    "simulate": ("stargate.stages.simulate", "all turns of a shard's conversations, each model loaded once"),
     "questioner-turn": ("stargate.stages.questioner_turn", "one Questioner turn of the simulation"),
     "roleplayer-turn": ("stargate.stages.roleplayer_turn", "one Roleplayer turn of the simulation"),
     "pool": ("stargate.stages.pool", "pool finished conversations of all turns and shards"),

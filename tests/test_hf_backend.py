@@ -140,3 +140,23 @@ def test_shared_prompt_cache_equals_encoding_every_sample(backend, monkeypatch):
     owner = next(c for c in DynamicCache.__mro__ if "batch_repeat_interleave" in vars(c))
     monkeypatch.delattr(owner, "batch_repeat_interleave")
     assert backend.generate(CHATS, SAMPLE, [5, 6, 7, 8]) == shared
+
+
+def test_batched_scores_equal_full_logits_and_lm_head_sees_targets_only(backend, tiny_model_dir):
+    """Scores of a mixed-length batch equal the full-logits computation of each pair alone (the pre-cut
+    path: every position through the lm_head), while the lm_head runs on target positions only."""
+    tok = backend.tokenizer
+    contexts = [[{"role": "user", "content": "y" * n + " what now?"}] for n in (3, 60, 17, 120, 1)]
+    targets = ["A.", "Two words then more words here.", "Mid length answer.", "Ok then.", "Fine, " * 9]
+    seen = []
+    hook = backend.model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    try:
+        got = backend.score(contexts, targets)
+    finally:
+        hook.remove()
+    for c, t, g in zip(contexts, targets, got, strict=True):
+        ctx_text = tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+        expected, n = _hand_logprob(tiny_model_dir, tok, ctx_text, t)
+        assert g.n_tokens == n and g.logprob == pytest.approx(expected, abs=1e-4)
+    longest = max(s.n_tokens for s in got)
+    assert seen and max(seen) == longest  # lm_head positions per row: the longest target of the batch

@@ -41,7 +41,7 @@ STOP = REPO / "scripts" / "slurm" / "stop-cluster.sh"
 INSTALL = REPO / "scripts" / "install-profiles.sh"
 
 # Rules that run on GPUs in the paper (spec §8); the API roles (oracle, personas, judge) do not.
-PAPER_GPU_RULES = {"questioner_turn", "roleplayer_turn", "score", "regularize", "train", "winrate_answer"}
+PAPER_GPU_RULES = {"simulate", "score", "regularize", "train", "winrate_answer"}
 
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")
 
@@ -155,8 +155,8 @@ def test_local_gpu_profile_dry_run(tmp_path):
     out = output_of(proc)
     assert proc.returncode == 0, out[-4000:]
     jobs = dry_run_jobs(out)
-    assert any(r == "questioner_turn" and res["gpu"] == "1" for r, res in jobs)
-    assert any(r == "roleplayer_turn" and res["gpu"] == "2" for r, res in jobs)
+    # one simulate job holds both models: Mistral-7B on 1 GPU + Mixtral-8x7B on 2 (rules/simulate.smk)
+    assert any(r == "simulate" and res["gpu"] == "3" and res["questioner_gpu"] == "1" for r, res in jobs)
 
 
 # ----------------------------------------------------------------------------- fast: bare profile name
@@ -188,8 +188,8 @@ def test_bare_profile_name_resolves_after_install(tmp_path):
     assert "Using profiles slurm" in out
     # the slurm profile's per-rule resources were applied
     jobs = dry_run_jobs(out)
-    gpu = slurm_profile()["set-resources"]["questioner_turn"]["gpu"]
-    assert any(r == "questioner_turn" and res["gpu"] == str(gpu) for r, res in jobs)
+    gpu = slurm_profile()["set-resources"]["simulate"]["gpu"]
+    assert any(r == "simulate" and res["gpu"] == str(gpu) for r, res in jobs)
 
 
 def test_install_profiles_is_idempotent_and_never_clobbers(tmp_path):
@@ -389,7 +389,7 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
         (wd / "resources" / "models" / "smollm2").symlink_to(prepared)
     timeout = int(os.environ.get("STARGATE_SLURM_TEST_TIMEOUT", "1200"))
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", WANDB_MODE="offline")
-    gpu_rules = ["questioner_turn", "score"]  # hf backend: `--gpus 1` without CUDA falls back to CPU
+    gpu_rules = ["simulate", "score"]  # hf backend: `--gpus 1` without CUDA falls back to CPU
     args = [
         "-s",
         str(REPO / "Snakefile"),
@@ -418,12 +418,12 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
     print(f"[slurm] sacct: {len(rows)} jobs: " + ", ".join(f"{k}={len(v)}" for k, v in sorted(by_rule.items())))
     assert all(r["State"] == "COMPLETED" for r in rows), [r for r in rows if r["State"] != "COMPLETED"]
     # everything except the local rules went through sbatch
-    expected = ["tasks", "questioner_turn", "roleplayer_turn", "pool", "score", "train", "winrate_answer", "judge"]
+    expected = ["tasks", "simulate", "pool", "score", "train", "winrate_answer", "judge"]
     for rule in expected + ([] if reused_model else ["prepare_model"]):
         assert rule in by_rule, f"no SLURM job for {rule}: {sorted(by_rule)}"
     assert "summarize" not in by_rule and "all" not in by_rule  # localrule: True
     for rule in gpu_rules:
         for r in by_rule[rule]:
             assert "gres/gpu=1" in r["ReqTRES"] and "gres/gpu=1" in r["AllocTRES"], r
-    for r in by_rule["roleplayer_turn"] + by_rule["train"]:
+    for r in by_rule["train"]:
         assert "gres/gpu" not in r["AllocTRES"], r

@@ -99,6 +99,109 @@ def simulated(tmp_path_factory, tiny_model_dir, data_files):
     return pooled
 
 
+def simulate_argv(out, shard, d, m, max_turns=2, **extra_flags):
+    files = {
+        kind: [out / f"s{shard}t{k}.{kind}.jsonl" for k in range(1, max_turns + 1)]
+        for kind in ("asked", "done", "open")
+    }
+    argv = [
+        "simulate",
+        "--iteration",
+        0,
+        "--shard",
+        shard,
+        "--shards",
+        2,
+        *sim_args(max_turns=max_turns),
+        "--tasks",
+        d["tasks"],
+        "--personas",
+        d["personas"],
+        "--prompts",
+        "fixed_v1",
+        "--questioner-role",
+        role_json(),
+        "--questioner-model",
+        m,
+        "--roleplayer-role",
+        role_json(temperature=0.0),
+        "--roleplayer-model",
+        m,
+        *[x for k, v in extra_flags.items() for x in (f"--{k.replace('_', '-')}", v)],
+    ]
+    for kind, paths in files.items():
+        argv += [f"--{kind}", *paths]
+    return argv, files
+
+
+def test_simulate_equals_turn_by_turn_and_loads_each_model_once(
+    simulated, tmp_path, tiny_model_dir, data_files, monkeypatch
+):
+    """One job per shard writes the same turn files as the per-turn stages (same prompts, same seed keys),
+    loading the Questioner and the Roleplayer once each for all turns."""
+    from stargate.backends import hf
+
+    loads = []
+    original = hf.HFBackend.__init__
+
+    def counting_init(self, *a, **k):
+        loads.append(a[0])
+        original(self, *a, **k)
+
+    monkeypatch.setattr(hf.HFBackend, "__init__", counting_init)
+    turnwise = simulated.parent
+    for shard in (0, 1):
+        loads.clear()
+        argv, files = simulate_argv(tmp_path, shard, data_files, tiny_model_dir)
+        assert run(*argv) == 0
+        assert len(loads) == 2  # the Questioner and the Roleplayer, once each for both turns
+        for kind, paths in files.items():
+            for k, path in enumerate(paths, start=1):
+                mine, theirs = path, turnwise / f"s{shard}t{k}.{kind}.jsonl"
+                assert mine.read_text() == theirs.read_text(), (shard, kind, k)
+        assert read_meta(files["done"][0])["n_generated"] == len(read_jsonl(files["asked"][0]))
+
+
+def test_simulate_checks_its_outputs_and_gpu_split(tmp_path, tiny_model_dir, data_files):
+    argv, _ = simulate_argv(tmp_path, 0, data_files, tiny_model_dir, max_turns=3)
+    argv = argv[: argv.index("--done")] + ["--done", tmp_path / "d1", "--open", tmp_path / "o1"]
+    assert run(*argv) == 2  # one file per turn for each of --asked, --done, --open
+
+    from argparse import Namespace
+
+    from stargate.errors import StargateError
+    from stargate.stages.simulate import gpu_split
+
+    both = Namespace(questioner_role=role_json(), roleplayer_role=role_json(), gpus=3, questioner_gpus=1)
+    assert gpu_split(both) == (1, 2, True)
+    assert gpu_split(Namespace(**{**vars(both), "questioner_gpus": 0})) == (3, 3, False)  # shared
+    assert gpu_split(Namespace(**{**vars(both), "gpus": 0})) == (0, 0, False)
+    api = scripted_role_json()
+    assert gpu_split(Namespace(**{**vars(both), "roleplayer_role": api})) == (3, 0, False)
+    with pytest.raises(StargateError, match="questioner-gpus 3"):
+        gpu_split(Namespace(**{**vars(both), "questioner_gpus": 3}))
+
+
+def test_role_process_generates_what_the_backend_does(tiny_model_dir):
+    """A role in its own worker process (the simulate stage's GPU split) returns the in-process outputs."""
+    from stargate.backends import Sampling, load_backend
+    from stargate.stages.role_process import RoleProcess
+
+    role = json.loads(role_json())
+    prompts = [[{"role": "user", "content": "Plan a trip."}], [{"role": "user", "content": "Cook what?"}]]
+    sampling = Sampling(n=2, temperature=0.9, top_p=0.9, max_tokens=6, seed=1)
+    with load_backend(role, str(tiny_model_dir)) as local:
+        expected = local.generate(prompts, sampling, [3, 4])
+    worker = RoleProcess(role, str(tiny_model_dir), 0, "questioner_turn", "")
+    try:
+        assert worker.generate(prompts, sampling, [3, 4]) == expected
+        assert worker.generate(prompts[:1], sampling, [3]) == expected[:1]  # the model stays loaded
+        assert worker.stats.n_outputs == 6 and worker.tokenizer is not None
+    finally:
+        worker.close()
+    assert not worker._proc.is_alive()
+
+
 def test_simulation_pools_every_pair(simulated):
     convs = read_jsonl(simulated)
     assert len(convs) == 6 * 3

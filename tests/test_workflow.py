@@ -135,7 +135,8 @@ def test_paper_dry_run_has_the_whole_dag(tmp_path):
     assert "results/m0/sft/A.jsonl" in out and "results/m1/sft/B.jsonl" in out and "results/m2/sft/A.jsonl" in out
     counts = job_counts(out)
     assert counts["train"] == 3 and counts["judge"] == 3 and counts["winrate_answer"] == 4
-    assert counts["questioner_turn"] == (3 + 4) * 4 * 3  # (train iterations + evals) x shards x turns
+    # one job per shard holds both models for every turn: (train iterations + evals) x shards
+    assert counts["simulate"] == (3 + 4) * 4 and "questioner_turn" not in counts and "roleplayer_turn" not in counts
 
 
 @pytest.fixture(scope="module")

@@ -70,12 +70,24 @@ class GenerationStats:
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def merged(self, other: GenerationStats) -> GenerationStats:
+        """The sum of two sets of counters (numeric `extra` entries added, others taken from `other`)."""
+        out = GenerationStats(**{k: getattr(self, k) + getattr(other, k) for k in _COUNTERS})
+        out.extra = dict(self.extra)
+        for k, v in other.extra.items():
+            num = isinstance(v, int | float) and isinstance(out.extra.get(k, 0), int | float)
+            out.extra[k] = out.extra.get(k, 0) + v if num else v
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """A flat JSON-ready dict for an artifact's `.meta.json` (`backend_stats`) and the job log."""
         out = {k: v for k, v in asdict(self).items() if k != "extra"}
         out["seconds"] = round(self.seconds, 3)
         # a backend counter named like a standard one is kept beside it, never over it
         return {**out, **{(f"extra_{k}" if k in out else k): v for k, v in self.extra.items()}}
+
+
+_COUNTERS = [f for f in GenerationStats.__dataclass_fields__ if f != "extra"]
 
 
 class Backend(ABC):

@@ -6,8 +6,8 @@ with n > 1 samples the prompt is encoded once and its cache repeated n times. Sa
 token from that row's own `torch.Generator`, seeded with the prompt's seed + k for its k-th sample
 (`stargate.seeding`), so a prompt's samples do not depend on the batch it shares or the batch size (up to
 floating-point differences of padded kernels, far below what flips a sample in fp32). Scoring runs
-teacher-forced forward passes with right padding and sums the log-probabilities of exactly the target
-tokens (span from character offsets, see spans.py).
+teacher-forced forward passes with left padding, computes logits at the target positions only, and sums
+the log-probabilities of exactly the target tokens (span from character offsets, see spans.py).
 """
 
 from __future__ import annotations
@@ -186,37 +186,72 @@ class HFBackend(Backend):
 
     # ------------------------------------------------------------------ score
     def score(self, contexts: Sequence[Prompt], targets: Sequence[str]) -> list[Score]:
-        torch = self.torch
+        """Summed log p(target | context) per pair. Only what the sum needs is computed: each row is cut
+        after its last target token's context (ids[: end - 1]: what follows cannot change the earlier
+        logits of a causal model), rows are left-padded so every target ends at the batch's last position,
+        and the lm_head runs on the last `max target length` positions only (`logits_to_keep`), not the
+        full vocabulary at every context position. Rows are sorted by length to cut padding; log-softmax
+        and the sum run in fp32."""
         if len(contexts) != len(targets):
             raise StargateError(f"score: {len(contexts)} contexts but {len(targets)} targets")
         rendered = [render_for_scoring(self.tokenizer, c, t) for c, t in zip(contexts, targets, strict=True)]
-        order = sorted(range(len(rendered)), key=lambda i: len(rendered[i][0]))
         scores: list[Score | None] = [None] * len(rendered)
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            width = max(len(rendered[i][0]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # right padding: positions are those of the unpadded text
-                ids = rendered[i][0]
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                attention[row, : len(ids)] = 1
-            with torch.no_grad():
-                logits = self.model(
-                    input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)
-                ).logits
-            for row, i in enumerate(idx):
-                ids, s, e = rendered[i]
-                if s < 1:
-                    raise ValueError("a target must follow a non-empty context")
-                # logits at position p predict token p+1
-                step = torch.log_softmax(logits[row, s - 1 : e - 1].float(), dim=-1)
-                tok = torch.tensor(ids[s:e], device=step.device)
-                lp = step.gather(1, tok.unsqueeze(1)).sum().item()
-                scores[i] = Score(logprob=float(lp), n_tokens=e - s)
+        todo = []
+        for i, (_, s, e) in enumerate(rendered):
+            if s < 1:
+                raise ValueError("a target must follow a non-empty context")
+            if e == s:  # an empty target: nothing to run
+                scores[i] = Score(logprob=0.0, n_tokens=0)
+            else:
+                todo.append(i)
+        todo.sort(key=lambda i: rendered[i][2])
+        t0, n_fed = time.perf_counter(), 0
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            for i, lp in zip(idx, self._score_batch([rendered[i] for i in idx]), strict=True):
+                scores[i] = Score(logprob=lp, n_tokens=rendered[i][2] - rendered[i][1])
+            n_fed += sum(rendered[i][2] - 1 for i in idx)
+        dt = time.perf_counter() - t0
+        self.stats.n_tokens_in += n_fed
+        self.stats.seconds += dt
+        n_target = sum(s.n_tokens for s in scores if s is not None)
+        log.info(
+            "scored %d pairs: %d tokens fed, %d target tokens in %.1fs (%.1f target tok/s)",
+            len(rendered),
+            n_fed,
+            n_target,
+            dt,
+            n_target / dt if dt else 0.0,
+        )
         self._count_scores(scores)  # type: ignore[arg-type]
         return scores  # type: ignore[return-value]
+
+    def _score_batch(self, rows: list[tuple[list[int], int, int]]) -> list[float]:
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id
+        width = max(e - 1 for _, _, e in rows)
+        keep = max(e - s for _, s, e in rows)  # the longest target: the positions whose logits are needed
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (ids, _, e) in enumerate(rows):  # left padding: every row's last target logit is at width - 1
+            input_ids[r, width - (e - 1) :] = torch.tensor(ids[: e - 1])
+            attention[r, width - (e - 1) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            logits = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                position_ids=positions.to(self.device),
+                logits_to_keep=keep,
+            ).logits
+        out = []
+        for r, (ids, s, e) in enumerate(rows):
+            # logits[:, j] predicts the token at width - keep + j + 1 of the padded row, i.e. ids[s:e]
+            # of this row sit at the last e - s positions
+            step = torch.log_softmax(logits[r, keep - (e - s) :].float(), dim=-1)
+            tok = torch.tensor(ids[s:e], device=step.device)
+            out.append(float(step.gather(1, tok.unsqueeze(1)).sum().item()))
+        return out
 
     def close(self) -> None:
         del self.model

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +72,13 @@ def generate(
     keys: Sequence[Key],
     *,
     prompt_set: str | None = None,
+    backend: Callable[[], Backend] | None = None,
     **overrides: Any,
 ) -> Generated:
     """Generate for every (prompt, key) with the role in `args.role` (`overrides`: sampling fields, e.g. n).
-    No items: no model is loaded, and the meta still says so."""
+    No items: no model is loaded, and the meta still says so. `backend`: a function handing back the role's
+    backend, opened once by the caller for several calls (the simulate stage); its stats in the meta are this
+    call's only."""
     if len(prompts) != len(keys):
         raise ValueError(f"{stage}: {len(prompts)} prompts but {len(keys)} keys")
     seen: set[Key] = set()
@@ -90,10 +93,19 @@ def generate(
     sampling = sampling_of(role, **overrides)
     if not prompts:
         return Generated([], _meta(stage, GenerationStats(), role, args.model, sampling, prompt_set, None))
-    backend = open_role(args, stage, role)
-    with backend:
-        outputs = backend.generate(prompts, sampling, seeds_for(stage, sampling, keys))
-    return Generated(outputs, _meta(stage, backend.stats, role, args.model, sampling, prompt_set, backend))
+    if backend is not None:
+        shared = backend()
+        before, shared.stats = shared.stats, GenerationStats()
+        try:
+            outputs = shared.generate(prompts, sampling, seeds_for(stage, sampling, keys))
+            mine = shared.stats
+        finally:
+            shared.stats = before.merged(shared.stats)
+        return Generated(outputs, _meta(stage, mine, role, args.model, sampling, prompt_set, shared))
+    own = open_role(args, stage, role)
+    with own:
+        outputs = own.generate(prompts, sampling, seeds_for(stage, sampling, keys))
+    return Generated(outputs, _meta(stage, own.stats, role, args.model, sampling, prompt_set, own))
 
 
 def score(

@@ -58,6 +58,43 @@ def start_conversations(args, pairs) -> list[dict]:
     return convs
 
 
+def ask(args, prompts, by_key, convs: list[dict], turn: int, finetuned: bool, n: int, backend=None):
+    """Append one sampled question to every conversation (in place); the generation's meta comes back.
+    `args` carries the role (`role`, `model`, `gpus`); `backend`: an already loaded one (see simulate)."""
+    if turn == 1:
+        # one prompt per pair, n samples: the pair's n conversations start from its n questions
+        heads = [c for c in convs if c["conv"] == 0]
+        inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, [], finetuned) for c in heads]
+        gen = generation.generate(
+            args,
+            "questioner_turn",
+            inputs,
+            [(c["pair"], None, 1) for c in heads],
+            prompt_set=args.prompts,
+            backend=backend,
+            n=n,
+        )
+        questions = {c["pair"]: o for c, o in zip(heads, gen.outputs, strict=True)}
+        for c in convs:
+            c["turns"] = [{"role": "questioner", "text": questions[c["pair"]][c["conv"]]}]
+    else:
+        inputs = [
+            prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned) for c in convs
+        ]
+        gen = generation.generate(
+            args,
+            "questioner_turn",
+            inputs,
+            [(c["pair"], c["conv"], turn) for c in convs],
+            prompt_set=args.prompts,
+            backend=backend,
+            n=1,
+        )
+        for c, o in zip(convs, gen.outputs, strict=True):
+            c["turns"] = c["turns"] + [{"role": "questioner", "text": o[0]}]
+    return gen
+
+
 def run(args: argparse.Namespace) -> None:
     if not 0 <= args.shard < args.shards:
         raise StargateError(f"--shard {args.shard} is outside 0..{args.shards - 1}")
@@ -77,36 +114,7 @@ def run(args: argparse.Namespace) -> None:
                     f"{args.open}:{lineno}: conversation has {len(c['turns'])} turns, "
                     f"expected {2 * (args.turn - 1)} before turn {args.turn}"
                 )
-    finetuned = args.iteration > 0
-    if args.turn == 1:
-        # one prompt per pair, n samples: the pair's n conversations start from its n questions
-        heads = [c for c in convs if c["conv"] == 0]
-        inputs = [prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, [], finetuned) for c in heads]
-        gen = generation.generate(
-            args,
-            "questioner_turn",
-            inputs,
-            [(c["pair"], None, 1) for c in heads],
-            prompt_set=args.prompts,
-            n=args.conversations,
-        )
-        questions = {c["pair"]: o for c, o in zip(heads, gen.outputs, strict=True)}
-        for c in convs:
-            c["turns"] = [{"role": "questioner", "text": questions[c["pair"]][c["conv"]]}]
-    else:
-        inputs = [
-            prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned) for c in convs
-        ]
-        gen = generation.generate(
-            args,
-            "questioner_turn",
-            inputs,
-            [(c["pair"], c["conv"], args.turn) for c in convs],
-            prompt_set=args.prompts,
-            n=1,
-        )
-        for c, o in zip(convs, gen.outputs, strict=True):
-            c["turns"] = c["turns"] + [{"role": "questioner", "text": o[0]}]
+    gen = ask(args, prompts, by_key, convs, args.turn, args.iteration > 0, args.conversations)
     meta = {**gen.meta, "turn": args.turn, "iteration": args.iteration, "shard": args.shard, "shards": args.shards}
     write_jsonl(args.output, convs, meta)
     log.info("turn %d: %d questions asked", args.turn, len(convs))

@@ -27,14 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_role_arguments(p)
 
 
-def run(args: argparse.Namespace) -> None:
-    by_key = {p.key: p for p in load_pairs(args.tasks, args.personas)}
-    prompts = load_prompt_set(args.prompts)
-    convs = load_conversations(args.asked, allow_empty=True)
-    for lineno, c in enumerate(convs, start=1):
-        lookup_pair(by_key, c["pair"], args.asked, lineno)
-        if len(c["turns"]) != 2 * args.turn - 1 or c["turns"][-1]["role"] != "questioner":
-            raise StargateError(f"{args.asked}:{lineno}: expected {2 * args.turn - 1} turns ending with a question")
+def answer(args, prompts, by_key, convs: list[dict], turn: int, backend=None):
+    """Append the Roleplayer's answer to every conversation (in place); the generation's meta comes back.
+    `args` carries the role (`role`, `model`, `gpus`); `backend`: an already loaded one (see simulate)."""
     inputs = [
         prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name, c["turns"])
         for c in convs
@@ -44,15 +39,32 @@ def run(args: argparse.Namespace) -> None:
         args,
         "roleplayer_turn",
         inputs,
-        [(c["pair"], c["conv"], args.turn) for c in convs],
+        [(c["pair"], c["conv"], turn) for c in convs],
         prompt_set=args.prompts,
+        backend=backend,
         n=1,
     )
     for c, o in zip(convs, gen.outputs, strict=True):
         c["turns"] = c["turns"] + [{"role": "roleplayer", "text": o[0]}]
+    return gen
+
+
+def split_finished(convs: list[dict], turn: int) -> tuple[list[dict], list[dict]]:
+    """(finished at this turn, still open): a conversation ends at its pair's drawn turn count."""
+    return [c for c in convs if c["target_turns"] <= turn], [c for c in convs if c["target_turns"] > turn]
+
+
+def run(args: argparse.Namespace) -> None:
+    by_key = {p.key: p for p in load_pairs(args.tasks, args.personas)}
+    prompts = load_prompt_set(args.prompts)
+    convs = load_conversations(args.asked, allow_empty=True)
+    for lineno, c in enumerate(convs, start=1):
+        lookup_pair(by_key, c["pair"], args.asked, lineno)
+        if len(c["turns"]) != 2 * args.turn - 1 or c["turns"][-1]["role"] != "questioner":
+            raise StargateError(f"{args.asked}:{lineno}: expected {2 * args.turn - 1} turns ending with a question")
+    gen = answer(args, prompts, by_key, convs, args.turn)
     meta = {**gen.meta, "turn": args.turn}
-    done = [c for c in convs if c["target_turns"] <= args.turn]
-    still_open = [c for c in convs if c["target_turns"] > args.turn]
+    done, still_open = split_finished(convs, args.turn)
     write_jsonl(args.done, done, meta)
     write_jsonl(args.open, still_open, meta)
     log.info("turn %d: %d finished, %d open", args.turn, len(done), len(still_open))

@@ -1,0 +1,146 @@
+"""All turns of one shard's conversations in one job (spec §3.1): each role's model is loaded once.
+
+The turns are those of `questioner_turn` and `roleplayer_turn` (the same prompts, the same seed keys, so the
+same conversations as running them turn by turn), but the Questioner m_t and the Roleplayer are each loaded
+once for the whole shard instead of once per turn. Every turn still writes its own immutable files, the
+outputs of this job: `turn{k}.asked.jsonl` (conversations with the new question), `turn{k}.done.jsonl`
+(finished at turn k) and `turn{k}.open.jsonl` (going on), each with its turn's generation meta.
+
+GPUs: the job holds `--gpus` devices. When both roles load a local model and `--questioner-gpus` is set, the
+Questioner gets the first `--questioner-gpus` of them and the Roleplayer the rest, each in its own worker
+process that sees only its devices (two vLLM engines cannot share one process's CUDA context and device
+list). Otherwise (no GPU, or `--questioner-gpus 0`: small models sharing a GPU) both load in this process. A role whose turn has no conversation loads nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from types import SimpleNamespace
+
+from ..errors import StargateError
+from ..log import get_logger
+from ..prompts import load_prompt_set
+from ..records import write_jsonl
+from . import questioner_turn, roleplayer_turn
+from .common import add_data_arguments, load_pairs, parse_json_arg
+from .generation import open_role, read_role
+
+log = get_logger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_arguments(p)
+    p.add_argument("--iteration", type=int, required=True, help="t of the Questioner m_t (0 = base model)")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--shards", type=int, required=True)
+    p.add_argument("--conversations", type=int, required=True, help="conversations per pair (turn 1)")
+    p.add_argument("--min-turns", type=int, required=True)
+    p.add_argument("--max-turns", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True, help="seed of the turn-count draw")
+    p.add_argument("--questioner-role", required=True, help="questioner role config as JSON")
+    p.add_argument("--questioner-model", required=True)
+    p.add_argument("--roleplayer-role", required=True, help="roleplayer role config as JSON")
+    p.add_argument("--roleplayer-model", required=True)
+    p.add_argument("--gpus", type=int, default=0, help="GPUs given to this job (0 = CPU)")
+    p.add_argument("--questioner-gpus", type=int, default=0, help="of --gpus, the Questioner's (the rest: Roleplayer)")
+    p.add_argument("--asked", nargs="+", required=True, help="outputs: turn1..turnK asked files")
+    p.add_argument("--done", nargs="+", required=True, help="outputs: turn1..turnK finished conversations")
+    p.add_argument("--open", nargs="+", required=True, help="outputs: turn1..turnK conversations going on")
+
+
+def loads_local_model(role_json: str) -> bool:
+    return parse_json_arg(role_json, "--role").get("backend") in ("hf", "vllm")
+
+
+def gpu_split(args: argparse.Namespace) -> tuple[int, int, bool]:
+    """(questioner GPUs, roleplayer GPUs, whether each role runs in a worker process on its own devices).
+
+    A role without a local model gets none. When both load one: `--questioner-gpus` 1..G-1 splits the job's
+    G GPUs (the Questioner the first ones, the Roleplayer the rest, one worker process each); 0 lets both
+    share all G in this process (small models on one GPU with the hf backend; vLLM needs the split)."""
+    q_local, r_local = loads_local_model(args.questioner_role), loads_local_model(args.roleplayer_role)
+    if args.gpus <= 0:
+        return 0, 0, False
+    if not (q_local and r_local):
+        return (args.gpus, 0, False) if q_local else (0, args.gpus, False)
+    if args.questioner_gpus == 0:
+        return args.gpus, args.gpus, False
+    if not 0 < args.questioner_gpus < args.gpus:
+        raise StargateError(
+            f"--questioner-gpus {args.questioner_gpus} of the job's {args.gpus} GPU(s): give the Questioner "
+            f"1..{args.gpus - 1} (the Roleplayer gets the rest) or 0 to share them (resources questioner_gpu; "
+            "profiles/slurm: set-resources simulate)"
+        )
+    return args.questioner_gpus, args.gpus - args.questioner_gpus, True
+
+
+class LazyRole:
+    """A role's backend, opened on first use (in this process, or in a worker process on its own GPUs) and
+    kept for every later turn; closed by `close()`."""
+
+    def __init__(self, ns: SimpleNamespace, stage: str, isolate: bool, visible: str | None) -> None:
+        self.ns, self.stage, self.isolate, self.visible = ns, stage, isolate, visible
+        self.backend = None
+        self.loads = 0
+
+    def __call__(self):
+        if self.backend is None:
+            self.loads += 1
+            if self.isolate:
+                from .role_process import RoleProcess
+
+                self.backend = RoleProcess(read_role(self.ns), self.ns.model, self.ns.gpus, self.stage, self.visible)
+            else:
+                self.backend = open_role(self.ns, self.stage, read_role(self.ns))
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None:
+            log.info("%s: backend stats over all turns %s", self.stage, self.backend.stats.to_dict())
+            self.backend.close()
+            self.backend = None
+
+
+def open_roles(args: argparse.Namespace) -> tuple[LazyRole, LazyRole]:
+    q_gpus, r_gpus, isolate = gpu_split(args)
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+    if isolate and len(visible) < q_gpus + r_gpus:
+        raise StargateError(f"the job sees GPUs {visible}, fewer than the {q_gpus} + {r_gpus} its roles need")
+    q = SimpleNamespace(role=args.questioner_role, model=args.questioner_model, gpus=q_gpus, prompts=args.prompts)
+    r = SimpleNamespace(role=args.roleplayer_role, model=args.roleplayer_model, gpus=r_gpus, prompts=args.prompts)
+    q_visible = ",".join(visible[:q_gpus]) if isolate else None
+    r_visible = ",".join(visible[q_gpus : q_gpus + r_gpus]) if isolate else None
+    return LazyRole(q, "questioner_turn", isolate, q_visible), LazyRole(r, "roleplayer_turn", isolate, r_visible)
+
+
+def run(args: argparse.Namespace) -> None:
+    if not 0 <= args.shard < args.shards:
+        raise StargateError(f"--shard {args.shard} is outside 0..{args.shards - 1}")
+    for flag in ("asked", "done", "open"):
+        if len(getattr(args, flag)) != args.max_turns:
+            raise StargateError(
+                f"--{flag} names {len(getattr(args, flag))} files, expected one per turn ({args.max_turns})"
+            )
+    pairs = load_pairs(args.tasks, args.personas)
+    by_key = {p.key: p for p in pairs}
+    prompts = load_prompt_set(args.prompts)
+    questioner, roleplayer = open_roles(args)
+    convs = questioner_turn.start_conversations(args, pairs)
+    where = {"iteration": args.iteration, "shard": args.shard, "shards": args.shards}
+    try:
+        for k in range(1, args.max_turns + 1):
+            gen = questioner_turn.ask(
+                questioner.ns, prompts, by_key, convs, k, args.iteration > 0, args.conversations, backend=questioner
+            )
+            write_jsonl(args.asked[k - 1], convs, {**gen.meta, "turn": k, **where})
+            gen = roleplayer_turn.answer(roleplayer.ns, prompts, by_key, convs, k, backend=roleplayer)
+            done, convs = roleplayer_turn.split_finished(convs, k)
+            meta = {**gen.meta, "turn": k, **where}
+            write_jsonl(args.done[k - 1], done, meta)
+            write_jsonl(args.open[k - 1], convs, meta)
+            log.info("turn %d: %d finished, %d open", k, len(done), len(convs))
+    finally:
+        questioner.close()
+        roleplayer.close()
+    log.info("model loads: questioner %d, roleplayer %d", questioner.loads, roleplayer.loads)
