@@ -184,7 +184,7 @@ def train_sft(
     """Train and write the checkpoint folder. Returns the dict also written to train_metrics.json."""
     t_start = time.perf_counter()
     base_model, data, output = Path(base_model), Path(data), Path(output)
-    wandb_dir = Path(wandb_dir) if wandb_dir else output.with_name(output.name + ".wandb")
+    wandb_dir = Path(wandb_dir) if wandb_dir else tracking.default_dir(output)
     check_paths(base_model, data, output)
     launch.check_gpus(gpus)
     ds_path = resolve_deepspeed_config(spec.deepspeed)
