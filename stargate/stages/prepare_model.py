@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import StargateError
 from ..leftovers import remove_stale_builds
 from ..log import get_logger
+from ..modelfolder import check_model_folder
 from ..records import write_json
 from .common import parse_json_arg
 
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> None:
             src = Path(source["path"]).resolve()
             if not (src / "config.json").exists():
                 raise StargateError(f"models.*.source.path: {src} is not a Hugging Face model folder (no config.json)")
+            check_model_folder(
+                src, "complete the folder, or point models.<name>.source.path at a full HF model folder"
+            )
             for item in src.iterdir():
                 (tmp / item.name).symlink_to(item)
         else:

@@ -119,3 +119,23 @@ def test_duplicated_tasks_or_personas_are_refused(tmp_path, capsys):
     spec = json.dumps({"source": "file", "path": str(listed), "per_split": True})
     assert main(["tasks", "--split", "A", "--spec", spec, "--output", str(tmp_path / "t.jsonl")]) == 0
     assert "repeats 1 task(s) (kept, as in the original)" in capsys.readouterr().err
+
+
+def test_a_model_folder_missing_a_file_names_folder_and_file(tmp_path, tiny_model_dir, capsys):
+    from stargate.backends import load_backend
+    from stargate.errors import InputError
+
+    for gone, needle in (("config.json", "config.json"), ("tokenizer.json", "a tokenizer"), ("model.safetensors", "weights")):  # fmt: skip
+        folder = tmp_path / gone
+        folder.mkdir()
+        for f in tiny_model_dir.iterdir():
+            if f.name != gone:
+                (folder / f.name).symlink_to(f)
+        with pytest.raises(InputError) as err:
+            load_backend({"backend": "hf"}, str(folder))
+        assert str(err.value).startswith(f"{folder}: model folder lacks {needle}"), err.value
+        # a path source with the same hole is refused by prepare-model, naming the folder
+        out = tmp_path / "models" / gone
+        assert main(["prepare-model", "--source", json.dumps({"path": str(folder)}), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(folder) in err and short_and_clean(err), err
