@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, StargateError
+from .log import get_logger
+
+log = get_logger(__name__)
 
 GOLD_KEY = re.compile(r"^prompt-(\d+) persona-(\d+)$")
 
@@ -81,6 +84,24 @@ def string_list(data: Any, path: str | Path, what: str, where: str = "", strip: 
     return [s.strip() for s in data] if strip else list(data)
 
 
+def duplicates(items: list[str]) -> list[tuple[int, int]]:
+    """(first index, repeat index) of every item that repeats an earlier one (compared stripped)."""
+    first: dict[str, int] = {}
+    return [(first[k], i) for i, k in enumerate(s.strip() for s in items) if first.setdefault(k, i) != i]
+
+
+def refuse_duplicates(items: list[str], path: str | Path, what: str, where: str = "") -> list[str]:
+    dup = duplicates(items)
+    if dup:
+        pairs = ", ".join(f"[{a}] = [{b}]" for a, b in dup[:3]) + (" ..." if len(dup) > 3 else "")
+        raise InputError(
+            path,
+            f"{where + ' ' if where else ''}has {len(dup)} duplicated {what}(s): {pairs}",
+            fix=f"remove or rewrite the repeated {what}s; each {what} is simulated once per pair",
+        )
+    return items
+
+
 def slice_rows(items: list[str], rows: list[int], path: str | Path, split: str) -> list[str]:
     """Rows [lo, hi) of one task list: how the original cut A, B and test from the same extraction."""
     lo, hi = rows
@@ -115,17 +136,21 @@ def read_tasks(path: str | Path, split: str, rows: list[int] | None, per_split_f
                 f"no key '{split}'",
                 fix='the file must be an object {"A": [...], "B": [...], "test": [...]} of tasks',
             )
-        return string_list(data[split], path, "task", split)
+        return refuse_duplicates(string_list(data[split], path, "task", split), path, "task", split)
     items = string_list(data, path, "task")
     if rows is not None:
-        return slice_rows(items, rows, path, split)
-    if not per_split_file:
+        items = slice_rows(items, rows, path, split)
+    elif not per_split_file:
         raise InputError(
             path,
             "is one JSON list of tasks, but the config says neither which rows each split takes "
             "nor that the file holds one split",
             fix="add data.tasks.rows {A: [lo, hi], ...}, or put {split} in data.tasks.path",
         )
+    # the original's list formats are kept as they are: the authors' task lists repeat a few tasks
+    dup = duplicates(items)
+    if dup:
+        log.warning("%s: split %s repeats %d task(s) (kept, as in the original)", path, split, len(dup))
     return items
 
 
@@ -139,14 +164,14 @@ def read_personas(path: str | Path, split: str, per_split_file: bool) -> list[st
                 f"no key '{split}'",
                 fix='the file must be a JSON list of personas, or {"A": [...], "B": [...], "test": [...]}',
             )
-        return string_list(data[split], path, "persona", split)
+        return refuse_duplicates(string_list(data[split], path, "persona", split), path, "persona", split)
     if not per_split_file:
         raise InputError(
             path,
             "is one JSON list of personas, but the path names no split, so every split would get the same personas",
             fix="put {split} in data.personas.path (e.g. personas/{split}.json)",
         )
-    return string_list(data, path, "persona", strip=False)
+    return refuse_duplicates(string_list(data, path, "persona", strip=False), path, "persona")
 
 
 def read_names(path: str | Path, personas: list[str], personas_source: str | Path) -> list[str]:

@@ -507,6 +507,7 @@ def test_two_step_cpu_run_changes_weights_writes_card_and_wandb_history(base_dir
     assert metrics["wandb"]["mode"] == "offline"
     runs = list((wb / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
+    assert (runs[0].parent / tracking.FINISHED).exists()  # kept by the next training of m1 (a killed run's is not)
     losses = [h["train/loss"] for h in read_wandb_history(runs[0]) if "train/loss" in h]
     assert len(losses) == 2 and losses == [h["loss"] for h in metrics["log_history"] if "loss" in h]
     assert not (out / "wandb").exists()

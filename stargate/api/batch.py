@@ -195,7 +195,7 @@ class _BatchRun:
                 errors_in_a_row += 1
                 if errors_in_a_row > max(3, s.max_retries):
                     raise StargateError(
-                        f"{self.stage}: cannot poll batch {state['batch_id']} ({exc}); it keeps running "
+                        f"{self.stage}: cannot poll batch {state['batch_id']} at {self.client.base_url} ({exc}); it keeps running "
                         f"on the server: rerun to resume it (state in {self.folder / state['job']}.json)"
                     ) from None
                 await asyncio.sleep(s.backoff_delay(errors_in_a_row))

@@ -88,7 +88,7 @@ async def _call_with_retries(client, call: ApiCall, settings: RunSettings, respo
         except openai.APITimeoutError:
             last = f"timed out after {settings.timeout_s:g} s"
         except openai.APIConnectionError as exc:
-            last = f"connection error ({_short(exc)})"
+            last = f"connection error to {client.base_url} ({_short(exc)}): is the server up and the URL right?"
         except openai.APIError as exc:  # e.g. a body that is not valid JSON
             last = f"{type(exc).__name__}: {_short(exc)}"
         if attempt < settings.max_retries:

@@ -4,9 +4,11 @@ runtime facts that are not config (the job's GPU count, the stage name) are sepa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..errors import StargateError
+from ..modelfolder import check_model_folder
 from .base import Backend, GenerationStats, Prompt, Sampling, Score
 from .options import OPTIONS, parse_options
 
@@ -25,6 +27,8 @@ def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | N
         # the openai backend parses its options itself (it drops nulls the `api:` defaults may carry)
         return OpenAIBackend(model, role.get("options"), stage=stage)
     options = parse_options(OPTIONS[kind], role.get("options"), kind)
+    if kind in ("hf", "vllm") and Path(model).is_dir():
+        check_model_folder(model, f"rebuild it: delete the folder and rerun (prepare_model or train makes {model})")
     if kind == "hf":
         from .hf import HFBackend
 

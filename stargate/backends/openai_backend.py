@@ -14,12 +14,14 @@ filter raises (`refusals: fail`) or comes back as None in place of its text (`re
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlparse
 
 import openai
 
@@ -231,17 +233,19 @@ class OpenAIBackend(Backend):
         key = os.environ.get(self.api_key_env)
         if key:
             return key
-        if self.options.base_url and not self.azure:
+        if self.options.base_url and not self.azure and is_local_server(self.options.base_url):
             log.info(
-                "%s: $%s is not set; sending a placeholder key to %s",
+                "%s: $%s is not set; sending a placeholder key to the local server %s",
                 self.stage,
                 self.api_key_env,
                 self.options.base_url,
             )
             return "EMPTY"
+        where = f" for {self.options.base_url}" if self.options.base_url else ""
         raise StargateError(
-            f"{self.stage}: the openai backend needs an API key: set the environment variable "
-            f"{self.api_key_env} (or name another variable with the role option api_key_env)"
+            f"{self.stage}: the openai backend needs an API key{where}: set the environment variable "
+            f"{self.api_key_env} (or name another variable with the role option api_key_env); "
+            f"a server that needs no key: set {self.api_key_env}=EMPTY"
         )
 
     def make_client(self):
@@ -257,6 +261,20 @@ class OpenAIBackend(Backend):
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def is_local_server(base_url: str) -> bool:
+    """A server on this machine or a private network (a vLLM node of the cluster), where the usual
+    self-hosted server takes no key. Anything else gets no placeholder: a public API would answer a
+    missing key with retries and a vague error, and a real key must never be guessed."""
+    host = (urlparse(base_url).hostname or "").lower()
+    if host == "localhost" or "." not in host and ":" not in host and host:
+        return True  # localhost, or a bare cluster node name
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_unspecified
+
+
 def _drop_none(raw: dict[str, Any]) -> dict[str, Any]:
     """Keys given as null mean 'the default' (config files write `azure_endpoint: null`)."""
     return {k: v for k, v in raw.items() if v is not None}

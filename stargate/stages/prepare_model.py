@@ -17,11 +17,15 @@ import time
 from pathlib import Path
 
 from ..errors import StargateError
+from ..leftovers import remove_stale_builds
 from ..log import get_logger
+from ..modelfolder import check_model_folder
 from ..records import write_json
 from .common import parse_json_arg
 
 log = get_logger(__name__)
+
+BUILD_SUFFIX = ".partial"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,8 +68,11 @@ def run(args: argparse.Namespace) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local sources never need the Hub
     out = Path(args.output)
     t0 = time.perf_counter()
-    # build in a temporary sibling folder, then rename: a killed job leaves no half-written model
-    tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
+    # build in a temporary sibling folder, then rename: a killed job leaves no half-written model, and
+    # the next build of it removes the folder the killed one left
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(out, BUILD_SUFFIX)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=BUILD_SUFFIX))
     try:
         if "gguf_package" in source:
             convert_gguf(_package_dir(source["gguf_package"]), source["gguf_file"], tmp)
@@ -82,6 +89,9 @@ def run(args: argparse.Namespace) -> None:
             src = Path(source["path"]).resolve()
             if not (src / "config.json").exists():
                 raise StargateError(f"models.*.source.path: {src} is not a Hugging Face model folder (no config.json)")
+            check_model_folder(
+                src, "complete the folder, or point models.<name>.source.path at a full HF model folder"
+            )
             for item in src.iterdir():
                 (tmp / item.name).symlink_to(item)
         else:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import StargateError
+from ..leftovers import remove
 from ..log import get_logger
-from ..training import TRAINERS, launch
+from ..training import TRAINERS, launch, tracking
 from ..training.spec import TrainingSpec
 
 log = get_logger(__name__)
@@ -43,10 +45,20 @@ def child_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def clear_killed_run(output: Path, wandb_dir: Path) -> None:
+    """What a killed training of this model left: its build folders and its unfinished W&B run."""
+    for name in (f".{output.name}.partial", f".{output.name}.work"):
+        remove(output.with_name(name), "left by a killed training of this model")
+    tracking.clear_unfinished_runs(wandb_dir)
+
+
 def run(args: argparse.Namespace) -> None:
     spec = TrainingSpec.from_json(args.spec)
     if args.iteration < 1:
         raise StargateError(f"--iteration must be >= 1 (the model produced, m1 or later), got {args.iteration}")
+    if not launch.is_launched():  # once, before any training process starts
+        output = Path(args.output)
+        clear_killed_run(output, Path(args.wandb_dir) if args.wandb_dir else tracking.default_dir(output))
     if args.gpus > 1 and not launch.is_launched():
         launch.check_gpus(args.gpus)
         launch.relaunch(args.gpus, child_argv(args))

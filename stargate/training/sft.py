@@ -31,6 +31,7 @@ from typing import Any
 from .. import __version__
 from ..errors import InputError, StargateError
 from ..log import get_logger
+from ..modelfolder import check_model_folder
 from ..prompts import load_prompt_set, provenance
 from ..records import meta_path, read_meta, write_json
 from . import launch, tracking
@@ -61,6 +62,7 @@ def check_paths(base_model: Path, data: Path, output: Path) -> None:
         raise InputError(
             base_model, "not a Hugging Face model folder (no config.json)", fix="pass m0's prepared folder"
         )
+    check_model_folder(base_model, "rebuild m0: delete the folder and rerun prepare_model")
     if not data.is_file():
         raise InputError(data, "file does not exist")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -184,7 +186,7 @@ def train_sft(
     """Train and write the checkpoint folder. Returns the dict also written to train_metrics.json."""
     t_start = time.perf_counter()
     base_model, data, output = Path(base_model), Path(data), Path(output)
-    wandb_dir = Path(wandb_dir) if wandb_dir else output.with_name(output.name + ".wandb")
+    wandb_dir = Path(wandb_dir) if wandb_dir else tracking.default_dir(output)
     check_paths(base_model, data, output)
     launch.check_gpus(gpus)
     ds_path = resolve_deepspeed_config(spec.deepspeed)

@@ -15,9 +15,31 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..leftovers import remove
 from ..log import get_logger
 
 log = get_logger(__name__)
+
+# written into a W&B run folder once the run is closed: a run folder without it was killed
+FINISHED = "stargate-finished"
+
+
+def default_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".wandb")
+
+
+def clear_unfinished_runs(wandb_dir: Path) -> None:
+    """Remove the local run folders of killed trainings of this model (W&B's `latest-run` and debug-log
+    links to them go too). A killed online run stays on the server as crashed; finished runs are kept."""
+    runs = wandb_dir / "wandb"
+    if not runs.is_dir():
+        return
+    for item in sorted(runs.iterdir()):
+        if item.is_dir() and not item.is_symlink() and "run-" in item.name and not (item / FINISHED).exists():
+            remove(item, "W&B run of a killed training")
+    for item in runs.iterdir():
+        if item.is_symlink() and not item.exists():
+            item.unlink()
 
 
 def wandb_installed() -> bool:
@@ -95,4 +117,6 @@ def finish_run(summary: dict[str, Any]) -> Path | None:
             run.summary[k] = v
     folder = Path(run.dir).parent if getattr(run, "dir", None) else None
     run.finish()
+    if folder is not None and folder.is_dir():
+        (folder / FINISHED).write_text("")
     return folder

@@ -97,3 +97,45 @@ def test_yaml_errors_of_stargate_commands_name_file_and_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and str(bad) in err and "line" in err and short_and_clean(err), err
     assert yaml  # (the workflow's own --configfile is parsed by Snakemake before our code: see docs/reliability.md)
+
+
+def test_duplicated_tasks_or_personas_are_refused(tmp_path, capsys):
+    """In the project's {split: [...]} files a repeated task or persona is a mistake: refused with both
+    indices. The original's list formats keep theirs (the authors' task lists repeat a few), with a warning."""
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps({"A": ["Plan a trip.", "Cook rice.", " Plan a trip. "], "B": ["x"], "test": ["y"]}))
+    personas = tmp_path / "personas.json"
+    personas.write_text(json.dumps({"A": ["I am Ann.", "I am Bob.", "I am Ann."], "B": ["b"], "test": ["t"]}))
+    for stage, path in (("tasks", tasks), ("personas", personas)):
+        spec = json.dumps({"source": "file", "path": str(path)})
+        extra = ["--prompts", "fixed_v1"] if stage == "personas" else []
+        assert main([stage, "--split", "A", "--spec", spec, *extra, "--output", str(tmp_path / f"{stage}.jsonl")]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: A has 1 duplicated {stage[:-1]}(s): [0] = [2]" in err and "fix:" in err, err
+        assert short_and_clean(err) and not (tmp_path / f"{stage}.jsonl").exists()
+
+    listed = tmp_path / "A.json"  # the original's one-list-per-split format
+    listed.write_text(json.dumps(["Plan a trip.", "Plan a trip.", "Cook rice."]))
+    spec = json.dumps({"source": "file", "path": str(listed), "per_split": True})
+    assert main(["tasks", "--split", "A", "--spec", spec, "--output", str(tmp_path / "t.jsonl")]) == 0
+    assert "repeats 1 task(s) (kept, as in the original)" in capsys.readouterr().err
+
+
+def test_a_model_folder_missing_a_file_names_folder_and_file(tmp_path, tiny_model_dir, capsys):
+    from stargate.backends import load_backend
+    from stargate.errors import InputError
+
+    for gone, needle in (("config.json", "config.json"), ("tokenizer.json", "a tokenizer"), ("model.safetensors", "weights")):  # fmt: skip
+        folder = tmp_path / gone
+        folder.mkdir()
+        for f in tiny_model_dir.iterdir():
+            if f.name != gone:
+                (folder / f.name).symlink_to(f)
+        with pytest.raises(InputError) as err:
+            load_backend({"backend": "hf"}, str(folder))
+        assert str(err.value).startswith(f"{folder}: model folder lacks {needle}"), err.value
+        # a path source with the same hole is refused by prepare-model, naming the folder
+        out = tmp_path / "models" / gone
+        assert main(["prepare-model", "--source", json.dumps({"path": str(folder)}), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert str(folder) in err and short_and_clean(err), err
