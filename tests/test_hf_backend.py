@@ -160,3 +160,29 @@ def test_batched_scores_equal_full_logits_and_lm_head_sees_targets_only(backend,
         assert g.n_tokens == n and g.logprob == pytest.approx(expected, abs=1e-4)
     longest = max(s.n_tokens for s in got)
     assert seen and max(seen) == longest  # lm_head positions per row: the longest target of the batch
+
+
+def test_out_of_memory_halves_the_batch_with_the_same_results(backend, monkeypatch):
+    """A simulated GPU OOM on batches over 1 row: scores and seeded samples equal those of the full batch."""
+    golds = ["Sure.", "Something spicy, like a curry.", "ok", "Hello there!"]
+    s = Sampling(n=2, temperature=1.0, top_p=0.95, max_tokens=5, seed=3)
+    want_scores, want_samples = backend.score(CHATS, golds), backend.generate(CHATS, s)
+    real_score, real_decode = backend._score_batch, backend._decode
+    sizes: list[int] = []
+
+    def small_gpu(real):
+        def run(first, *args):
+            sizes.append(len(first))
+            if len(first) > 2:  # rows: 1 prompt x n=2 samples fit, more do not
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return real(first, *args)
+
+        return run
+
+    monkeypatch.setattr(backend, "_score_batch", small_gpu(real_score))
+    monkeypatch.setattr(backend, "_decode", small_gpu(real_decode))
+    got = backend.score(CHATS, golds)  # other batch shapes: float noise only
+    assert [g.n_tokens for g in got] == [w.n_tokens for w in want_scores]
+    assert [g.logprob for g in got] == pytest.approx([w.logprob for w in want_scores], abs=1e-4)
+    assert backend.generate(CHATS, s) == want_samples
+    assert max(sizes) == 3 and 1 in sizes  # batches of 3 failed, then ran smaller

@@ -20,6 +20,7 @@ from ..errors import StargateError
 from ..log import get_logger
 from ..seeding import sample_seeds
 from .base import Backend, Prompt, Sampling, Score
+from .oom import run_halving
 from .options import HFOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
 from .vllm033 import decode_output
@@ -86,9 +87,9 @@ class HFBackend(Backend):
         n = sampling.n
         # n samples per prompt multiply the batch: keep rows per forward pass near batch_size
         per_batch = max(1, self.batch_size // max(1, n))
-        t0, n_new = time.perf_counter(), 0
-        for start in range(0, len(order), per_batch):
-            idx = order[start : start + per_batch]
+        t0 = time.perf_counter()
+
+        def run_batch(idx: Sequence[int]) -> list[list[int]]:
             width = max(len(encoded[i]) for i in idx)
             input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
             attention = torch.zeros((len(idx), width), dtype=torch.long)
@@ -99,9 +100,13 @@ class HFBackend(Backend):
             row_seeds = [s for i in idx for s in sample_seeds(seeds[i], n)]
             with torch.no_grad():
                 rows = self._decode(input_ids.to(self.device), attention.to(self.device), n, sampling, row_seeds)
-            for r, toks in enumerate(rows):
+            return [rows[j * n : (j + 1) * n] for j in range(len(idx))]  # per prompt: its n continuations
+
+        # per-row seeds: a batch halved on out-of-memory samples the same texts
+        n_new = 0
+        for i, samples in zip(order, run_halving(order, per_batch, run_batch, "generate"), strict=True):
+            for toks in samples:
                 n_new += len(toks)
-                i = idx[r // n]
                 results[i].append(decode_output(self.tokenizer, prompts[i], encoded[i], toks))
         dt = time.perf_counter() - t0
         self.stats.n_tokens_in += sum(len(e) for e in encoded)
@@ -206,11 +211,10 @@ class HFBackend(Backend):
                 todo.append(i)
         todo.sort(key=lambda i: rendered[i][2])
         t0, n_fed = time.perf_counter(), 0
-        for start in range(0, len(todo), self.batch_size):
-            idx = todo[start : start + self.batch_size]
-            for i, lp in zip(idx, self._score_batch([rendered[i] for i in idx]), strict=True):
-                scores[i] = Score(logprob=lp, n_tokens=rendered[i][2] - rendered[i][1])
-            n_fed += sum(rendered[i][2] - 1 for i in idx)
+        lps = run_halving(todo, self.batch_size, lambda idx: self._score_batch([rendered[i] for i in idx]), "score")
+        for i, lp in zip(todo, lps, strict=True):
+            scores[i] = Score(logprob=lp, n_tokens=rendered[i][2] - rendered[i][1])
+            n_fed += rendered[i][2] - 1
         dt = time.perf_counter() - t0
         self.stats.n_tokens_in += n_fed
         self.stats.seconds += dt
