@@ -8,6 +8,7 @@ import os
 import shlex
 from pathlib import Path
 
+from stargate.evaluation import variants as winrate_variants
 from stargate.config import (
     CONDITIONS_CONTROL,
     CONDITIONS_PER_ITERATION,
@@ -134,6 +135,26 @@ def conversations(t, split):
     return f"results/m{t}/conversations/{split}.jsonl"
 
 
+# Win-rate variants (evaluation.winrate.variants): answers and judge files per (conversation, answerer).
+WINRATE_VARIANTS = winrate_variants.configured(EVAL["winrate"])
+ANSWER_SETS = winrate_variants.answer_sets(WINRATE_VARIANTS)
+
+
+def winrate_answers(selection, t, answerer):
+    """m_t's answers (answerer mt) or m0's answers on m_t's conversations (answerer m0); m0's are one file."""
+    answerer = "mt" if int(t) == 0 else answerer
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl"
+
+
+def answering_model(wc):
+    """m_t answers its own conversations; with answerer m0 the base model answers m_t's."""
+    return questioner_model(wc.t if wc.answerer == "mt" else 0)
+
+
+def judge_file(selection, answerer, t):
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl"
+
+
 def summary_manifest():
     """What summarize reads, by iteration and condition: passed as structure, never parsed from paths."""
     return {
@@ -145,8 +166,12 @@ def summary_manifest():
         },
         "controls": {c: f"results/controls/test.{c}.jsonl" for c in CONTROL_CONDITIONS},
         "judge": {
-            str(t): f"results/eval/winrate/m{t}_vs_m0.judge.jsonl"
-            for t in range(1, T + 1)
+            f"{c}-{a}": {str(t): judge_file(c, a, t) for t in range(1, T + 1)}
+            for c, a in ANSWER_SETS
+        },
+        "answers": {
+            f"{c}-{a}": {str(t): winrate_answers(c, t, a) for t in range(T + 1)}
+            for c, a in ANSWER_SETS
         },
         "conversations": {str(t): conversations(t, "test") for t in range(T + 1)},
     }
@@ -157,7 +182,8 @@ def summary_inputs():
     return {
         "logprobs": [p for by_c in m["logprobs"].values() for p in by_c.values()],
         "controls": list(m["controls"].values()),
-        "judge": list(m["judge"].values()),
+        "judge": [p for by_t in m["judge"].values() for p in by_t.values()],
+        "answers": sorted({p for by_t in m["answers"].values() for p in by_t.values()}),
         "conversations": list(m["conversations"].values()),
     }
 
@@ -203,3 +229,19 @@ def file_spec(kind, split):
 def file_arg(flag, kind, split):
     """'FLAG FILE' for a stage reading data.<kind> from a file."""
     return f"{flag} {shlex.quote(data_files(kind, split)[0])}"
+
+
+def config_identity():
+    """Which config produced a run: its name, the files given, and a digest of the effective config."""
+    import hashlib
+
+    text = json.dumps(config, sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "run_name": config.get("run_name"),
+            "configfiles": [str(f) for f in workflow.overwrite_configfiles]
+            or ["config/config.yaml"],
+            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        },
+        sort_keys=True,
+    )

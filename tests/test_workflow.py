@@ -129,12 +129,20 @@ def test_paper_dry_run_has_the_whole_dag(tmp_path):
     for t in (0, 1, 2, 3):
         assert f"results/m{t}/logprobs/test.qa-experimental.jsonl" in out
         assert f"results/m{t}/conversations/test.jsonl" in out
-    for t in (1, 2, 3):
-        assert f"results/eval/winrate/m{t}_vs_m0.judge.jsonl" in out
+    # every win-rate variant of the paper (spec §6.2): 4 answer sets (conversation x answerer) are judged;
+    # the position protocols share their judge files (both orders judged)
+    for selection in ("random", "top1"):
+        for t in (1, 2, 3):
+            for answerer in ("mt", "m0"):
+                assert f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl" in out
+                assert f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl" in out
+        assert f"results/eval/winrate/{selection}/m0.mt.answers.jsonl" in out
+    assert "--positions mt_a,mt_b,randomized --both-orders" in out  # top1-mt serves three protocols
     # alternating splits: m0 and m2 simulate A, m1 simulates B; m{t+1} trains on m_t's data
     assert "results/m0/sft/A.jsonl" in out and "results/m1/sft/B.jsonl" in out and "results/m2/sft/A.jsonl" in out
     counts = job_counts(out)
-    assert counts["train"] == 3 and counts["judge"] == 3 and counts["winrate_answer"] == 4
+    assert counts["train"] == 3 and counts["judge"] == 4 * 3 and counts["winrate_answer"] == 2 * (4 + 3)
+    assert counts["topk"] == 3 + 4  # training splits, and the test split for the top-1 variants
     assert counts["questioner_turn"] == (3 + 4) * 4 * 3  # (train iterations + evals) x shards x turns
 
 
@@ -167,8 +175,19 @@ def test_end_to_end_artifacts(tiny_run):
     assert {"qa-experimental", "pos-control-1", "pos-control-2", "neg-control", "shuffled"} <= conds
     assert {r["t"] for r in summary["logprobs"]} == {0, 1, 2}
     assert {w["t"] for w in summary["winrates"]} == {1, 2}
-    judged = [json.loads(line) for line in (res / "eval/winrate/m1_vs_m0.judge.jsonl").read_text().splitlines()]
+    configured = {"random-mt-randomized", "top1-mt-mt_b", "random-m0-randomized"}
+    assert {w["variant"] for w in summary["winrates"] if w["configured"]} == configured
+    judged = [
+        json.loads(line) for line in (res / "eval/winrate/random/m1.mt_vs_m0.judge.jsonl").read_text().splitlines()
+    ]
     assert len(judged) == 3 * 2  # every test pair: 3 tasks x 2 personas
+    assert all(set(r["judged"]) == {"A", "B"} for r in judged)  # both orders
+    # the same pairs for every model and variant
+    answers = sorted((res / "eval/winrate").glob("*/m*.answers.jsonl"))
+    assert len(answers) == 2 * (3 + 2)
+    pairs = {tuple(sorted(json.loads(line)["pair"] for line in p.read_text().splitlines())) for p in answers}
+    assert len(pairs) == 1
+    assert summary["position_bias"] and summary["paper_comparison"]
     assert (res / "summary/logprobs.png").stat().st_size > 1000
 
 
@@ -223,7 +242,7 @@ def test_moved_checkout_is_up_to_date_and_code_edit_reruns_its_stage(tiny_run, t
     assert _dry_run(moved) == set()
     judge = moved / "stargate" / "stages" / "judge.py"
     judge.write_text(judge.read_text() + "\n# an edit\n")
-    assert _dry_run(moved) == {"judge", "summarize"}
+    assert _dry_run(moved) == {"judge", "summarize", "report_tables"}
     topk = moved / "stargate" / "stages" / "topk.py"
     topk.write_text(topk.read_text() + "\n# an edit\n")
     planned = _dry_run(moved)
@@ -237,7 +256,7 @@ def test_template_edit_reruns_only_its_users(tiny_run, tmp_path):
     moved = _moved(tiny_run, tmp_path / "moved")
     judge = moved / "stargate" / "prompts" / "paper_v1" / "judge_user.txt"  # fixed_v1 takes its texts from here
     judge.write_text(judge.read_text() + "\nAn edited judge prompt.\n")
-    assert _dry_run(moved) == {"judge", "summarize"}
+    assert _dry_run(moved) == {"judge", "summarize", "report_tables"}
 
 
 @pytest.mark.slow
@@ -245,7 +264,8 @@ def test_run_name_retrains_nothing(tiny_run):
     cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     cfg["run_name"] = "renamed"
     (tiny_run / "renamed.yaml").write_text(yaml.safe_dump(cfg))
-    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == set()
+    # only the summary and its tables, which name the config that produced them
+    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == {"summarize", "report_tables"}
 
 
 def test_default_config_shape():

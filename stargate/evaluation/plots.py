@@ -1,0 +1,127 @@
+"""The summary's figures (PNG): log-prob curves with the paper's overlaid, win-rate bars with 95 % intervals
+for every variant (the paper's values marked), and judge position bias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MAIN_CONDITIONS = (
+    "qa-experimental",
+    "qa-experimental-top1",
+    "pos-control-1",
+    "pos-control-2",
+    "neg-control",
+    "shuffled",
+)
+
+
+def plot_all(out: Path, rows: list[dict], wins: list[dict], bias: list[dict], iterations: list[int], paper: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _logprobs(plt, out / "logprobs.png", rows, iterations, paper["logprobs"])
+    _winrates(plt, out / "winrates.png", wins, paper["winrates"])
+    _bias(plt, out / "position_bias.png", bias)
+
+
+def _logprobs(plt, path, rows, iterations, paper_lp):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    conds = [c for c in MAIN_CONDITIONS if any(r["condition"] == c for r in rows)]
+    ours = [r["mean"] for r in rows if r["condition"] in conds and r["mean"] is not None]
+    theirs = [v for c in conds if c in paper_lp for v in paper_lp[c]["mean"]]
+    # The paper's 7B numbers sit on another scale than a small model's: then they get their own axis.
+    overlap = ours and theirs and min(theirs) <= max(ours) and min(ours) <= max(theirs)
+    pax = ax if overlap or not ours else ax.twinx()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, cond in enumerate(conds):
+        color = colors[i % len(colors)]
+        sel = sorted((r for r in rows if r["condition"] == cond and r["mean"] is not None), key=lambda r: r["t"])
+        ax.errorbar(
+            [r["t"] for r in sel],
+            [r["mean"] for r in sel],
+            yerr=[r["sem"] for r in sel],
+            marker="o",
+            capsize=3,
+            color=color,
+            label=f"{cond} (this run)",
+        )
+        if cond in paper_lp:
+            p = paper_lp[cond]
+            pax.errorbar(
+                p["t"],
+                p["mean"],
+                yerr=p["sem"],
+                marker="s",
+                capsize=2,
+                linestyle=":",
+                color=color,
+                alpha=0.6,
+                label=f"{cond} (paper)",
+            )
+    ts = sorted(set(iterations) | {t for c in conds if c in paper_lp for t in paper_lp[c]["t"]})
+    ax.set_xticks(ts, [f"m{t}" for t in ts])
+    ax.set_ylabel("log p(gold) under m0, this run (solid)")
+    if pax is not ax:
+        pax.set_ylabel("paper (dotted, right axis)")
+    ax.set_title("Test-split log p(gold), mean ± SEM; the paper's dotted")
+    handles = [h for a in {ax, pax} for h in a.get_legend_handles_labels()[0]]
+    labels = [lb for a in {ax, pax} for lb in a.get_legend_handles_labels()[1]]
+    ax.legend(handles, labels, fontsize=6, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _winrates(plt, path, wins, paper_wr):
+    overall = [w for w in wins if w["group"] == "overall"]
+    variants = sorted({w["variant"] for w in overall})
+    ts = sorted({w["t"] for w in overall})
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(variants) + 2), 4.5))
+    width = 0.8 / max(len(ts), 1)
+    x = np.arange(len(variants))
+    for j, t in enumerate(ts):
+        rates, err_lo, err_hi = [], [], []
+        for v in variants:
+            w = next((w for w in overall if w["variant"] == v and w["t"] == t), None)
+            rate = w["win_rate"] if w and w["win_rate"] is not None else np.nan
+            rates.append(rate)
+            err_lo.append(rate - w["ci_low"] if w and w["ci_low"] is not None else 0)
+            err_hi.append(w["ci_high"] - rate if w and w["ci_high"] is not None else 0)
+        ax.bar(x + j * width, rates, width, yerr=[err_lo, err_hi], capsize=3, label=f"m{t} vs m0")
+        for i, v in enumerate(variants):
+            p = paper_wr.get(v)
+            if p and t in p["t"]:
+                ax.plot(x[i] + j * width, p["win_rate"][p["t"].index(t)], "kd", markersize=5)
+    ax.plot([], [], "kd", label="paper")
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set_xticks(x + width * (len(ts) - 1) / 2, variants, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate vs m0 (ties dropped), 95 % CI")
+    ax.set_title("Judge win rates by variant (conversation-answerer-positions)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bias(plt, path, bias):
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(bias) + 2), 4))
+    labels = [f"{b['answer_set']}\nm{b['t']}" for b in bias]
+    x = np.arange(len(bias))
+    first = [b["win_rate_mt_first"] if b["win_rate_mt_first"] is not None else np.nan for b in bias]
+    second = [b["win_rate_mt_second"] if b["win_rate_mt_second"] is not None else np.nan for b in bias]
+    ax.bar(x - 0.2, first, 0.4, label="m_t shown first (A)")
+    ax.bar(x + 0.2, second, 0.4, label="m_t shown second (B)")
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate vs m0")
+    ax.set_title("Judge position bias" if bias else "Judge position bias (both orders not judged)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
