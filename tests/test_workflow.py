@@ -277,3 +277,46 @@ def test_default_config_shape():
     for split in ("A", "B"):
         assert len(tasks[split]) >= 4 and len(personas[split]) >= 3
     assert cfg["evaluation"]["winrate"]["pairs_per_group"] is None  # every test pair judged
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
+    """`snakemake --report` of the tiny run, opened in headless chromium: no console or page errors, every
+    figure decodes to an image, the tables page has its sections (tests/fixtures/report_probe.html is put
+    before the report's own scripts and writes what it saw into the page)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH: install Debian's `chromium` (scripts/setup.sh does, as root)")
+    report = tmp_path / "report.html"
+    r = snakemake("--configfile", "tiny.yaml", "--report", str(report), cwd=tiny_run, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = report.read_text(encoding="utf-8")
+    head = page.index("<head>") + len("<head>")
+    probe = (REPO / "tests/fixtures/report_probe.html").read_text(encoding="utf-8")
+    (tmp_path / "check.html").write_text(page[:head] + probe + page[head:], encoding="utf-8")
+    run = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--virtual-time-budget=20000", "--dump-dom", (tmp_path / "check.html").as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    found = re.search(r'<pre id="stargate-check">(.*?)</pre>', run.stdout, re.S)
+    assert found, f"the probe did not report (chromium rc {run.returncode}): {run.stderr[-2000:]}"
+    import html
+
+    seen = json.loads(html.unescape(found.group(1)))
+    assert seen["errors"] == []
+    figures = {Path(f["path"]).name: f["width"] for f in seen["figures"]}
+    assert set(figures) == {"logprobs.png", "winrates.png", "position_bias.png"}
+    assert all(w > 100 for w in figures.values()), figures
+    assert "STaR-GATE" in seen["text"]  # the report app rendered its page
+    (tables,) = seen["pages"]
+    assert tables["tables"] >= 7
+    for section in ("This run beside the paper", "Judge position bias", "Sample conversations", "Wall time", "Config"):
+        assert any(h.startswith(section) for h in tables["headings"]), section
+    # the PNGs are also plain files of the summary
+    for name in figures:
+        assert (tiny_run / "results/summary" / name).stat().st_size > 1000

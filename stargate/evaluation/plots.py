@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .variants import BOTH_ORDERS
+
 MAIN_CONDITIONS = (
     "qa-experimental",
     "qa-experimental-top1",
@@ -76,33 +78,45 @@ def _logprobs(plt, path, rows, iterations, paper_lp):
     plt.close(fig)
 
 
+def _rate(w: dict | None) -> tuple[float, float, float]:
+    """The bar of a variant: the paper's win rate (ties dropped), or ties-as-half for both-orders judging,
+    where ties are the point; with its interval."""
+    if w is None:
+        return np.nan, 0.0, 0.0
+    key, lo, hi = (
+        ("win_rate_ties_half", "ties_half_ci_low", "ties_half_ci_high")
+        if w["variant"].endswith(BOTH_ORDERS)
+        else ("win_rate", "ci_low", "ci_high")
+    )
+    rate = w[key] if w[key] is not None else np.nan
+    return rate, rate - w[lo] if w[lo] is not None else 0.0, w[hi] - rate if w[hi] is not None else 0.0
+
+
 def _winrates(plt, path, wins, paper_wr):
     overall = [w for w in wins if w["group"] == "overall"]
-    variants = sorted({w["variant"] for w in overall})
+    variants = sorted({w["variant"] for w in overall}, reverse=True)
     ts = sorted({w["t"] for w in overall})
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(variants) + 2), 4.5))
-    width = 0.8 / max(len(ts), 1)
-    x = np.arange(len(variants))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(len(variants), 1) * max(len(ts), 1) ** 0.5))
+    height = 0.8 / max(len(ts), 1)
+    y = np.arange(len(variants))
     for j, t in enumerate(ts):
-        rates, err_lo, err_hi = [], [], []
-        for v in variants:
-            w = next((w for w in overall if w["variant"] == v and w["t"] == t), None)
-            rate = w["win_rate"] if w and w["win_rate"] is not None else np.nan
-            rates.append(rate)
-            err_lo.append(rate - w["ci_low"] if w and w["ci_low"] is not None else 0)
-            err_hi.append(w["ci_high"] - rate if w and w["ci_high"] is not None else 0)
-        ax.bar(x + j * width, rates, width, yerr=[err_lo, err_hi], capsize=3, label=f"m{t} vs m0")
+        bars = [_rate(next((w for w in overall if w["variant"] == v and w["t"] == t), None)) for v in variants]
+        ax.barh(
+            y + j * height, [b[0] for b in bars], height, xerr=[[b[1] for b in bars], [b[2] for b in bars]],
+            capsize=2, label=f"m{t} vs m0",
+        )  # fmt: skip
         for i, v in enumerate(variants):
             p = paper_wr.get(v)
             if p and t in p["t"]:
-                ax.plot(x[i] + j * width, p["win_rate"][p["t"].index(t)], "kd", markersize=5)
+                ax.plot(p["win_rate"][p["t"].index(t)], y[i] + j * height, "kd", markersize=5)
     ax.plot([], [], "kd", label="paper")
-    ax.axhline(0.5, color="grey", linestyle=":")
-    ax.set_xticks(x + width * (len(ts) - 1) / 2, variants, rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("win rate vs m0 (ties dropped), 95 % CI")
+    ax.axvline(0.5, color="grey", linestyle=":")
+    labels = [f"{v} (ties = ½)" if v.endswith(BOTH_ORDERS) else v for v in variants]
+    ax.set_yticks(y + height * (len(ts) - 1) / 2, labels, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate vs m0 (ties and invalid verdicts dropped), bootstrap 95 % CI")
     ax.set_title("Judge win rates by variant (conversation-answerer-positions)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
