@@ -69,13 +69,14 @@ rule judge:
             winrate_variants.positions_for(WINRATE_VARIANTS, wc.selection, wc.answerer)
         ),
         orders="--both-orders" if WINRATE["both_orders"] else "--no-both-orders",
+        ratings="--ratings" if WINRATE["ratings"] else "--no-ratings",
         max_dropped=WINRATE["max_dropped_fraction"],
         templates=prompt_digest("judge"),
         code=code("judge"),
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
         " --personas {input.personas} --seed {params.seed} --mode {params.mode} --positions {params.positions}"
-        " {params.orders} {params.role} --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu}"
+        " {params.orders} {params.ratings} {params.role} --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu}"
         " --output {output} > {log} 2>&1"
 
 

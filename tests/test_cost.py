@@ -273,3 +273,10 @@ def test_judge_calls_count_variants_and_orders(variants, both_orders, per_compar
         variants=[{"conversation": c, "answerer": a, "positions": p} for c, a, p in variants],
     )
     assert rows(cost.estimate(cfg, base_dir=REPO))["judge"]["calls"] == 300 * 3 * per_comparison
+
+
+def test_ratings_add_two_calls_per_comparison():
+    cfg = copy.deepcopy(PAPER)
+    cfg["evaluation"]["winrate"]["ratings"] = True
+    r = rows(cost.estimate(cfg, base_dir=REPO))["judge"]
+    assert r["calls"] == 300 * 3 * (1 + 2) and "incl. 2 ratings" in r["what"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from stargate.errors import StargateError
-from stargate.evaluation import outcomes, paper, variants
+from stargate.evaluation import outcomes, paper, ratings, variants
 from stargate.evaluation.logprobs import paired_difference
 from stargate.evaluation.verdicts import classify, outcome_for_candidate
 from stargate.prompts import load_prompt_set
@@ -233,3 +233,38 @@ def test_shipped_values_match_their_source_files():
         assert json.loads((ref / spec["source"][1]).read_text()) == spec["sem"]
     for spec in r["winrates"].values():
         assert json.loads((ref / spec["source"][0]).read_text()) == spec["win_rate"]
+
+
+# ------------------------------------------------------------------ absolute ratings
+@pytest.mark.parametrize(
+    "text, rating",
+    [
+        ("Explanation: fits her well.\n\nRating: 6", 6),
+        ("Rating: **5**", 5),
+        ("Rating: 4/7", 4),
+        ("rating: 3 (fair)", 3),
+        ("Rating: 9", None),  # off the scale
+        ("Rating: 4.5", None),  # not one of the seven values
+        ("I would give it a 5.", None),
+        ("Rating: 2\n...on reflection\nRating: 3", 3),  # the last one counts
+        (None, None),  # refused
+    ],
+)
+def test_ratings_from_messy_judge_outputs(text, rating):
+    assert ratings.parse(text) == rating
+
+
+def test_rating_agreement_with_the_verdicts():
+    def r(pair, cand, base):
+        return {"pair": pair, "ratings": {"candidate": {"rating": cand}, "baseline": {"rating": base}}}
+
+    recs = [r("a", 6, 3), r("b", 2, 5), r("c", 4, 4), r("d", None, 4)]
+    s = ratings.summary(
+        recs, {"randomized": ["win", "win", "tie", "win"], "mt_a": ["win", "loss", "unparsable", "win"]}, B, 1
+    )
+    assert (s["n"], s["n_rated"], s["n_unparsable"]) == (4, 3, 1)
+    assert s["mean_rating_mt"] == 4.0 and s["mean_rating_m0"] == pytest.approx(4.0)
+    assert s["mean_difference"] == pytest.approx((3 - 3 + 0) / 3)
+    assert s["agreement_randomized"] == pytest.approx(2 / 3) and s["n_agreement_randomized"] == 3
+    assert s["agreement_mt_a"] == 1.0 and s["n_agreement_mt_a"] == 2  # unparsable verdicts left out
+    assert ratings.preference(5, 5) == "tie" and ratings.preference(None, 5) is None

@@ -568,13 +568,34 @@ def test_regex_names(text, name):
 
 def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_model_dir):
     rc, out = _judge(tmp_path, data_files, role_json(), tiny_model_dir, "--positions", "mt_b", "--no-both-orders",
-                     mode="logprob")  # fmt: skip
+                     "--ratings", mode="logprob")  # fmt: skip
     assert rc == 0
     recs = read_jsonl(out)
     assert len(recs) == 6 and all(list(r["judged"]) == ["B"] for r in recs)  # m_t always shown as B
     assert all(r["judged"]["B"]["verdict"] in ("a", "b") for r in recs)
     for r in recs:
         assert r["judged"]["B"]["outcome"] == ("win" if r["judged"]["B"]["verdict"] == "b" else "loss")
+        # forced-choice ratings: the likeliest of "Rating: 1".."Rating: 7", for both answers
+        assert {r["ratings"]["candidate"]["rating"], r["ratings"]["baseline"]["rating"]} <= set(range(1, 8))
+    assert read_meta(out)["n_rating_calls"] == 12 and read_meta(out)["n_ratings_unparsable"] == 0
+
+
+def test_judge_ratings_through_generation(tmp_path, data_files, scripted_role):
+    rules = [
+        {"match": "Assistant Response: cand", "reply": "Explanation: fits.\n\nRating: 6"},
+        {"match": "Assistant Response: base answer A-t0000", "reply": "no rating"},
+        {"match": "Assistant Response: base", "reply": "Rating: 3"},
+    ]
+    judge = scripted_role("Final Response: A", rules=rules)
+    rc, out = _judge(tmp_path, data_files, judge, "scripted", "--positions", "randomized", "--no-both-orders",
+                     "--ratings")  # fmt: skip
+    assert rc == 0
+    recs = {r["pair"]: r for r in read_jsonl(out)}
+    assert recs["A-t0001|A-p00"]["ratings"]["candidate"]["rating"] == 6
+    assert recs["A-t0001|A-p00"]["ratings"]["baseline"]["rating"] == 3
+    assert recs["A-t0000|A-p00"]["ratings"]["baseline"]["rating"] is None  # unparsable: kept, counted
+    meta = read_meta(out)
+    assert meta["n_calls"] == 6 and meta["n_rating_calls"] == 12 and meta["n_ratings_unparsable"] == 2
 
 
 def test_duplicate_input_records_are_refused(tmp_path, data_files, capsys):

@@ -22,6 +22,7 @@ from collections import Counter
 
 from ..config import WINRATE_POSITIONS
 from ..errors import StargateError
+from ..evaluation import ratings
 from ..evaluation.variants import orders_to_judge
 from ..evaluation.verdicts import classify, outcome_for_candidate
 from ..log import get_logger
@@ -48,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated position protocols the judge file must serve ({', '.join(WINRATE_POSITIONS)})",
     )
     p.add_argument("--both-orders", action=argparse.BooleanOptionalAction, required=True)
+    p.add_argument(
+        "--ratings",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also rate each answer 1-7 on its own (stargate.evaluation.ratings)",
+    )
     p.add_argument("--output", required=True)
     add_role_arguments(p)
     add_cap_argument(p, 1.0, CAP_KEY)
@@ -93,11 +100,22 @@ def run(args: argparse.Namespace) -> None:
             calls.append((item, order))
             inputs.append(prompts.judge(p.persona, p.task, a, b))
     keys = [(item["pair"], order) for item, order in calls]
+    rated = []  # (item, who, text) of every answer rated on its own
+    if args.ratings:
+        for item, r in zip(items, cand, strict=True):
+            p = pairs[r["pair"]]
+            for who, text in (("candidate", r["text"]), ("baseline", base[r["pair"]]["text"])):
+                rated.append((item, who))
+                inputs.append(ratings.prompt(prompts, p.persona, p.task, text))
+                keys.append((item["pair"], "rating", who))
     if args.mode == "generate":
         gen = generation.generate(args, "judge", inputs, keys, prompt_set=args.prompts, n=1)
         outs, meta = [o[0] for o in gen.outputs], gen.meta
     else:
-        outs, meta = _forced_choice(args, inputs)
+        outs, meta = _forced_choice(args, inputs, len(calls))
+    outs, rating_outs = outs[: len(calls)], outs[len(calls) :]
+    for (item, who), text in zip(rated, rating_outs, strict=True):
+        item.setdefault("ratings", {})[who] = {"raw": text, "rating": ratings.parse(text)}
     dropped = Dropped(len(calls))
     counts: Counter = Counter()
     for (item, order), text in zip(calls, outs, strict=True):
@@ -120,6 +138,8 @@ def run(args: argparse.Namespace) -> None:
             "both_orders": args.both_orders,
             "n_comparisons": len(items),
             "n_calls": len(calls),
+            "n_rating_calls": len(rated),
+            "n_ratings_unparsable": sum(r["rating"] is None for i in items for r in (i.get("ratings") or {}).values()),
             "outcomes": {k: counts.get(k, 0) for k in ("win", "loss", "tie", "unparsable", "refused")},
             **dropped.meta(args.max_dropped_fraction),
         },
@@ -127,16 +147,22 @@ def run(args: argparse.Namespace) -> None:
     log.info("%d comparisons, %d judge calls: %s", len(items), len(calls), dict(counts))
 
 
-def _forced_choice(args: argparse.Namespace, inputs: list) -> tuple[list[str], dict]:
+def _forced_choice(args: argparse.Namespace, inputs: list, n_verdicts: int) -> tuple[list[str], dict]:
+    """Verdicts (the first n_verdicts inputs) by log p of "Final Response: A" vs "... B"; ratings (the rest)
+    by the likeliest of "Rating: 1".."Rating: 7"."""
     if not inputs:
         return [], {"stage": "judge", "backend": "forced-choice", "model": str(args.model)}
-    ctx = [c for c in inputs for _ in (0, 1)]
-    scored = generation.score(
-        args, "judge", ctx, ["Final Response: A", "Final Response: B"] * len(inputs), prompt_set=args.prompts
+    options = [["Final Response: A", "Final Response: B"]] * n_verdicts + [[f"Rating: {k}" for k in ratings.SCALE]] * (
+        len(inputs) - n_verdicts
     )
-    outs = [
-        f"(forced choice) log p(A) = {a.logprob:.4f}, log p(B) = {b.logprob:.4f}\n\n"
-        f"Final Response: {'A' if a.logprob >= b.logprob else 'B'}"
-        for a, b in zip(scored.scores[0::2], scored.scores[1::2], strict=True)
-    ]
+    ctx = [c for c, opts in zip(inputs, options, strict=True) for _ in opts]
+    targets = [t for opts in options for t in opts]
+    scored = generation.score(args, "judge", ctx, targets, prompt_set=args.prompts)
+    scores = iter(scored.scores)
+    outs = []
+    for opts in options:
+        lps = [next(scores).logprob for _ in opts]
+        best = max(range(len(opts)), key=lambda i: (lps[i], -i))  # ties: the first option
+        shown = ", ".join(f"log p({o.split(': ')[1]}) = {lp:.4f}" for o, lp in zip(opts, lps, strict=True))
+        outs.append(f"(forced choice) {shown}\n\n{opts[best]}")
     return outs, scored.meta

@@ -171,6 +171,8 @@ def run(args: argparse.Namespace) -> None:
         ),
         "<h2>Judge position bias (both orders judged)</h2>",
         table(summary["position_bias"]),
+        "<h2>Absolute 1-7 ratings and their agreement with the pairwise verdicts</h2>",
+        table(summary.get("ratings") or []),
         "<h2>Log-prob differences between iterations (paired; bootstrap over pairs)</h2>",
         table(summary["logprob_differences"]),
         "<h2>Log-probs (mean ± SEM)</h2>",

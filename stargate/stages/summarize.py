@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..errors import StargateError
 from ..evaluation import logprobs as lp
-from ..evaluation import outcomes, paper
+from ..evaluation import outcomes, paper, ratings
 from ..evaluation.plots import plot_all
 from ..evaluation.variants import parse as parse_variant
 from ..log import get_logger
@@ -101,6 +101,21 @@ def bias_rows(judge: dict[str, dict[int, str]], resamples: int, seed: int) -> li
     return out
 
 
+def rating_rows(judge: dict[str, dict[int, str]], resamples: int, seed: int) -> list[dict]:
+    """Mean 1-7 ratings of m_t's and m0's answers and their agreement with each protocol's verdicts, for
+    judge files that rated the answers."""
+    out = []
+    for answer_set in sorted(judge):
+        for t in sorted(judge[answer_set]):
+            path = judge[answer_set][t]
+            recs = read_jsonl(path, required=("pair", "judged"), allow_empty=True)
+            if not recs or not all("ratings" in r for r in recs):
+                continue
+            verdicts = {p: [outcomes.outcome(r, p, path) for r in recs] for p in outcomes.protocols_of(recs)}
+            out.append({"answer_set": answer_set, "t": t, **ratings.summary(recs, verdicts, resamples, seed)})
+    return out
+
+
 def counts(m: dict) -> dict:
     """What was produced but not usable, per artifact: empty generations, dropped and tied verdicts."""
     empties = {}
@@ -129,6 +144,7 @@ def counts(m: dict) -> dict:
                 "n_calls": meta.get("n_calls", 0),
                 **{f"n_{k}": v for k, v in (meta.get("outcomes") or {}).items()},
                 "n_dropped": meta.get("n_dropped", 0),
+                "n_ratings_unparsable": meta.get("n_ratings_unparsable", 0),
                 "n_empty_replies": meta.get("n_empty", 0),
             }
     return {"empty_generations": empties, "answers": answers, "judge": judged}
@@ -184,6 +200,7 @@ def run(args: argparse.Namespace) -> None:
     diffs = lp.differences(fr, args.resamples, args.bootstrap_seed)
     wins = winrate_rows(m["judge"], configured, args.resamples, args.bootstrap_seed)
     bias = bias_rows(m["judge"], args.resamples, args.bootstrap_seed)
+    rated = rating_rows(m["judge"], args.resamples, args.bootstrap_seed)
     comparison = paper.comparison(rows, wins, run_id)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "logprobs.csv", rows, ["condition", "t", "mean", "sem", "n"])
@@ -203,6 +220,7 @@ def run(args: argparse.Namespace) -> None:
             "logprob_differences": diffs,
             "winrates": wins,
             "position_bias": bias,
+            "ratings": rated,
             "paper_comparison": comparison,
             "configured_variants": configured,
             "bootstrap": {"resamples": args.resamples, "seed": args.bootstrap_seed, "level": 0.95, "unit": "pair"},
