@@ -71,9 +71,26 @@ def is_api_model(name):
     return "api" in config["models"][name]["source"]
 
 
+# Extra questioners (evaluation.questioners) take iteration numbers from EXTRA_T on: the i-th one's test
+# conversations, log-probs and win-rate files are those of "m{EXTRA_T + i}", made by the same rules as m_t's.
+EXTRA_T = 1000
+EXTRA_QUESTIONERS = {EXTRA_T + i: q for i, q in enumerate(EVAL["questioners"])}
+for _i, _q in enumerate(EVAL["questioners"]):
+    if _q["model"] not in config["models"] or "api" in config["models"][_q["model"]]["source"]:
+        raise ValueError(
+            f"evaluation.questioners[{_i}].model: '{_q['model']}' must name a local model of `models`"
+            " (source hf or path)"
+        )
+EVAL_T = [*range(T + 1), *EXTRA_QUESTIONERS]  # every questioner evaluated on the test split
+
+
 def questioner_model(t):
-    """m0 is the prepared base model; m_t (t >= 1) is the fine-tune trained on m_{t-1}'s data."""
-    return base_model_dir() if int(t) == 0 else f"results/models/m{t}"
+    """m0 is the prepared base model; m_t (t >= 1) is the fine-tune trained on m_{t-1}'s data; t >= EXTRA_T
+    is an extra questioner's prepared model."""
+    t = int(t)
+    if t in EXTRA_QUESTIONERS:
+        return model_dir(EXTRA_QUESTIONERS[t]["model"])
+    return base_model_dir() if t == 0 else f"results/models/m{t}"
 
 
 def role_model_name(role):
@@ -162,18 +179,19 @@ def summary_manifest():
             str(t): {
                 c: f"results/m{t}/logprobs/test.{c}.jsonl" for c in PER_T_CONDITIONS
             }
-            for t in range(T + 1)
+            for t in EVAL_T
         },
         "controls": {c: f"results/controls/test.{c}.jsonl" for c in CONTROL_CONDITIONS},
         "judge": {
-            f"{c}-{a}": {str(t): judge_file(c, a, t) for t in range(1, T + 1)}
+            f"{c}-{a}": {str(t): judge_file(c, a, t) for t in EVAL_T if t}
             for c, a in ANSWER_SETS
         },
         "answers": {
-            f"{c}-{a}": {str(t): winrate_answers(c, t, a) for t in range(T + 1)}
+            f"{c}-{a}": {str(t): winrate_answers(c, t, a) for t in EVAL_T}
             for c, a in ANSWER_SETS
         },
-        "conversations": {str(t): conversations(t, "test") for t in range(T + 1)},
+        "conversations": {str(t): conversations(t, "test") for t in EVAL_T},
+        "questioners": {str(t): q["name"] for t, q in EXTRA_QUESTIONERS.items()},
     }
 
 

@@ -138,8 +138,39 @@ def test_cli_writes_tables_and_plots(tmp_path):
     comp = {(r["name"], r["t"]): r for r in summary["paper_comparison"]}
     assert comp[("random-mt-randomized", 1)]["paper"] == pytest.approx(197 / 289)
     assert comp[("qa-experimental", 0)]["ours"] == -5.0 and comp[("qa-experimental", 0)]["config"] == "t"
-    assert (out / "logprobs.csv").read_text().splitlines()[0] == "condition,t,mean,sem,n"
+    assert (out / "logprobs.csv").read_text().splitlines()[0] == "condition,t,questioner,mean,sem,n"
     assert (out / "paper_comparison.csv").read_text().startswith("metric,name,t,ours,paper,difference")
     for png in ("winrates.png", "logprobs.png", "position_bias.png"):
         assert (out / png).stat().st_size > 1000
     assert main(["summarize", "--manifest", "{not json", "--out-dir", str(out)]) == 2
+
+
+def test_extra_questioners_are_named_and_kept_out_of_the_paper_table(tmp_path):
+    def qa(t, value):
+        rec = {"pair": "a", "conv": 0, "condition": "qa-experimental", "logprob": value}
+        return _write(tmp_path / f"qa{t}.jsonl", [rec])
+
+    manifest = {
+        "logprobs": {"0": {"qa-experimental": qa(0, -5.0)}, "1000": {"qa-experimental": qa(1000, -3.0)}},
+        "controls": {},
+        "judge": {"random-mt": {"1000": _write(tmp_path / "j.jsonl", [_judged("a", 1, a="win", b="loss")])}},
+        "conversations": {},
+        "questioners": {"1000": "released-m1"},
+    }
+    out = tmp_path / "summary"
+    args = [
+        "summarize",
+        "--manifest",
+        json.dumps(manifest),
+        "--variants",
+        "random-mt-randomized",
+        "--resamples",
+        "100",
+    ]
+    assert main([*args, "--out-dir", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["questioner"] for r in summary["logprobs"]} == {"m0", "released-m1"}
+    (d,) = [d for d in summary["logprob_differences"] if d["condition"] == "qa-experimental"]
+    assert (d["questioner"], d["vs"], d["difference"]) == ("released-m1", 0, 2.0)
+    assert {w["questioner"] for w in summary["winrates"]} == {"released-m1"}
+    assert all(r["t"] != 1000 for r in summary["paper_comparison"])

@@ -320,3 +320,29 @@ def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
     # the PNGs are also plain files of the summary
     for name in figures:
         assert (tiny_run / "results/summary" / name).stat().st_size > 1000
+
+
+def test_extra_questioners_go_through_the_same_evaluation(tmp_path):
+    """evaluation.questioners: a released checkpoint or local folder is simulated, scored and judged on the
+    test split beside m0..mT, as iteration 1000 + i, and named in the summary's manifest."""
+    cfg = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
+    cfg["models"]["tiny"]["source"]["path"] = str(tmp_path / "tiny")
+    cfg["models"]["released"] = {"source": {"path": str(tmp_path / "released")}}
+    cfg["evaluation"]["questioners"] = [{"name": "released-m1", "model": "released"}]
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", "extra.yaml", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    assert "resources/models/released" in out
+    assert (
+        "results/m1000/conversations/test.jsonl" in out and "results/m1000/logprobs/test.qa-experimental.jsonl" in out
+    )
+    for selection in ("random", "top1"):
+        assert f"results/eval/winrate/{selection}/m1000.mt_vs_m0.judge.jsonl" in out
+    assert "--model resources/models/released" in out  # the checkpoint asks the questions
+    assert '"questioners": {"1000": "released-m1"}' in out  # named in the summary's manifest
+    assert "results/models/m1000" not in out and "results/m1000/sft" not in out  # evaluated, never trained
+    cfg["evaluation"]["questioners"] = [{"name": "x", "model": "nope"}]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", "bad.yaml", cwd=tmp_path, timeout=300)
+    assert r.returncode != 0 and "evaluation.questioners[0].model: 'nope'" in r.stdout + r.stderr

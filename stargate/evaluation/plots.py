@@ -19,18 +19,27 @@ MAIN_CONDITIONS = (
 )
 
 
-def plot_all(out: Path, rows: list[dict], wins: list[dict], bias: list[dict], iterations: list[int], paper: dict):
+def plot_all(
+    out: Path,
+    rows: list[dict],
+    wins: list[dict],
+    bias: list[dict],
+    iterations: list[int],
+    paper: dict,
+    extra: dict[int, str] | None = None,
+):
+    """`extra`: extra questioners by iteration number, drawn as points after the m_t curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _logprobs(plt, out / "logprobs.png", rows, iterations, paper["logprobs"])
-    _winrates(plt, out / "winrates.png", wins, paper["winrates"])
-    _bias(plt, out / "position_bias.png", bias)
+    _logprobs(plt, out / "logprobs.png", rows, iterations, paper["logprobs"], extra or {})
+    _winrates(plt, out / "winrates.png", wins, paper["winrates"], extra or {})
+    _bias(plt, out / "position_bias.png", bias, extra or {})
 
 
-def _logprobs(plt, path, rows, iterations, paper_lp):
+def _logprobs(plt, path, rows, iterations, paper_lp, extra):
     fig, ax = plt.subplots(figsize=(8, 5))
     conds = [c for c in MAIN_CONDITIONS if any(r["condition"] == c for r in rows)]
     ours = [r["mean"] for r in rows if r["condition"] in conds and r["mean"] is not None]
@@ -39,9 +48,16 @@ def _logprobs(plt, path, rows, iterations, paper_lp):
     overlap = ours and theirs and min(theirs) <= max(ours) and min(ours) <= max(theirs)
     pax = ax if overlap or not ours else ax.twinx()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ts = sorted(set(iterations) - set(extra) | {t for c in conds if c in paper_lp for t in paper_lp[c]["t"]})
+    last = max(ts) if ts else 0
     for i, cond in enumerate(conds):
         color = colors[i % len(colors)]
         sel = sorted((r for r in rows if r["condition"] == cond and r["mean"] is not None), key=lambda r: r["t"])
+        for k, t in enumerate(sorted(extra)):  # extra questioners: points after the iterations
+            r = next((r for r in sel if r["t"] == t), None)
+            if r is not None:
+                ax.errorbar(last + 1 + k, r["mean"], yerr=r["sem"], marker="*", capsize=3, color=color)
+        sel = [r for r in sel if r["t"] not in extra]
         ax.errorbar(
             [r["t"] for r in sel],
             [r["mean"] for r in sel],
@@ -64,8 +80,8 @@ def _logprobs(plt, path, rows, iterations, paper_lp):
                 alpha=0.6,
                 label=f"{cond} (paper)",
             )
-    ts = sorted(set(iterations) | {t for c in conds if c in paper_lp for t in paper_lp[c]["t"]})
-    ax.set_xticks(ts, [f"m{t}" for t in ts])
+    xs = ts + [last + 1 + k for k in range(len(extra))]
+    ax.set_xticks(xs, [f"m{t}" for t in ts] + [extra[t] for t in sorted(extra)], fontsize=8)
     ax.set_ylabel("log p(gold) under m0, this run (solid)")
     if pax is not ax:
         pax.set_ylabel("paper (dotted, right axis)")
@@ -92,7 +108,7 @@ def _rate(w: dict | None) -> tuple[float, float, float]:
     return rate, rate - w[lo] if w[lo] is not None else 0.0, w[hi] - rate if w[hi] is not None else 0.0
 
 
-def _winrates(plt, path, wins, paper_wr):
+def _winrates(plt, path, wins, paper_wr, extra):
     overall = [w for w in wins if w["group"] == "overall"]
     variants = sorted({w["variant"] for w in overall}, reverse=True)
     ts = sorted({w["t"] for w in overall})
@@ -103,7 +119,7 @@ def _winrates(plt, path, wins, paper_wr):
         bars = [_rate(next((w for w in overall if w["variant"] == v and w["t"] == t), None)) for v in variants]
         ax.barh(
             y + j * height, [b[0] for b in bars], height, xerr=[[b[1] for b in bars], [b[2] for b in bars]],
-            capsize=2, label=f"m{t} vs m0",
+            capsize=2, label=f"{extra.get(t, f'm{t}')} vs m0",
         )  # fmt: skip
         for i, v in enumerate(variants):
             p = paper_wr.get(v)
@@ -122,9 +138,9 @@ def _winrates(plt, path, wins, paper_wr):
     plt.close(fig)
 
 
-def _bias(plt, path, bias):
+def _bias(plt, path, bias, extra):
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(bias) + 2), 4))
-    labels = [f"{b['answer_set']}\nm{b['t']}" for b in bias]
+    labels = [f"{b['answer_set']}\n{extra.get(b['t'], 'm' + str(b['t']))}" for b in bias]
     x = np.arange(len(bias))
     first = [b["win_rate_mt_first"] if b["win_rate_mt_first"] is not None else np.nan for b in bias]
     second = [b["win_rate_mt_second"] if b["win_rate_mt_second"] is not None else np.nan for b in bias]

@@ -24,6 +24,7 @@ log = get_logger(__name__)
 WINRATE_FIELDS = [
     "variant",
     "t",
+    "questioner",
     "group",
     "configured",
     "n",
@@ -166,6 +167,7 @@ def _manifest(text: str) -> dict:
         "judge": {a: {int(t): p for t, p in by_t.items()} for a, by_t in m["judge"].items()},
         "answers": {a: {int(t): p for t, p in by_t.items()} for a, by_t in (m.get("answers") or {}).items()},
         "conversations": {int(t): p for t, p in m["conversations"].items()},
+        "questioners": {int(t): name for t, name in (m.get("questioners") or {}).items()},
     }
 
 
@@ -201,13 +203,18 @@ def run(args: argparse.Namespace) -> None:
     wins = winrate_rows(m["judge"], configured, args.resamples, args.bootstrap_seed)
     bias = bias_rows(m["judge"], args.resamples, args.bootstrap_seed)
     rated = rating_rows(m["judge"], args.resamples, args.bootstrap_seed)
-    comparison = paper.comparison(rows, wins, run_id)
+    names = m["questioners"]  # extra questioners (evaluation.questioners) by their iteration number
+    for r in [*rows, *diffs, *wins, *bias]:
+        r["questioner"] = names.get(r["t"], f"m{r['t']}")
+    comparison = paper.comparison(
+        [r for r in rows if r["t"] not in names], [w for w in wins if w["t"] not in names], run_id
+    )
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "logprobs.csv", rows, ["condition", "t", "mean", "sem", "n"])
+    _write_csv(out / "logprobs.csv", rows, ["condition", "t", "questioner", "mean", "sem", "n"])
     _write_csv(
         out / "logprob_differences.csv",
         diffs,
-        ["condition", "t", "vs", "difference", "sem", "ci_low", "ci_high", "n", "n_pairs"],
+        ["condition", "t", "questioner", "vs", "difference", "sem", "ci_low", "ci_high", "n", "n_pairs"],
     )
     _write_csv(out / "winrates.csv", wins, WINRATE_FIELDS)
     _write_csv(out / "paper_comparison.csv", comparison, list(comparison[0]) if comparison else ["metric"])
@@ -232,7 +239,7 @@ def run(args: argparse.Namespace) -> None:
             "manifest": {k: {str(a): b for a, b in v.items()} for k, v in m.items()},
         },
     )
-    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results())
+    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results(), names)
     log.info("summary: %d log-prob rows, %d differences, %d win-rate rows", len(rows), len(diffs), len(wins))
 
 
