@@ -184,7 +184,7 @@ def test_end_to_end_artifacts(tiny_run):
     assert all(set(r["judged"]) == {"A", "B"} for r in judged)  # both orders
     # the same pairs for every model and variant
     answers = sorted((res / "eval/winrate").glob("*/m*.answers.jsonl"))
-    assert len(answers) == 2 * (3 + 2)
+    assert len(answers) == 3 + 3 + 2  # random-mt, top1-mt: m0..m2; random-m0: m1, m2 (m0 shares m0.mt)
     pairs = {tuple(sorted(json.loads(line)["pair"] for line in p.read_text().splitlines())) for p in answers}
     assert len(pairs) == 1
     assert summary["position_bias"] and summary["paper_comparison"]
