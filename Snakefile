@@ -46,5 +46,6 @@ rule all:
     default_target: True
     input:
         rules.summarize.output,
+        rules.report_tables.output,
         expand("results/models/m{t}", t=range(1, T + 1)),
     localrule: True

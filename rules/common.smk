@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from stargate.evaluation import variants as winrate_variants
 from stargate.config import (
     CONDITIONS_CONTROL,
     CONDITIONS_PER_ITERATION,
@@ -112,9 +113,26 @@ def is_api_model(name):
     return "api" in config["models"][name]["source"]
 
 
+# Extra questioners (evaluation.questioners) take iteration numbers from EXTRA_T on: the i-th one's test
+# conversations, log-probs and win-rate files are those of "m{EXTRA_T + i}", made by the same rules as m_t's.
+EXTRA_T = 1000
+EXTRA_QUESTIONERS = {EXTRA_T + i: q for i, q in enumerate(EVAL["questioners"])}
+for _i, _q in enumerate(EVAL["questioners"]):
+    if _q["model"] not in config["models"] or "api" in config["models"][_q["model"]]["source"]:
+        raise ValueError(
+            f"evaluation.questioners[{_i}].model: '{_q['model']}' must name a local model of `models`"
+            " (source hf or path)"
+        )
+EVAL_T = [*range(T + 1), *EXTRA_QUESTIONERS]  # every questioner evaluated on the test split
+
+
 def questioner_model(t):
-    """m0 is the prepared base model; m_t (t >= 1) is the fine-tune trained on m_{t-1}'s data."""
-    return base_model_dir() if int(t) == 0 else f"results/models/m{t}"
+    """m0 is the prepared base model; m_t (t >= 1) is the fine-tune trained on m_{t-1}'s data; t >= EXTRA_T
+    is an extra questioner's prepared model."""
+    t = int(t)
+    if t in EXTRA_QUESTIONERS:
+        return model_dir(EXTRA_QUESTIONERS[t]["model"])
+    return base_model_dir() if t == 0 else f"results/models/m{t}"
 
 
 def role_model_name(role):
@@ -184,6 +202,26 @@ def conversations(t, split):
     return f"results/m{t}/conversations/{split}.jsonl"
 
 
+# Win-rate variants (evaluation.winrate.variants): answers and judge files per (conversation, answerer).
+WINRATE_VARIANTS = winrate_variants.configured(EVAL["winrate"])
+ANSWER_SETS = winrate_variants.answer_sets(WINRATE_VARIANTS)
+
+
+def winrate_answers(selection, t, answerer):
+    """m_t's answers (answerer mt) or m0's answers on m_t's conversations (answerer m0); m0's are one file."""
+    answerer = "mt" if int(t) == 0 else answerer
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl"
+
+
+def answering_model(wc):
+    """m_t answers its own conversations; with answerer m0 the base model answers m_t's."""
+    return questioner_model(wc.t if wc.answerer == "mt" else 0)
+
+
+def judge_file(selection, answerer, t):
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl"
+
+
 def summary_manifest():
     """What summarize reads, by iteration and condition: passed as structure, never parsed from paths."""
     return {
@@ -191,14 +229,19 @@ def summary_manifest():
             str(t): {
                 c: f"results/m{t}/logprobs/test.{c}.jsonl" for c in PER_T_CONDITIONS
             }
-            for t in range(T + 1)
+            for t in EVAL_T
         },
         "controls": {c: f"results/controls/test.{c}.jsonl" for c in CONTROL_CONDITIONS},
         "judge": {
-            str(t): f"results/eval/winrate/m{t}_vs_m0.judge.jsonl"
-            for t in range(1, T + 1)
+            f"{c}-{a}": {str(t): judge_file(c, a, t) for t in EVAL_T if t}
+            for c, a in ANSWER_SETS
         },
-        "conversations": {str(t): conversations(t, "test") for t in range(T + 1)},
+        "answers": {
+            f"{c}-{a}": {str(t): winrate_answers(c, t, a) for t in EVAL_T}
+            for c, a in ANSWER_SETS
+        },
+        "conversations": {str(t): conversations(t, "test") for t in EVAL_T},
+        "questioners": {str(t): q["name"] for t, q in EXTRA_QUESTIONERS.items()},
     }
 
 
@@ -207,7 +250,8 @@ def summary_inputs():
     return {
         "logprobs": [p for by_c in m["logprobs"].values() for p in by_c.values()],
         "controls": list(m["controls"].values()),
-        "judge": list(m["judge"].values()),
+        "judge": [p for by_t in m["judge"].values() for p in by_t.values()],
+        "answers": sorted({p for by_t in m["answers"].values() for p in by_t.values()}),
         "conversations": list(m["conversations"].values()),
     }
 
@@ -243,3 +287,19 @@ def file_spec(kind, split):
 def file_arg(flag, kind, split):
     """'FLAG FILE' for a stage reading data.<kind> from a file."""
     return f"{flag} {shlex.quote(data_files(kind, split)[0])}"
+
+
+def config_identity():
+    """Which config produced a run: its name, the files given, and a digest of the effective config."""
+    import hashlib
+
+    text = json.dumps(config, sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "run_name": config.get("run_name"),
+            "configfiles": [str(f) for f in workflow.overwrite_configfiles]
+            or ["config/config.yaml"],
+            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        },
+        sort_keys=True,
+    )

@@ -1,6 +1,7 @@
-# Evaluation on the test split (spec §6): win-rate answers of m0..mT, judge verdicts of m_t vs m0 with
-# position randomisation, and the summary tables and plots. Test conversations and log-probs come
-# from the same simulate/score rules as training, with split=test.
+# Evaluation on the test split (spec §6): win-rate answers and judge verdicts for every configured variant
+# (evaluation.winrate.variants: conversation random|top1, answerer mt|m0, positions randomized|mt_a|mt_b),
+# the summary tables and plots beside the paper's values, and the report's extra tables. Test
+# conversations and log-probs come from the same simulate/score rules as training, with split=test.
 
 WINRATE = EVAL["winrate"]
 TEST_DATA = data_inputs("test")
@@ -10,41 +11,52 @@ rule winrate_answer:
     input:
         **TEST_DATA,
         conversations=lambda wc: conversations(wc.t, "test"),
-        model=lambda wc: questioner_model(wc.t),
+        top1=lambda wc: (
+            f"results/m{wc.t}/topk/test.jsonl" if wc.selection == "top1" else []
+        ),
+        model=answering_model,
     output:
-        "results/eval/winrate/m{t}.answers.jsonl",
+        "results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl",
     log:
-        "logs/winrate_answer/m{t}.log",
+        "logs/winrate_answer/{selection}_m{t}_{answerer}.log",
     benchmark:
-        "benchmarks/winrate_answer/m{t}.tsv"
+        "benchmarks/winrate_answer/{selection}_m{t}_{answerer}.tsv"
+    wildcard_constraints:
+        selection="random|top1",
+        answerer="mt|m0",
     conda:
         ENV
     resources:
         **res(mem_mb=8000, runtime=120),
     params:
-        role=lambda wc: role_cli("answerer", model=questioner_model(wc.t)),
+        role=lambda wc: role_cli("answerer", model=answering_model(wc)),
         per_group=WINRATE["pairs_per_group"] or 0,
         seed=WINRATE["seed"],
+        # an input (tracked as such), so this param need not be recorded
+        top1=lambda wc, input: f"--top1 {input.top1}" if input.top1 else "",
         templates=prompt_digest("winrate_answer"),
         code=code("winrate_answer"),
     shell:
-        "stargate winrate-answer --conversations {input.conversations} --tasks {input.tasks}"
-        " --personas {input.personas} --pairs-per-group {params.per_group} --seed {params.seed}"
-        " {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        "stargate winrate-answer --conversation {wildcards.selection} --conversations {input.conversations}"
+        " {params.top1} --tasks {input.tasks} --personas {input.personas} --pairs-per-group {params.per_group}"
+        " --seed {params.seed} {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
 rule judge:
     input:
         **TEST_DATA,
-        candidate="results/eval/winrate/m{t}.answers.jsonl",
-        baseline="results/eval/winrate/m0.answers.jsonl",
+        candidate=lambda wc: winrate_answers(wc.selection, wc.t, wc.answerer),
+        baseline=lambda wc: winrate_answers(wc.selection, 0, "mt"),
         model=role_model_input("judge"),
     output:
-        "results/eval/winrate/m{t}_vs_m0.judge.jsonl",
+        "results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl",
     log:
-        "logs/judge/m{t}.log",
+        "logs/judge/{selection}_m{t}_{answerer}.log",
     benchmark:
-        "benchmarks/judge/m{t}.tsv"
+        "benchmarks/judge/{selection}_m{t}_{answerer}.tsv"
+    wildcard_constraints:
+        selection="random|top1",
+        answerer="mt|m0",
     conda:
         ENV
     resources:
@@ -53,21 +65,30 @@ rule judge:
         role=role_cli("judge"),
         seed=WINRATE["seed"],
         mode=WINRATE["verdict"],
+        positions=lambda wc: ",".join(
+            winrate_variants.positions_for(WINRATE_VARIANTS, wc.selection, wc.answerer)
+        ),
+        orders="--both-orders" if WINRATE["both_orders"] else "--no-both-orders",
+        ratings="--ratings" if WINRATE["ratings"] else "--no-ratings",
         max_dropped=WINRATE["max_dropped_fraction"],
         templates=prompt_digest("judge"),
         code=code("judge"),
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
-        " --personas {input.personas} --seed {params.seed} --mode {params.mode} {params.role}"
-        " --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu} --output {output} > {log} 2>&1"
+        " --personas {input.personas} --seed {params.seed} --mode {params.mode} --positions {params.positions}"
+        " {params.orders} {params.ratings} {params.role} --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu}"
+        " --output {output} > {log} 2>&1"
 
 
 rule summarize:
     input:
         **summary_inputs(),
+        tasks=TEST_DATA["tasks"],
     output:
         logprobs="results/summary/logprobs.csv",
+        differences="results/summary/logprob_differences.csv",
         winrates="results/summary/winrates.csv",
+        paper="results/summary/paper_comparison.csv",
         json="results/summary/summary.json",
         logprobs_png=report(
             "results/summary/logprobs.png",
@@ -79,6 +100,11 @@ rule summarize:
             category="Evaluation",
             caption="../report/winrates.rst",
         ),
+        bias_png=report(
+            "results/summary/position_bias.png",
+            category="Evaluation",
+            caption="../report/position_bias.rst",
+        ),
     log:
         "logs/summarize/summary.log",
     localrule: True
@@ -88,6 +114,40 @@ rule summarize:
         **res(runtime=10),
     params:
         manifest=json.dumps(summary_manifest(), sort_keys=True),
+        variants=",".join(v.name for v in WINRATE_VARIANTS),
+        bootstrap=f"--resamples {WINRATE['bootstrap_resamples']} --bootstrap-seed {WINRATE['bootstrap_seed']}",
+        labels=EVAL["task_labels"],
+        run=config_identity(),
         code=code("summarize"),
     shell:
-        "stargate summarize --manifest {params.manifest:q} --out-dir results/summary > {log} 2>&1"
+        "stargate summarize --manifest {params.manifest:q} --variants {params.variants} {params.bootstrap}"
+        " --task-labels {params.labels} --tasks {input.tasks} --run {params.run:q}"
+        " --out-dir results/summary > {log} 2>&1"
+
+
+# The report's tables (paper comparison, variants, sample conversations, counts, per-stage wall time from
+# benchmarks/, the config) as one HTML page; `snakemake --report` embeds it beside the plots. Every
+# benchmarked job is upstream of the summary, so benchmarks/ is complete when this runs.
+rule report_tables:
+    input:
+        **TEST_DATA,
+        summary="results/summary/summary.json",
+    output:
+        report(
+            "results/summary/tables.html",
+            category="Evaluation",
+            caption="../report/tables.rst",
+        ),
+    log:
+        "logs/report_tables/tables.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        **res(runtime=10),
+    params:
+        config=json.dumps(config, sort_keys=True, default=str),
+        code=code("report_tables"),
+    shell:
+        "stargate report-tables --summary {input.summary} --tasks {input.tasks} --personas {input.personas}"
+        " --benchmarks benchmarks --config {params.config:q} --output {output} > {log} 2>&1"

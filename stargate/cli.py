@@ -31,6 +31,7 @@ STAGES = {
     "winrate-answer": ("stargate.stages.winrate_answer", "answers for the win-rate evaluation"),
     "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
     "summarize": ("stargate.stages.summarize", "log-prob curves and win rates (CSV, JSON, PNG)"),
+    "report-tables": ("stargate.stages.report_tables", "the report's tables as one HTML page"),
     "cost": ("stargate.stages.cost", "estimate API tokens and money a config will spend"),
 }
 

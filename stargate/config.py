@@ -27,6 +27,11 @@ CONDITIONS_PER_ITERATION = ("qa-experimental", "pos-control-1", "shuffled")
 CONDITIONS_CONTROL = ("neg-control", "pos-control-2")
 CONDITIONS = CONDITIONS_PER_ITERATION + CONDITIONS_CONTROL
 SELECTION_CONDITION = "qa-experimental"  # the condition whose scores pick the top-k conversations
+# Win-rate protocol axes (spec §6.2; evaluation.winrate.variants): which conversation is answered, who
+# answers it, and where m_t's answer is shown to the judge. A variant's name joins its three values.
+WINRATE_CONVERSATIONS = ("random", "top1")
+WINRATE_ANSWERERS = ("mt", "m0")
+WINRATE_POSITIONS = ("randomized", "mt_a", "mt_b")
 SPLITS = ("A", "B", "test")
 FIXED_MODEL_ROLES = ("questioner", "answerer", "scorer")  # always m_t / m0: no `model` key
 

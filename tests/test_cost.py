@@ -54,7 +54,8 @@ PAPER = {
         "judge": {**GPT4, "sampling": {"temperature": 0, "top_p": 0.9, "max_tokens": 300, "n": 1}},
         "answerer": {"backend": "vllm", "sampling": {"max_tokens": 700}},
     },
-    "evaluation": {"winrate": {"pairs_per_group": 100, "seed": 1}},
+    # the paper's own protocol: one judge call per comparison (randomized, zero-shot, m_t answering)
+    "evaluation": {"winrate": {"pairs_per_group": 100, "seed": 1, "both_orders": False}},
 }
 
 
@@ -239,7 +240,7 @@ def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
     total_line = next(line for line in out.splitlines() if line.startswith("total (API roles)"))
     assert total_line.split()[-2:] == [f"{est['total_usd_online']:,.2f}", f"{est['total_usd_batch']:,.2f}"]
     assert main(["cost", "--configfile", str(cfg_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 900
+    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 7200
     assert main(["cost", "--configfile", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -249,4 +250,33 @@ def test_paper_yaml():
     r = rows(est)
     assert r["oracle"]["calls"] == 25_500
     assert r["personas"]["calls"] == 110 and r["names"]["calls"] == 110  # paper.yaml: names: llm
-    assert r["judge"]["calls"] == 900
+    # the paper's six win-rate variants share 4 answer sets (conversation x answerer), each judged in both
+    # orders: 300 pairs x 3 comparisons x 4 x 2 (the paper's headline protocol alone was 900)
+    assert r["judge"]["calls"] == 300 * 3 * 4 * 2
+
+
+@pytest.mark.parametrize(
+    "variants, both_orders, per_comparison",
+    [
+        ([("random", "mt", "randomized")], False, 1),  # the paper's headline protocol
+        ([("random", "mt", "randomized")], True, 2),
+        ([("top1", "mt", "mt_a")], False, 1),
+        ([("top1", "mt", "mt_a"), ("top1", "mt", "mt_b")], False, 2),  # shared answers, both orders
+        ([("top1", "mt", "mt_a"), ("top1", "mt", "randomized")], False, 1.5),  # the coin flip adds B half the time
+        ([("random", "mt", "randomized"), ("random", "m0", "randomized"), ("top1", "m0", "randomized")], False, 3),
+    ],
+)
+def test_judge_calls_count_variants_and_orders(variants, both_orders, per_comparison):
+    cfg = copy.deepcopy(PAPER)
+    cfg["evaluation"]["winrate"].update(
+        both_orders=both_orders,
+        variants=[{"conversation": c, "answerer": a, "positions": p} for c, a, p in variants],
+    )
+    assert rows(cost.estimate(cfg, base_dir=REPO))["judge"]["calls"] == 300 * 3 * per_comparison
+
+
+def test_ratings_add_two_calls_per_comparison():
+    cfg = copy.deepcopy(PAPER)
+    cfg["evaluation"]["winrate"]["ratings"] = True
+    r = rows(cost.estimate(cfg, base_dir=REPO))["judge"]
+    assert r["calls"] == 300 * 3 * (1 + 2) and "incl. 2 ratings" in r["what"]

@@ -569,6 +569,9 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
         "1",
         "--mode",
         "generate",
+        "--positions",  # the paper's protocol: one order per comparison, by a seeded coin flip
+        "randomized",
+        "--no-both-orders",
         "--output",
         out,
     ]
@@ -577,8 +580,10 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
     assert run(*argv, "--max-dropped-fraction", "0.5") == 0
     recs, meta = read_jsonl(out), read_meta(out)
     assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (4, 1, 5)
-    assert (meta["candidate"], meta["baseline"], meta["invalid"]) == (3, 4, 5)
-    assert sum(r["refused"] for r in recs) == 4 and all(r["winner"] is None for r in recs if r["refused"])
+    assert meta["outcomes"] == {"win": 3, "loss": 4, "tie": 0, "unparsable": 1, "refused": 4}
+    judged = [j for r in recs for j in r["judged"].values()]
+    assert len(judged) == 12 and sum(j["outcome"] == "refused" for j in judged) == 4
+    assert all(j["verdict"] == "refused" and j["raw"] is None for j in judged if j["outcome"] == "refused")
     # the summary's win rate counts valid verdicts only: 3 of 7, with 5 invalid
     for t, cond in ((0, "qa-experimental"), (1, "qa-experimental")):
         (tmp_path / f"lp{t}.jsonl").write_text(
@@ -590,14 +595,17 @@ def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_
     manifest = {
         "logprobs": {t: {"qa-experimental": str(tmp_path / f"lp{t}.jsonl")} for t in (0, 1)},
         "controls": {"neg-control": str(tmp_path / "neg.jsonl")},
-        "judge": {1: str(out)},
+        "judge": {"random-mt": {1: str(out)}},
         "conversations": {},
     }
-    assert run("summarize", "--manifest", json.dumps(manifest), "--out-dir", tmp_path / "summary") == 0
+    argv = ["summarize", "--manifest", json.dumps(manifest), "--variants", "random-mt-randomized", "--resamples", 100]
+    assert run(*argv, "--out-dir", tmp_path / "summary") == 0
     summary = json.loads((tmp_path / "summary/summary.json").read_text())
-    assert summary["judge_dropped"] == {"m1": {"n_refused": 4, "n_unusable": 1, "n_dropped": 5}}
-    overall = [w for w in summary["winrates"] if w["group"] == "overall"]
-    assert overall == [{"t": 1, "group": "overall", "wins": 3, "losses": 4, "invalid": 5, "win_rate": 3 / 7}]
+    counted = summary["counts"]["judge"]["random-mt/m1"]
+    assert (counted["n_refused"], counted["n_unparsable"], counted["n_dropped"]) == (4, 1, 5)
+    (overall,) = [w for w in summary["winrates"] if w["group"] == "overall"]
+    assert (overall["variant"], overall["wins"], overall["losses"]) == ("random-mt-randomized", 3, 4)
+    assert (overall["unparsable"], overall["refused"], overall["win_rate"]) == (1, 4, 3 / 7)
 
 
 def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, split_b, monkeypatch):
@@ -662,6 +670,9 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
                 "1",
                 "--mode",
                 "generate",
+                "--positions",
+                "randomized",
+                "--no-both-orders",
                 "--output",
                 out,
             )
@@ -671,8 +682,9 @@ def test_paper_released_judge_protocol_through_the_openai_backend(tmp_path, spli
     assert len(bodies) == 12 and not any("seed" in b for b in bodies)  # the original sent no seed
     meta, recs = read_meta(out), read_jsonl(out)
     assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (4, 0, 4)
-    assert sorted(r["pair"] for r in recs if r["refused"]) == sorted(pairs[:4])
-    assert meta["candidate"] + meta["baseline"] == 8 and meta["invalid"] == 4
+    refused = [r["pair"] for r in recs if any(j["outcome"] == "refused" for j in r["judged"].values())]
+    assert sorted(refused) == sorted(pairs[:4])
+    assert meta["outcomes"]["win"] + meta["outcomes"]["loss"] == 8 and meta["outcomes"]["refused"] == 4
 
 
 def test_paper_released_data_jobs_run_and_rerun_on_a_changed_file(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from conftest import role_json, scripted_role_json
 
 from stargate.cli import main
+from stargate.evaluation import outcomes
 from stargate.records import read_jsonl, read_meta
 from stargate.stages.names import regex_name
 from stargate.stages.winrate_answer import select
@@ -502,56 +503,64 @@ def test_topk_ties_go_to_lower_index(tmp_path):
 def test_winrate_selection_is_model_independent():
     order = {f"t{i}|p0": i for i in range(9)}
     convs = [{"pair": k, "conv": c, "target_turns": 1 + i % 3} for k, i in order.items() for c in range(4)]
-    a = select(convs, order, 2, seed=1)
-    b = select(list(reversed(convs)), order, 2, seed=1)
+    a, _ = select(convs, order, 2, seed=1)
+    b, _ = select(list(reversed(convs)), order, 2, seed=1)
     assert [(c["pair"], c["conv"]) for c in a] == [(c["pair"], c["conv"]) for c in b]
-    assert len(a) == 6 and len(select(convs, order, 0, seed=1)) == 9
+    assert len(a) == 6 and len(select(convs, order, 0, seed=1)[0]) == 9
+
+
+def _judge(tmp_path, data_files, role, model, *flags, mode="generate"):
+    pairs = [f"A-t000{i}|A-p0{j}" for i in range(3) for j in range(2)]
+    for name in ("cand", "base"):
+        recs = [{"pair": p, "conv": 0, "group": 1 + i % 2, "text": f"{name} answer {p}"} for i, p in enumerate(pairs)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    out = tmp_path / "judge.jsonl"
+    rc = run(
+        "judge", "--candidate", tmp_path / "cand.jsonl", "--baseline", tmp_path / "base.jsonl", "--seed", 1,
+        "--mode", mode, "--output", out, "--role", role, *flags, *common(data_files, model),
+    )  # fmt: skip
+    return rc, out
 
 
 def test_judge_maps_positions_back(tmp_path, data_files, scripted_role):
-    pairs = [f"A-t000{i}|A-p0{j}" for i in range(3) for j in range(2)]
-    for name in ("cand", "base"):
-        recs = [{"pair": p, "conv": 0, "group": 1, "text": f"{name} answer"} for p in pairs]
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    out = tmp_path / "judge.jsonl"
-    judge = scripted_role("Comparison: fine.\n\nFinal Response: A")
-    assert (
-        run(
-            "judge",
-            "--candidate",
-            tmp_path / "cand.jsonl",
-            "--baseline",
-            tmp_path / "base.jsonl",
-            "--seed",
-            1,
-            "--mode",
-            "generate",
-            "--output",
-            out,
-            "--role",
-            judge,
-            *common(data_files, "scripted"),
-        )
-        == 0
-    )
+    judge = scripted_role("Comparison: fine.\n\nFinal Response: A")  # a judge that always picks A
+    rc, out = _judge(tmp_path, data_files, judge, "scripted", "--positions", "randomized", "--no-both-orders")
+    assert rc == 0
     recs = read_jsonl(out)
-    assert {r["candidate_position"] for r in recs} == {"A", "B"}  # both mappings are exercised
+    assert {r["randomized_position"] for r in recs} == {"A", "B"}  # both mappings are exercised
     for r in recs:
-        assert r["verdict"] == "a"
-        assert r["winner"] == ("candidate" if r["candidate_position"] == "A" else "baseline")
+        assert list(r["judged"]) == [r["randomized_position"]]  # one call per comparison
+        j = r["judged"][r["randomized_position"]]
+        assert j["verdict"] == "a" and j["outcome"] == ("win" if r["randomized_position"] == "A" else "loss")
     meta = read_meta(out)
-    assert meta["candidate"] == sum(r["candidate_position"] == "A" for r in recs) and meta["invalid"] == 0
+    assert meta["n_calls"] == 6 and meta["outcomes"]["win"] == sum(r["randomized_position"] == "A" for r in recs)
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ('{"task_id": "A-t0", "split": "A", "text": "x"}\n{not json\n', ":2: not valid JSON"),
-        ("", "file is empty"),
-        ('{"task_id": "A-t0", "split": "A"}\n', ":1: missing field(s) text"),
-        ('{"task_id": "A-t0", "split": "A", "text": "  "}\n', ":1: field 'text' is empty"),
-    ],
-)
+def test_judge_both_orders_ties_flips_and_counts_drops(tmp_path, data_files, scripted_role):
+    rules = [
+        {"match": "Response A: cand answer A-t0000", "reply": "Final Response: A"},  # prefers m_t both ways
+        {"match": "Response B: cand answer A-t0000", "reply": "Final Response: B"},
+        {"match": "A-t0001\\|A-p00", "reply": "no verdict here"},  # unparsable in both orders
+        {"match": "Response A: cand answer A-t0001\\|A-p01", "reply": None},  # refused with m_t as A
+    ]
+    judge = scripted_role("Final Response: A", rules=rules)
+    rc, out = _judge(tmp_path, data_files, judge, "scripted", "--positions", "randomized", "--both-orders")
+    assert rc == 0
+    recs = {r["pair"]: r for r in read_jsonl(out)}
+    assert all(set(r["judged"]) == {"A", "B"} for r in recs.values())
+    both = {k: outcomes.outcome(r, "both_orders") for k, r in recs.items()}
+    assert both["A-t0000|A-p00"] == both["A-t0000|A-p01"] == "win"
+    assert both["A-t0001|A-p00"] == "unparsable" and both["A-t0001|A-p01"] == "refused"
+    assert both["A-t0002|A-p00"] == both["A-t0002|A-p01"] == "tie"  # always-A: flips with the order
+    meta = read_meta(out)
+    assert meta["n_calls"] == 12 and meta["n_unusable"] == 2 and meta["n_refused"] == 1
+    assert meta["outcomes"] == {"win": 6, "loss": 3, "tie": 0, "unparsable": 2, "refused": 1}
+    # beyond the cap the stage fails rather than passing a broken judge off as a result
+    rc, _ = _judge(tmp_path, data_files, judge, "scripted", "--positions", "mt_a", "--both-orders",
+                   "--max-dropped-fraction", "0.2")  # fmt: skip
+    assert rc == 2
+
+
 def test_bad_task_file_names_file_and_line(tmp_path, data_files, tiny_model_dir, capsys, content, message):
     bad = tmp_path / "tasks.jsonl"
     bad.write_text(content)
@@ -661,35 +670,35 @@ def test_regex_names(text, name):
 
 
 def test_judge_forced_choice_always_gives_a_verdict(tmp_path, data_files, tiny_model_dir):
-    pairs = [f"A-t000{i}|A-p0{j}" for i in range(3) for j in range(2)]
-    for name in ("cand", "base"):
-        recs = [{"pair": p, "conv": 0, "group": 1, "text": f"{name} answer {p}"} for p in pairs]
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    out = tmp_path / "judge.jsonl"
-    assert (
-        run(
-            "judge",
-            "--candidate",
-            tmp_path / "cand.jsonl",
-            "--baseline",
-            tmp_path / "base.jsonl",
-            "--seed",
-            1,
-            "--mode",
-            "logprob",
-            "--output",
-            out,
-            "--role",
-            role_json(),
-            *common(data_files, tiny_model_dir),
-        )
-        == 0
-    )
+    rc, out = _judge(tmp_path, data_files, role_json(), tiny_model_dir, "--positions", "mt_b", "--no-both-orders",
+                     "--ratings", mode="logprob")  # fmt: skip
+    assert rc == 0
     recs = read_jsonl(out)
-    assert len(recs) == 6 and all(r["verdict"] in ("a", "b") for r in recs)
-    assert {r["candidate_position"] for r in recs} == {"A", "B"}  # positions are randomised
+    assert len(recs) == 6 and all(list(r["judged"]) == ["B"] for r in recs)  # m_t always shown as B
+    assert all(r["judged"]["B"]["verdict"] in ("a", "b") for r in recs)
     for r in recs:
-        assert r["winner"] == ("candidate" if r["verdict"].upper() == r["candidate_position"] else "baseline")
+        assert r["judged"]["B"]["outcome"] == ("win" if r["judged"]["B"]["verdict"] == "b" else "loss")
+        # forced-choice ratings: the likeliest of "Rating: 1".."Rating: 7", for both answers
+        assert {r["ratings"]["candidate"]["rating"], r["ratings"]["baseline"]["rating"]} <= set(range(1, 8))
+    assert read_meta(out)["n_rating_calls"] == 12 and read_meta(out)["n_ratings_unparsable"] == 0
+
+
+def test_judge_ratings_through_generation(tmp_path, data_files, scripted_role):
+    rules = [
+        {"match": "Assistant Response: cand", "reply": "Explanation: fits.\n\nRating: 6"},
+        {"match": "Assistant Response: base answer A-t0000", "reply": "no rating"},
+        {"match": "Assistant Response: base", "reply": "Rating: 3"},
+    ]
+    judge = scripted_role("Final Response: A", rules=rules)
+    rc, out = _judge(tmp_path, data_files, judge, "scripted", "--positions", "randomized", "--no-both-orders",
+                     "--ratings")  # fmt: skip
+    assert rc == 0
+    recs = {r["pair"]: r for r in read_jsonl(out)}
+    assert recs["A-t0001|A-p00"]["ratings"]["candidate"]["rating"] == 6
+    assert recs["A-t0001|A-p00"]["ratings"]["baseline"]["rating"] == 3
+    assert recs["A-t0000|A-p00"]["ratings"]["baseline"]["rating"] is None  # unparsable: kept, counted
+    meta = read_meta(out)
+    assert meta["n_calls"] == 6 and meta["n_rating_calls"] == 12 and meta["n_ratings_unparsable"] == 2
 
 
 def test_duplicate_input_records_are_refused(tmp_path, data_files, capsys):

@@ -10,7 +10,12 @@ import pytest
 
 from stargate.cli import main
 from stargate.errors import StargateError
-from stargate.stages.summarize import logprob_rows, stats, winrate_rows
+from stargate.evaluation.logprobs import frames, rows, stats
+from stargate.stages.summarize import winrate_rows
+
+
+def logprob_rows(logprobs, controls):
+    return rows(frames(logprobs, controls))
 
 
 def _write(path, recs):
@@ -26,21 +31,43 @@ def test_stats_is_mean_and_standard_error():
     assert stats([-3.0]) == {"mean": -3.0, "sem": 0.0, "n": 1}
 
 
+def _judged(pair, group, a=None, b=None, randomized="A"):
+    judged = {k: {"outcome": v} for k, v in (("A", a), ("B", b)) if v}
+    return {"pair": pair, "group": group, "randomized_position": randomized, "judged": judged}
+
+
 def test_win_rates_drop_ties_and_invalid_verdicts_per_group(tmp_path):
     verdicts = [
-        {"pair": "p1", "group": 1, "winner": "candidate"},
-        {"pair": "p2", "group": 1, "winner": "baseline"},
-        {"pair": "p3", "group": 1, "winner": "candidate"},
-        {"pair": "p4", "group": 2, "winner": None},  # tie / unparsable
-        {"pair": "p5", "group": 2, "winner": "invalid"},
-        {"pair": "p6", "group": 3, "winner": "candidate"},
+        _judged("p1", 1, a="win"),
+        _judged("p2", 1, a="loss"),
+        _judged("p3", 1, b="win", randomized="B"),
+        _judged("p4", 2, a="tie"),
+        _judged("p5", 2, b="unparsable", randomized="B"),
+        _judged("p6", 3, a="win"),
     ]
-    rows = {(r["t"], r["group"]): r for r in winrate_rows({1: _write(tmp_path / "j.jsonl", verdicts)})}
-    assert rows[(1, 1)] == {"t": 1, "group": 1, "wins": 2, "losses": 1, "invalid": 0, "win_rate": pytest.approx(2 / 3)}
-    assert rows[(1, 2)]["win_rate"] is None and rows[(1, 2)]["invalid"] == 2  # nothing valid: no rate, not 0
-    overall = rows[(1, "overall")]
-    assert (overall["wins"], overall["losses"], overall["invalid"]) == (3, 1, 2)
-    assert overall["win_rate"] == pytest.approx(3 / 4)
+    path = _write(tmp_path / "j.jsonl", verdicts)
+    rows = winrate_rows({"random-mt": {1: path}}, ["random-mt-randomized"], 200, 1)
+    by = {(r["variant"], r["group"]): r for r in rows}
+    assert {r["variant"] for r in rows} == {"random-mt-randomized"}  # one order per pair: no other protocol
+    g1 = by[("random-mt-randomized", 1)]
+    assert (g1["wins"], g1["losses"], g1["ties"], g1["win_rate"]) == (2, 1, 0, pytest.approx(2 / 3))
+    g2 = by[("random-mt-randomized", 2)]
+    assert g2["win_rate"] is None and (g2["ties"], g2["unparsable"]) == (1, 1)  # nothing valid: no rate, not 0
+    overall = by[("random-mt-randomized", "overall")]
+    assert (overall["wins"], overall["losses"], overall["ties"], overall["unparsable"]) == (3, 1, 1, 1)
+    assert overall["win_rate"] == pytest.approx(3 / 4) and overall["configured"]
+    with pytest.raises(StargateError, match="top1-mt-mt_a"):
+        winrate_rows({"random-mt": {1: path}}, ["top1-mt-mt_a"], 200, 1)
+
+
+def test_both_orders_give_every_protocol(tmp_path):
+    path = _write(tmp_path / "j.jsonl", [_judged("p1", 1, a="win", b="loss"), _judged("p2", 1, a="win", b="win")])
+    rows = winrate_rows({"top1-m0": {2: path}}, ["top1-m0-randomized"], 200, 1)
+    overall = {r["variant"]: r for r in rows if r["group"] == "overall"}
+    assert set(overall) == {"top1-m0-randomized", "top1-m0-mt_a", "top1-m0-mt_b", "top1-m0-both_orders"}
+    assert overall["top1-m0-mt_a"]["win_rate"] == 1.0 and overall["top1-m0-mt_b"]["win_rate"] == 0.5
+    assert overall["top1-m0-both_orders"]["ties"] == 1 and overall["top1-m0-both_orders"]["win_rate"] == 1.0
+    assert [r["configured"] for r in overall.values()].count(True) == 1
 
 
 def test_top1_rows_follow_the_selection_condition(tmp_path):
@@ -83,21 +110,67 @@ def test_a_file_with_the_wrong_condition_is_refused(tmp_path):
 
 
 def test_cli_writes_tables_and_plots(tmp_path):
-    qa = [{"pair": "a", "conv": 0, "condition": "qa-experimental", "logprob": -5.0}]
-    judge = [{"pair": "a", "group": 1, "winner": "candidate"}]
+    qa = [{"pair": "test-t0000|p", "conv": 0, "condition": "qa-experimental", "logprob": -5.0}]
+    qa1 = [{"pair": "test-t0000|p", "conv": 0, "condition": "qa-experimental", "logprob": -4.0}]
+    judge = [_judged("test-t0000|p", 1, a="win", b="win")]
     manifest = {
         "logprobs": {
             "0": {"qa-experimental": _write(tmp_path / "qa0.jsonl", qa)},
-            "1": {"qa-experimental": _write(tmp_path / "qa1.jsonl", qa)},
+            "1": {"qa-experimental": _write(tmp_path / "qa1.jsonl", qa1)},
         },
         "controls": {},
-        "judge": {"1": _write(tmp_path / "j1.jsonl", judge)},
+        "judge": {"random-mt": {"1": _write(tmp_path / "j1.jsonl", judge)}},
         "conversations": {},
     }
+    tasks = _write(tmp_path / "tasks.jsonl", [{"task_id": "test-t0000", "split": "test", "text": "x"}])
     out = tmp_path / "summary"
-    assert main(["summarize", "--manifest", json.dumps(manifest), "--out-dir", str(out)]) == 0
+    args = ["summarize", "--manifest", json.dumps(manifest), "--variants", "random-mt-randomized", "--resamples",
+            "100", "--task-labels", "paper_hand", "--tasks", tasks, "--run", '{"run_name": "t"}', "--out-dir", str(out)]  # fmt: skip
+    assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert [w["win_rate"] for w in summary["winrates"] if w["group"] == "overall"] == [1.0]
-    assert (out / "logprobs.csv").read_text().splitlines()[0] == "condition,t,mean,sem,n"
-    assert (out / "winrates.png").stat().st_size > 1000
+    assert {w["win_rate"] for w in summary["winrates"] if w["group"] == "overall"} == {1.0}
+    assert summary["position_bias"][0]["first_minus_second"] == 0.0
+    diff = summary["logprob_differences"]
+    assert {(d["condition"], d["t"], d["vs"]): d["difference"] for d in diff}[("qa-experimental", 1, 0)] == 1.0
+    by = {r["condition"]: r for r in summary["logprobs"] if r["t"] == 0}
+    assert by["qa-experimental-general"]["n"] == 1 and by["qa-experimental-specific"]["n"] == 0  # task 0: general
+    assert "50 test tasks" in summary["task_labels"]["note"]
+    comp = {(r["name"], r["t"]): r for r in summary["paper_comparison"]}
+    assert comp[("random-mt-randomized", 1)]["paper"] == pytest.approx(197 / 289)
+    assert comp[("qa-experimental", 0)]["ours"] == -5.0 and comp[("qa-experimental", 0)]["config"] == "t"
+    assert (out / "logprobs.csv").read_text().splitlines()[0] == "condition,t,questioner,mean,sem,n"
+    assert (out / "paper_comparison.csv").read_text().startswith("metric,name,t,ours,paper,difference")
+    for png in ("winrates.png", "logprobs.png", "position_bias.png"):
+        assert (out / png).stat().st_size > 1000
     assert main(["summarize", "--manifest", "{not json", "--out-dir", str(out)]) == 2
+
+
+def test_extra_questioners_are_named_and_kept_out_of_the_paper_table(tmp_path):
+    def qa(t, value):
+        rec = {"pair": "a", "conv": 0, "condition": "qa-experimental", "logprob": value}
+        return _write(tmp_path / f"qa{t}.jsonl", [rec])
+
+    manifest = {
+        "logprobs": {"0": {"qa-experimental": qa(0, -5.0)}, "1000": {"qa-experimental": qa(1000, -3.0)}},
+        "controls": {},
+        "judge": {"random-mt": {"1000": _write(tmp_path / "j.jsonl", [_judged("a", 1, a="win", b="loss")])}},
+        "conversations": {},
+        "questioners": {"1000": "released-m1"},
+    }
+    out = tmp_path / "summary"
+    args = [
+        "summarize",
+        "--manifest",
+        json.dumps(manifest),
+        "--variants",
+        "random-mt-randomized",
+        "--resamples",
+        "100",
+    ]
+    assert main([*args, "--out-dir", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["questioner"] for r in summary["logprobs"]} == {"m0", "released-m1"}
+    (d,) = [d for d in summary["logprob_differences"] if d["condition"] == "qa-experimental"]
+    assert (d["questioner"], d["vs"], d["difference"]) == ("released-m1", 0, 2.0)
+    assert {w["questioner"] for w in summary["winrates"]} == {"released-m1"}
+    assert all(r["t"] != 1000 for r in summary["paper_comparison"])

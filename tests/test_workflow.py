@@ -129,12 +129,20 @@ def test_paper_dry_run_has_the_whole_dag(tmp_path):
     for t in (0, 1, 2, 3):
         assert f"results/m{t}/logprobs/test.qa-experimental.jsonl" in out
         assert f"results/m{t}/conversations/test.jsonl" in out
-    for t in (1, 2, 3):
-        assert f"results/eval/winrate/m{t}_vs_m0.judge.jsonl" in out
+    # every win-rate variant of the paper (spec §6.2): 4 answer sets (conversation x answerer) are judged;
+    # the position protocols share their judge files (both orders judged)
+    for selection in ("random", "top1"):
+        for t in (1, 2, 3):
+            for answerer in ("mt", "m0"):
+                assert f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl" in out
+                assert f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl" in out
+        assert f"results/eval/winrate/{selection}/m0.mt.answers.jsonl" in out
+    assert "--positions mt_a,mt_b,randomized --both-orders" in out  # top1-mt serves three protocols
     # alternating splits: m0 and m2 simulate A, m1 simulates B; m{t+1} trains on m_t's data
     assert "results/m0/sft/A.jsonl" in out and "results/m1/sft/B.jsonl" in out and "results/m2/sft/A.jsonl" in out
     counts = job_counts(out)
-    assert counts["train"] == 3 and counts["judge"] == 3 and counts["winrate_answer"] == 4
+    assert counts["train"] == 3 and counts["judge"] == 4 * 3 and counts["winrate_answer"] == 2 * (4 + 3)
+    assert counts["topk"] == 3 + 4  # training splits, and the test split for the top-1 variants
     # one job per shard holds both models for every turn: (train iterations + evals) x shards
     assert counts["simulate"] == (3 + 4) * 4 and "questioner_turn" not in counts and "roleplayer_turn" not in counts
 
@@ -168,8 +176,19 @@ def test_end_to_end_artifacts(tiny_run):
     assert {"qa-experimental", "pos-control-1", "pos-control-2", "neg-control", "shuffled"} <= conds
     assert {r["t"] for r in summary["logprobs"]} == {0, 1, 2}
     assert {w["t"] for w in summary["winrates"]} == {1, 2}
-    judged = [json.loads(line) for line in (res / "eval/winrate/m1_vs_m0.judge.jsonl").read_text().splitlines()]
+    configured = {"random-mt-randomized", "top1-mt-mt_b", "random-m0-randomized"}
+    assert {w["variant"] for w in summary["winrates"] if w["configured"]} == configured
+    judged = [
+        json.loads(line) for line in (res / "eval/winrate/random/m1.mt_vs_m0.judge.jsonl").read_text().splitlines()
+    ]
     assert len(judged) == 3 * 2  # every test pair: 3 tasks x 2 personas
+    assert all(set(r["judged"]) == {"A", "B"} for r in judged)  # both orders
+    # the same pairs for every model and variant
+    answers = sorted((res / "eval/winrate").glob("*/m*.answers.jsonl"))
+    assert len(answers) == 3 + 3 + 2  # random-mt, top1-mt: m0..m2; random-m0: m1, m2 (m0 shares m0.mt)
+    pairs = {tuple(sorted(json.loads(line)["pair"] for line in p.read_text().splitlines())) for p in answers}
+    assert len(pairs) == 1
+    assert summary["position_bias"] and summary["paper_comparison"]
     assert (res / "summary/logprobs.png").stat().st_size > 1000
 
 
@@ -224,7 +243,7 @@ def test_moved_checkout_is_up_to_date_and_code_edit_reruns_its_stage(tiny_run, t
     assert _dry_run(moved) == set()
     judge = moved / "stargate" / "stages" / "judge.py"
     judge.write_text(judge.read_text() + "\n# an edit\n")
-    assert _dry_run(moved) == {"judge", "summarize"}
+    assert _dry_run(moved) == {"judge", "summarize", "report_tables"}
     topk = moved / "stargate" / "stages" / "topk.py"
     topk.write_text(topk.read_text() + "\n# an edit\n")
     planned = _dry_run(moved)
@@ -238,7 +257,7 @@ def test_template_edit_reruns_only_its_users(tiny_run, tmp_path):
     moved = _moved(tiny_run, tmp_path / "moved")
     judge = moved / "stargate" / "prompts" / "paper_v1" / "judge_user.txt"  # fixed_v1 takes its texts from here
     judge.write_text(judge.read_text() + "\nAn edited judge prompt.\n")
-    assert _dry_run(moved) == {"judge", "summarize"}
+    assert _dry_run(moved) == {"judge", "summarize", "report_tables"}
 
 
 @pytest.mark.slow
@@ -246,7 +265,8 @@ def test_run_name_retrains_nothing(tiny_run):
     cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     cfg["run_name"] = "renamed"
     (tiny_run / "renamed.yaml").write_text(yaml.safe_dump(cfg))
-    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == set()
+    # only the summary and its tables, which name the config that produced them
+    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == {"summarize", "report_tables"}
 
 
 def test_default_config_shape():
@@ -258,3 +278,72 @@ def test_default_config_shape():
     for split in ("A", "B"):
         assert len(tasks[split]) >= 4 and len(personas[split]) >= 3
     assert cfg["evaluation"]["winrate"]["pairs_per_group"] is None  # every test pair judged
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
+    """`snakemake --report` of the tiny run, opened in headless chromium: no console or page errors, every
+    figure decodes to an image, the tables page has its sections (tests/fixtures/report_probe.html is put
+    before the report's own scripts and writes what it saw into the page)."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH: install Debian's `chromium` (scripts/setup.sh does, as root)")
+    report = tmp_path / "report.html"
+    r = snakemake("--configfile", "tiny.yaml", "--report", str(report), cwd=tiny_run, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = report.read_text(encoding="utf-8")
+    head = page.index("<head>") + len("<head>")
+    probe = (REPO / "tests/fixtures/report_probe.html").read_text(encoding="utf-8")
+    (tmp_path / "check.html").write_text(page[:head] + probe + page[head:], encoding="utf-8")
+    run = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--virtual-time-budget=20000", "--dump-dom", (tmp_path / "check.html").as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    found = re.search(r'<pre id="stargate-check">(.*?)</pre>', run.stdout, re.S)
+    assert found, f"the probe did not report (chromium rc {run.returncode}): {run.stderr[-2000:]}"
+    import html
+
+    seen = json.loads(html.unescape(found.group(1)))
+    assert seen["errors"] == []
+    figures = {Path(f["path"]).name: f["width"] for f in seen["figures"]}
+    assert set(figures) == {"logprobs.png", "winrates.png", "position_bias.png"}
+    assert all(w > 100 for w in figures.values()), figures
+    assert "STaR-GATE" in seen["text"]  # the report app rendered its page
+    (tables,) = seen["pages"]
+    assert tables["tables"] >= 7
+    for section in ("This run beside the paper", "Judge position bias", "Sample conversations", "Wall time", "Config"):
+        assert any(h.startswith(section) for h in tables["headings"]), section
+    # the PNGs are also plain files of the summary
+    for name in figures:
+        assert (tiny_run / "results/summary" / name).stat().st_size > 1000
+
+
+def test_extra_questioners_go_through_the_same_evaluation(tmp_path):
+    """evaluation.questioners: a released checkpoint or local folder is simulated, scored and judged on the
+    test split beside m0..mT, as iteration 1000 + i, and named in the summary's manifest."""
+    cfg = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
+    cfg["models"]["tiny"]["source"]["path"] = str(tmp_path / "tiny")
+    cfg["models"]["released"] = {"source": {"path": str(tmp_path / "released")}}
+    cfg["evaluation"]["questioners"] = [{"name": "released-m1", "model": "released"}]
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", "extra.yaml", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    assert "resources/models/released" in out
+    assert (
+        "results/m1000/conversations/test.jsonl" in out and "results/m1000/logprobs/test.qa-experimental.jsonl" in out
+    )
+    for selection in ("random", "top1"):
+        assert f"results/eval/winrate/{selection}/m1000.mt_vs_m0.judge.jsonl" in out
+    assert "--model resources/models/released" in out  # the checkpoint asks the questions
+    assert '"questioners": {"1000": "released-m1"}' in out  # named in the summary's manifest
+    assert "results/models/m1000" not in out and "results/m1000/sft" not in out  # evaluated, never trained
+    cfg["evaluation"]["questioners"] = [{"name": "x", "model": "nope"}]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", "bad.yaml", cwd=tmp_path, timeout=300)
+    assert r.returncode != 0 and "evaluation.questioners[0].model: 'nope'" in r.stdout + r.stderr

@@ -5,7 +5,8 @@ Each step that can call an API is priced twice, online and through the Batch API
     personas  persona_generator, one call per generated persona (none with data.personas.source: file)
     names     persona_generator, one call per persona with data.names: llm (none with regex)
     oracle    oracle, one call per persona-task pair of the splits used (none with data.oracle.source: file)
-    judge     judge, pairs_per_group x turn groups x T comparisons (or every test pair x T)
+    judge     judge, pairs_per_group x turn groups (or every test pair) x T comparisons x answer sets
+              (conversation x answerer of evaluation.winrate.variants) x orders (2 with both_orders)
 
 Input is measured on the real prompt texts where they exist (the prompt set's templates, task and persona
 files, the seed personas of each split); text that does not exist yet (generated personas, the answers the
@@ -342,16 +343,49 @@ def _split_lists(obj: Any) -> dict[str, list[str]]:
 def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
     sim = config.get("simulation") or {}
     groups = int(sim.get("max_turns", 3)) - int(sim.get("min_turns", 1)) + 1
-    per_group = ((config.get("evaluation") or {}).get("winrate") or {}).get("pairs_per_group")
+    winrate = (config.get("evaluation") or {}).get("winrate") or {}
+    per_group = winrate.get("pairs_per_group")
     comparisons = int(config.get("iterations") or 1)  # m1..mT, each against m0
     test_pairs = tasks.get("test", 0) * personas.get("test", 0)
     if per_group is None:
-        return test_pairs * comparisons, (
-            f"every test pair ({test_pairs}) x {comparisons} comparisons (m1..m{comparisons} vs m0)"
-        )
-    per_iter = min(int(per_group) * groups, test_pairs) if test_pairs else int(per_group) * groups
-    what = f"{per_group} pairs x {groups} turn groups x {comparisons} comparisons (m1..m{comparisons} vs m0)"
-    return per_iter * comparisons, what
+        per_iter, pairs_what = test_pairs, f"every test pair ({test_pairs})"
+    else:
+        per_iter = min(int(per_group) * groups, test_pairs) if test_pairs else int(per_group) * groups
+        pairs_what = f"{per_group} pairs x {groups} turn groups"
+    sets = _judge_orders(winrate)
+    if winrate.get("ratings"):  # each of the two answers rated on its own
+        sets = {name: orders + 2 for name, orders in sets.items()}
+    calls = sum(round(per_iter * orders) for orders in sets.values()) * comparisons
+    per_set = ", ".join(f"{name} x{orders:g}" for name, orders in sets.items())
+    return (
+        calls,
+        f"{pairs_what} x {comparisons} comparisons (m1..m{comparisons} vs m0) x calls per comparison of each answer set ({per_set}{' incl. 2 ratings' if winrate.get('ratings') else ''})",
+    )
+
+
+def _judge_orders(winrate: dict) -> dict[str, float]:
+    """Judge calls per comparison of every answer set (conversation-answerer): 2 with both_orders; else the
+    orders its position protocols read (randomized beside one fixed order adds the other half the time)."""
+    from ..evaluation import variants
+
+    vs = variants.configured(
+        {
+            "variants": winrate.get("variants")
+            or [{"conversation": "random", "answerer": "mt", "positions": "randomized"}]
+        }
+    )
+    out = {}
+    for conversation, answerer in variants.answer_sets(vs):
+        positions = set(variants.positions_for(vs, conversation, answerer))
+        fixed = positions & {"mt_a", "mt_b"}
+        if winrate.get("both_orders", True) or len(fixed) == 2:
+            orders = 2.0
+        elif fixed and "randomized" in positions:
+            orders = 1.5  # the coin flip shows the other order for half of the pairs
+        else:
+            orders = 1.0
+        out[f"{conversation}-{answerer}"] = orders
+    return out
 
 
 def _api_model_name(config: dict, rcfg: dict) -> str:

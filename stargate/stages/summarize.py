@@ -1,4 +1,6 @@
-"""Evaluation summary: log-prob curves over m0..mT with controls, win rates vs m0, as CSV, JSON and PNG."""
+"""Evaluation summary (spec §6): log-prob curves over m0..mT with controls, top-1 rows and the general /
+specific breakdown, paired differences between iterations, win rates of every variant with bootstrap
+intervals, judge position bias, counts, and the paper's values beside ours; CSV, JSON and PNG."""
 
 from __future__ import annotations
 
@@ -8,12 +10,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import SELECTION_CONDITION
 from ..errors import StargateError
+from ..evaluation import logprobs as lp
+from ..evaluation import outcomes, paper, ratings
+from ..evaluation.plots import plot_all
+from ..evaluation.variants import parse as parse_variant
 from ..log import get_logger
 from ..records import atomic_write_text, read_jsonl, read_meta, write_json
+from .common import load_tasks
 
 log = get_logger(__name__)
+
+WINRATE_FIELDS = [
+    "variant",
+    "t",
+    "questioner",
+    "group",
+    "configured",
+    "n",
+    "wins",
+    "losses",
+    "ties",
+    "unparsable",
+    "refused",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "win_rate_ties_half",
+    "ties_half_ci_low",
+    "ties_half_ci_high",
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,77 +47,108 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--manifest",
         required=True,
         help='JSON: {"logprobs": {T: {condition: PATH}}, "controls": {condition: PATH}, '
-        '"judge": {T: PATH}, "conversations": {T: PATH}} (written by rules/evaluate.smk)',
+        '"judge": {ANSWER_SET: {T: PATH}}, "answers": {ANSWER_SET: {T: PATH}}, "conversations": {T: PATH}} '
+        "(written by rules/common.smk)",
     )
+    p.add_argument("--variants", default="", help="comma-separated configured win-rate variants")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--bootstrap-seed", type=int, default=1)
+    p.add_argument("--task-labels", choices=["paper_hand", "none"], default="none")
+    p.add_argument("--tasks", help="the test tasks (needed for --task-labels)")
+    p.add_argument("--run", default="{}", help="JSON naming the config that produced this run")
     p.add_argument("--out-dir", required=True)
 
 
-def stats(values) -> dict:
-    """Mean, standard error of the mean (the paper's error bars) and count."""
-    v = pd.Series(values, dtype=float)
-    n = int(v.size)
-    return {"mean": float(v.mean()), "sem": float(v.sem()) if n > 1 else 0.0, "n": n}
-
-
-def _best_per_pair(df: pd.DataFrame) -> pd.DataFrame:
-    """The top-1 conversation of each pair (ties: the lowest conversation index, as topk does)."""
-    return df.sort_values(["pair", "logprob", "conv"], ascending=[True, False, True]).drop_duplicates("pair")
-
-
-def _frame(path: str, condition: str) -> pd.DataFrame:
-    recs = read_jsonl(path, required=("pair", "condition", "logprob"))
-    wrong = {r["condition"] for r in recs} - {condition}
-    if wrong:
-        raise StargateError(f"{path}: holds condition(s) {sorted(wrong)}, the manifest says {condition}")
-    return pd.DataFrame.from_records(recs)
-
-
-def logprob_rows(logprobs: dict[int, dict[str, str]], controls: dict[str, str]) -> list[dict]:
-    """One row per (iteration, condition), with the top-1 rows the paper plots."""
-    control_stats = {c: stats(_frame(p, c)["logprob"]) for c, p in controls.items()}
-    rows = []
-    for t in sorted(logprobs):
-        conds = {c: _frame(p, c) for c, p in logprobs[t].items()}
-        for cond, df in conds.items():
-            rows.append({"t": t, "condition": cond, **stats(df["logprob"])})
-        if SELECTION_CONDITION in conds:
-            best = _best_per_pair(conds[SELECTION_CONDITION])
-            rows.append({"t": t, "condition": f"{SELECTION_CONDITION}-top1", **stats(best["logprob"])})
-            if "pos-control-1" in conds:  # the pos-control-1 score of the conversation qa-experimental chose
-                at = best[["pair", "conv"]].merge(conds["pos-control-1"], on=["pair", "conv"], how="left")
-                if at["logprob"].isna().any():
-                    raise StargateError(
-                        f"{logprobs[t]['pos-control-1']}: misses conversations scored in qa-experimental"
-                    )
-                rows.append({"t": t, "condition": "pos-control-1-at-top1", **stats(at["logprob"])})
-        if "shuffled" in conds:
-            rows.append({"t": t, "condition": "shuffled-top1", **stats(_best_per_pair(conds["shuffled"])["logprob"])})
-        for cond, s in control_stats.items():  # constant over t: no conversation involved
-            rows.append({"t": t, "condition": cond, **s})
-    rows.sort(key=lambda r: (r["condition"], r["t"]))
-    return rows
-
-
-def winrate_rows(judge: dict[int, str]) -> list[dict]:
-    """Wins, losses and invalid verdicts (ties, unparsable: dropped from the rate, spec §6.2) per group."""
+def winrate_rows(judge: dict[str, dict[int, str]], configured: list[str], resamples: int, seed: int) -> list[dict]:
+    """Per judge file, every position protocol its judged orders allow (and both orders, when judged), per
+    turn group and overall."""
     out = []
-    for t in sorted(judge):
-        df = pd.DataFrame.from_records(read_jsonl(judge[t], required=("pair", "group", "winner")))
-        for group in sorted(df["group"].unique().tolist(), key=str) + ["overall"]:
-            sel = df if group == "overall" else df[df["group"] == group]
-            wins, losses = int((sel["winner"] == "candidate").sum()), int((sel["winner"] == "baseline").sum())
-            valid = wins + losses
-            out.append(
-                {
-                    "t": t,
-                    "group": group,
-                    "wins": wins,
-                    "losses": losses,
-                    "invalid": int(len(sel)) - valid,
-                    "win_rate": wins / valid if valid else None,
-                }
-            )
+    for answer_set in sorted(judge):
+        for t in sorted(judge[answer_set]):
+            path = judge[answer_set][t]
+            recs = read_jsonl(path, required=("pair", "group", "randomized_position", "judged"), allow_empty=True)
+            protocols = outcomes.protocols_of(recs) or [
+                parse_variant(v).positions for v in configured if parse_variant(v).answer_set == answer_set
+            ]
+            for positions in protocols:
+                variant = f"{answer_set}-{positions}"
+                res = [(r["group"], outcomes.outcome(r, positions, path)) for r in recs]
+                groups = sorted({g for g, _ in res}, key=str)
+                for group in [*groups, "overall"]:
+                    sel = [o for g, o in res if group == "overall" or g == group]
+                    out.append(
+                        {
+                            "variant": variant,
+                            "t": t,
+                            "group": group,
+                            "configured": variant in configured,
+                            **outcomes.tally(sel, resamples, seed),
+                        }
+                    )
+    missing = sorted(set(configured) - {r["variant"] for r in out})
+    if missing:
+        raise StargateError(f"configured win-rate variant(s) {missing} have no judge file in the manifest")
     return out
+
+
+def bias_rows(judge: dict[str, dict[int, str]], resamples: int, seed: int) -> list[dict]:
+    out = []
+    for answer_set in sorted(judge):
+        for t in sorted(judge[answer_set]):
+            recs = read_jsonl(judge[answer_set][t], required=("pair", "judged"), allow_empty=True)
+            b = outcomes.position_bias(recs, resamples, seed)
+            if b is not None:
+                out.append({"answer_set": answer_set, "t": t, **b})
+    return out
+
+
+def rating_rows(judge: dict[str, dict[int, str]], resamples: int, seed: int) -> list[dict]:
+    """Mean 1-7 ratings of m_t's and m0's answers and their agreement with each protocol's verdicts, for
+    judge files that rated the answers."""
+    out = []
+    for answer_set in sorted(judge):
+        for t in sorted(judge[answer_set]):
+            path = judge[answer_set][t]
+            recs = read_jsonl(path, required=("pair", "judged"), allow_empty=True)
+            if not recs or not all("ratings" in r for r in recs):
+                continue
+            verdicts = {p: [outcomes.outcome(r, p, path) for r in recs] for p in outcomes.protocols_of(recs)}
+            out.append({"answer_set": answer_set, "t": t, **ratings.summary(recs, verdicts, resamples, seed)})
+    return out
+
+
+def counts(m: dict) -> dict:
+    """What was produced but not usable, per artifact: empty generations, dropped and tied verdicts."""
+    empties = {}
+    for t, path in sorted(m["conversations"].items()):
+        meta = read_meta(path)
+        empties[f"m{t}"] = {
+            "n_empty_generations": meta.get("n_empty", 0),
+            "n_empty_turns": meta.get("n_empty_turns", 0),
+        }
+    answers = {}
+    for answer_set, by_t in sorted(m["answers"].items()):
+        for t, path in sorted(by_t.items()):
+            meta = read_meta(path)
+            answers[f"{answer_set}/m{t}"] = {
+                "n_answers": meta.get("n_generated", 0),
+                "n_empty": meta.get("n_empty", 0),
+                "n_refused": meta.get("n_refused", 0),
+                "n_no_top1": len(meta.get("no_top1", [])),
+            }
+    judged = {}
+    for answer_set, by_t in sorted(m["judge"].items()):
+        for t, path in sorted(by_t.items()):
+            meta = read_meta(path)
+            judged[f"{answer_set}/m{t}"] = {
+                "n_comparisons": meta.get("n_comparisons", 0),
+                "n_calls": meta.get("n_calls", 0),
+                **{f"n_{k}": v for k, v in (meta.get("outcomes") or {}).items()},
+                "n_dropped": meta.get("n_dropped", 0),
+                "n_ratings_unparsable": meta.get("n_ratings_unparsable", 0),
+                "n_empty_replies": meta.get("n_empty", 0),
+            }
+    return {"empty_generations": empties, "answers": answers, "judge": judged}
 
 
 def _manifest(text: str) -> dict:
@@ -107,76 +164,84 @@ def _manifest(text: str) -> dict:
     return {
         "logprobs": {int(t): by_c for t, by_c in m["logprobs"].items()},
         "controls": dict(m["controls"]),
-        "judge": {int(t): p for t, p in m["judge"].items()},
+        "judge": {a: {int(t): p for t, p in by_t.items()} for a, by_t in m["judge"].items()},
+        "answers": {a: {int(t): p for t, p in by_t.items()} for a, by_t in (m.get("answers") or {}).items()},
         "conversations": {int(t): p for t, p in m["conversations"].items()},
+        "questioners": {int(t): name for t, name in (m.get("questioners") or {}).items()},
     }
+
+
+def _labels(args: argparse.Namespace) -> tuple[dict[str, str] | None, str | None]:
+    if args.task_labels == "none":
+        return None, None
+    if not args.tasks:
+        raise StargateError("--task-labels paper_hand needs --tasks (the test tasks)")
+    tasks = load_tasks(args.tasks)
+    note = None
+    if len(tasks) != paper.labels_task_count():
+        note = (
+            f"the paper's hand labels describe its {paper.labels_task_count()} test tasks; this test split has "
+            f"{len(tasks)}, so the general/specific rows only exercise the breakdown"
+        )
+    return {t["task_id"]: paper.task_label(t["task_id"]) for t in tasks}, note
 
 
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out_dir)
     m = _manifest(args.manifest)
-    rows = logprob_rows(m["logprobs"], m["controls"])
-    wins = winrate_rows(m["judge"])
+    configured = [v for v in args.variants.split(",") if v]
+    for v in configured:
+        parse_variant(v)
+    try:
+        run_id = json.loads(args.run)
+    except json.JSONDecodeError as exc:
+        raise StargateError(f"--run is not valid JSON: {exc}") from None
+    labels, label_note = _labels(args)
+    fr = lp.with_breakdown(lp.frames(m["logprobs"], m["controls"]), labels)
+    rows = lp.rows(fr)
+    diffs = lp.differences(fr, args.resamples, args.bootstrap_seed)
+    wins = winrate_rows(m["judge"], configured, args.resamples, args.bootstrap_seed)
+    bias = bias_rows(m["judge"], args.resamples, args.bootstrap_seed)
+    rated = rating_rows(m["judge"], args.resamples, args.bootstrap_seed)
+    names = m["questioners"]  # extra questioners (evaluation.questioners) by their iteration number
+    for r in [*rows, *diffs, *wins, *bias]:
+        r["questioner"] = names.get(r["t"], f"m{r['t']}")
+    comparison = paper.comparison(
+        [r for r in rows if r["t"] not in names], [w for w in wins if w["t"] not in names], run_id
+    )
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "logprobs.csv", rows, ["condition", "t", "mean", "sem", "n"])
-    _write_csv(out / "winrates.csv", wins, ["t", "group", "wins", "losses", "invalid", "win_rate"])
-    empties = {}
-    for t, path in sorted(m["conversations"].items()):
-        meta = read_meta(path)
-        empties[f"m{t}"] = {
-            "n_empty_generations": meta.get("n_empty", 0),
-            "n_empty_turns": meta.get("n_empty_turns", 0),
-        }
-    # verdicts refused by a content filter or unparsable: out of the win rate, counted (spec §6.2)
-    judge_dropped = {
-        f"m{t}": {k: read_meta(p).get(k, 0) for k in ("n_refused", "n_unusable", "n_dropped")}
-        for t, p in sorted(m["judge"].items())
-    }
+    _write_csv(out / "logprobs.csv", rows, ["condition", "t", "questioner", "mean", "sem", "n"])
+    _write_csv(
+        out / "logprob_differences.csv",
+        diffs,
+        ["condition", "t", "questioner", "vs", "difference", "sem", "ci_low", "ci_high", "n", "n_pairs"],
+    )
+    _write_csv(out / "winrates.csv", wins, WINRATE_FIELDS)
+    _write_csv(out / "paper_comparison.csv", comparison, list(comparison[0]) if comparison else ["metric"])
+    c = counts(m)
     write_json(
         out / "summary.json",
-        {"logprobs": rows, "winrates": wins, "judge_dropped": judge_dropped, "empty_generations": empties},
+        {
+            "run": run_id,
+            "logprobs": rows,
+            "logprob_differences": diffs,
+            "winrates": wins,
+            "position_bias": bias,
+            "ratings": rated,
+            "paper_comparison": comparison,
+            "configured_variants": configured,
+            "bootstrap": {"resamples": args.resamples, "seed": args.bootstrap_seed, "level": 0.95, "unit": "pair"},
+            "task_labels": {"source": args.task_labels, "note": label_note},
+            "counts": c,
+            # kept under their old names for readers of earlier summaries
+            "judge_dropped": {k: {"n_dropped": v["n_dropped"]} for k, v in c["judge"].items()},
+            "empty_generations": c["empty_generations"],
+            "manifest": {k: {str(a): b for a, b in v.items()} for k, v in m.items()},
+        },
     )
-    _plot(out, rows, wins, sorted(m["logprobs"]))
-    log.info("summary: %d log-prob rows, %d win-rate rows", len(rows), len(wins))
+    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results(), names)
+    log.info("summary: %d log-prob rows, %d differences, %d win-rate rows", len(rows), len(diffs), len(wins))
 
 
 def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
     atomic_write_text(path, pd.DataFrame.from_records(rows, columns=fields).to_csv(index=False))
-
-
-def _plot(out: Path, rows: list[dict], wins: list[dict], iterations: list[int]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for cond in sorted({r["condition"] for r in rows}):
-        sel = sorted((r for r in rows if r["condition"] == cond), key=lambda r: r["t"])
-        ax.errorbar(
-            [r["t"] for r in sel],
-            [r["mean"] for r in sel],
-            yerr=[r["sem"] for r in sel],
-            marker="o",
-            capsize=3,
-            label=cond,
-            linestyle="--" if "control" in cond else "-",
-        )
-    ax.set_xticks(iterations, [f"m{t}" for t in iterations])
-    ax.set_ylabel("log p(gold response) under m0 (sum)")
-    ax.set_title("Test-split log-probabilities")
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(out / "logprobs.png", dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    overall = sorted((w for w in wins if w["group"] == "overall"), key=lambda w: w["t"])
-    ax.bar([f"m{w['t']}" for w in overall], [w["win_rate"] or 0.0 for w in overall], color="tab:blue")
-    ax.axhline(0.5, color="grey", linestyle=":")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("win rate vs m0 (ties dropped)")
-    ax.set_title("Judge win rates")
-    fig.tight_layout()
-    fig.savefig(out / "winrates.png", dpi=120)
-    plt.close(fig)

@@ -1,0 +1,136 @@
+"""Per-comparison outcomes of a judge file under each position protocol, and their tallies.
+
+A judge record holds, per order it was judged in (m_t shown as "A" or "B"), the verdict's outcome for m_t:
+win, loss, tie (the judge said so explicitly), unparsable, refused. A position protocol reads one order
+(randomized: the pair's coin flip; mt_a / mt_b: fixed); the both-orders protocol reads both and counts a
+verdict that flips with the order as a tie (the rankings protocol of Sparse Feedback, Bansal et al. 2023).
+Ties, unparsable and refused verdicts are kept in the counts; the paper's win rate leaves them out of the
+denominator (spec §6.2), the ties-as-half rate keeps ties in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import StargateError
+from .bootstrap import interval, ratio
+from .variants import BOTH_ORDERS
+
+VALID = ("win", "loss")
+OUTCOMES = ("win", "loss", "tie", "unparsable", "refused")
+
+
+def order_of(record: dict, positions: str) -> str:
+    if positions == "randomized":
+        return record["randomized_position"]
+    if positions in ("mt_a", "mt_b"):
+        return positions[-1].upper()
+    raise StargateError(f"unknown positions '{positions}'")
+
+
+def outcome(record: dict, positions: str, path: str = "judge file") -> str:
+    """m_t's outcome on one comparison under a position protocol (or BOTH_ORDERS)."""
+    judged = record.get("judged") or {}
+    if positions == BOTH_ORDERS:
+        missing = [o for o in ("A", "B") if o not in judged]
+        if missing:
+            raise StargateError(f"{path}: pair {record['pair']} was not judged with m_t as {missing[0]}")
+        a, b = judged["A"]["outcome"], judged["B"]["outcome"]
+        for bad in ("refused", "unparsable"):
+            if bad in (a, b):
+                return bad
+        return a if a == b else "tie"
+    order = order_of(record, positions)
+    if order not in judged:
+        raise StargateError(
+            f"{path}: pair {record['pair']} was not judged with m_t as {order}, which positions '{positions}' "
+            "reads: the judge file was made for other variants; rerun the judge"
+        )
+    return judged[order]["outcome"]
+
+
+def protocols_of(records: Sequence[dict]) -> list[str]:
+    """The position protocols a judge file can answer: those whose orders every record has."""
+    if not records:
+        return []
+    have = [set((r.get("judged") or {}).keys()) for r in records]
+    out = []
+    if all(h >= {"A", "B"} for h in have):
+        out = ["randomized", "mt_a", "mt_b", BOTH_ORDERS]
+    else:
+        if all(r["randomized_position"] in h for r, h in zip(records, have, strict=True)):
+            out.append("randomized")
+        out += [p for p, o in (("mt_a", "A"), ("mt_b", "B")) if all(o in h for h in have)]
+    return out
+
+
+def tally(outcomes: Sequence[str], resamples: int, seed: int) -> dict:
+    """Counts, the win rate (ties and invalid left out, as the paper), the ties-as-half rate, and their
+    bootstrap 95 % intervals (comparisons resampled)."""
+    o = np.asarray(list(outcomes), dtype=object)
+    w, lo, ti = (o == "win").astype(float), (o == "loss").astype(float), (o == "tie").astype(float)
+    wins, losses, ties = int(w.sum()), int(lo.sum()), int(ti.sum())
+    valid = wins + losses
+    row = {
+        "n": len(o),
+        "wins": wins,
+        "losses": losses,
+        "ties": ties,
+        "unparsable": int((o == "unparsable").sum()),
+        "refused": int((o == "refused").sum()),
+        "win_rate": wins / valid if valid else None,
+        "win_rate_ties_half": (wins + 0.5 * ties) / (valid + ties) if valid + ties else None,
+    }
+    row["ci_low"], row["ci_high"] = interval(
+        len(o), lambda idx: ratio(w[idx].sum(1), (w[idx] + lo[idx]).sum(1)), resamples, seed
+    )
+    row["ties_half_ci_low"], row["ties_half_ci_high"] = interval(
+        len(o),
+        lambda idx: ratio(w[idx].sum(1) + 0.5 * ti[idx].sum(1), (w[idx] + lo[idx] + ti[idx]).sum(1)),
+        resamples,
+        seed,
+    )
+    return row
+
+
+def position_bias(records: Sequence[dict], resamples: int, seed: int) -> dict | None:
+    """Win rate of m_t shown first (A) vs second (B) on the same comparisons, their difference with a paired
+    bootstrap interval, and how often the verdict flips with the order. None unless both orders were judged."""
+    if "mt_a" not in protocols_of(records) or "mt_b" not in protocols_of(records):
+        return None
+    a = np.asarray([outcome(r, "mt_a") for r in records], dtype=object)
+    b = np.asarray([outcome(r, "mt_b") for r in records], dtype=object)
+    wa, va = (a == "win").astype(float), np.isin(a, VALID).astype(float)
+    wb, vb = (b == "win").astype(float), np.isin(b, VALID).astype(float)
+    both = (va * vb).astype(bool)
+    flips = int((a[both] != b[both]).sum())
+    rate_a = wa.sum() / va.sum() if va.sum() else None
+    rate_b = wb.sum() / vb.sum() if vb.sum() else None
+    lo, hi = interval(
+        len(records),
+        lambda idx: ratio(wa[idx].sum(1), va[idx].sum(1)) - ratio(wb[idx].sum(1), vb[idx].sum(1)),
+        resamples,
+        seed,
+    )
+    return {
+        "n": len(records),
+        "win_rate_mt_first": rate_a,
+        "win_rate_mt_second": rate_b,
+        "first_minus_second": rate_a - rate_b if rate_a is not None and rate_b is not None else None,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n_both_valid": int(both.sum()),
+        "n_flipped": flips,
+        "flip_rate": flips / int(both.sum()) if both.sum() else None,
+        # how often the judge picked the answer shown as A, whatever its model: the raw position bias
+        "share_first_chosen": _share_first(a, b),
+    }
+
+
+def _share_first(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Share of valid verdicts that chose position A: m_t won when shown A, or m0 won when m_t was B."""
+    chose_a = int((a == "win").sum() + (b == "loss").sum())
+    valid = int(np.isin(a, VALID).sum() + np.isin(b, VALID).sum())
+    return chose_a / valid if valid else None

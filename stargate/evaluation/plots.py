@@ -1,0 +1,157 @@
+"""The summary's figures (PNG): log-prob curves with the paper's overlaid, win-rate bars with 95 % intervals
+for every variant (the paper's values marked), and judge position bias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .variants import BOTH_ORDERS
+
+MAIN_CONDITIONS = (
+    "qa-experimental",
+    "qa-experimental-top1",
+    "pos-control-1",
+    "pos-control-2",
+    "neg-control",
+    "shuffled",
+)
+
+
+def plot_all(
+    out: Path,
+    rows: list[dict],
+    wins: list[dict],
+    bias: list[dict],
+    iterations: list[int],
+    paper: dict,
+    extra: dict[int, str] | None = None,
+):
+    """`extra`: extra questioners by iteration number, drawn as points after the m_t curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _logprobs(plt, out / "logprobs.png", rows, iterations, paper["logprobs"], extra or {})
+    _winrates(plt, out / "winrates.png", wins, paper["winrates"], extra or {})
+    _bias(plt, out / "position_bias.png", bias, extra or {})
+
+
+def _logprobs(plt, path, rows, iterations, paper_lp, extra):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    conds = [c for c in MAIN_CONDITIONS if any(r["condition"] == c for r in rows)]
+    ours = [r["mean"] for r in rows if r["condition"] in conds and r["mean"] is not None]
+    theirs = [v for c in conds if c in paper_lp for v in paper_lp[c]["mean"]]
+    # The paper's 7B numbers sit on another scale than a small model's: then they get their own axis.
+    overlap = ours and theirs and min(theirs) <= max(ours) and min(ours) <= max(theirs)
+    pax = ax if overlap or not ours else ax.twinx()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ts = sorted(set(iterations) - set(extra) | {t for c in conds if c in paper_lp for t in paper_lp[c]["t"]})
+    last = max(ts) if ts else 0
+    for i, cond in enumerate(conds):
+        color = colors[i % len(colors)]
+        sel = sorted((r for r in rows if r["condition"] == cond and r["mean"] is not None), key=lambda r: r["t"])
+        for k, t in enumerate(sorted(extra)):  # extra questioners: points after the iterations
+            r = next((r for r in sel if r["t"] == t), None)
+            if r is not None:
+                ax.errorbar(last + 1 + k, r["mean"], yerr=r["sem"], marker="*", capsize=3, color=color)
+        sel = [r for r in sel if r["t"] not in extra]
+        ax.errorbar(
+            [r["t"] for r in sel],
+            [r["mean"] for r in sel],
+            yerr=[r["sem"] for r in sel],
+            marker="o",
+            capsize=3,
+            color=color,
+            label=f"{cond} (this run)",
+        )
+        if cond in paper_lp:
+            p = paper_lp[cond]
+            pax.errorbar(
+                p["t"],
+                p["mean"],
+                yerr=p["sem"],
+                marker="s",
+                capsize=2,
+                linestyle=":",
+                color=color,
+                alpha=0.6,
+                label=f"{cond} (paper)",
+            )
+    xs = ts + [last + 1 + k for k in range(len(extra))]
+    ax.set_xticks(xs, [f"m{t}" for t in ts] + [extra[t] for t in sorted(extra)], fontsize=8)
+    ax.set_ylabel("log p(gold) under m0, this run (solid)")
+    if pax is not ax:
+        pax.set_ylabel("paper (dotted, right axis)")
+    ax.set_title("Test-split log p(gold), mean ± SEM; the paper's dotted")
+    handles = [h for a in {ax, pax} for h in a.get_legend_handles_labels()[0]]
+    labels = [lb for a in {ax, pax} for lb in a.get_legend_handles_labels()[1]]
+    ax.legend(handles, labels, fontsize=6, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _rate(w: dict | None) -> tuple[float, float, float]:
+    """The bar of a variant: the paper's win rate (ties dropped), or ties-as-half for both-orders judging,
+    where ties are the point; with its interval."""
+    if w is None:
+        return np.nan, 0.0, 0.0
+    key, lo, hi = (
+        ("win_rate_ties_half", "ties_half_ci_low", "ties_half_ci_high")
+        if w["variant"].endswith(BOTH_ORDERS)
+        else ("win_rate", "ci_low", "ci_high")
+    )
+    rate = w[key] if w[key] is not None else np.nan
+    return rate, rate - w[lo] if w[lo] is not None else 0.0, w[hi] - rate if w[hi] is not None else 0.0
+
+
+def _winrates(plt, path, wins, paper_wr, extra):
+    overall = [w for w in wins if w["group"] == "overall"]
+    variants = sorted({w["variant"] for w in overall}, reverse=True)
+    ts = sorted({w["t"] for w in overall})
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * max(len(variants), 1) * max(len(ts), 1) ** 0.5))
+    height = 0.8 / max(len(ts), 1)
+    y = np.arange(len(variants))
+    for j, t in enumerate(ts):
+        bars = [_rate(next((w for w in overall if w["variant"] == v and w["t"] == t), None)) for v in variants]
+        ax.barh(
+            y + j * height, [b[0] for b in bars], height, xerr=[[b[1] for b in bars], [b[2] for b in bars]],
+            capsize=2, label=f"{extra.get(t, f'm{t}')} vs m0",
+        )  # fmt: skip
+        for i, v in enumerate(variants):
+            p = paper_wr.get(v)
+            if p and t in p["t"]:
+                ax.plot(p["win_rate"][p["t"].index(t)], y[i] + j * height, "kd", markersize=5)
+    ax.plot([], [], "kd", label="paper")
+    ax.axvline(0.5, color="grey", linestyle=":")
+    labels = [f"{v} (ties = ½)" if v.endswith(BOTH_ORDERS) else v for v in variants]
+    ax.set_yticks(y + height * (len(ts) - 1) / 2, labels, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate vs m0 (ties and invalid verdicts dropped), bootstrap 95 % CI")
+    ax.set_title("Judge win rates by variant (conversation-answerer-positions)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bias(plt, path, bias, extra):
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(bias) + 2), 4))
+    labels = [f"{b['answer_set']}\n{extra.get(b['t'], 'm' + str(b['t']))}" for b in bias]
+    x = np.arange(len(bias))
+    first = [b["win_rate_mt_first"] if b["win_rate_mt_first"] is not None else np.nan for b in bias]
+    second = [b["win_rate_mt_second"] if b["win_rate_mt_second"] is not None else np.nan for b in bias]
+    ax.bar(x - 0.2, first, 0.4, label="m_t shown first (A)")
+    ax.bar(x + 0.2, second, 0.4, label="m_t shown second (B)")
+    ax.axhline(0.5, color="grey", linestyle=":")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate vs m0")
+    ax.set_title("Judge position bias" if bias else "Judge position bias (both orders not judged)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
