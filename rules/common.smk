@@ -118,12 +118,18 @@ def is_api_model(name):
 EXTRA_T = 1000
 EXTRA_QUESTIONERS = {EXTRA_T + i: q for i, q in enumerate(EVAL["questioners"])}
 for _i, _q in enumerate(EVAL["questioners"]):
-    if _q["model"] not in config["models"] or "api" in config["models"][_q["model"]]["source"]:
+    if (
+        _q["model"] not in config["models"]
+        or "api" in config["models"][_q["model"]]["source"]
+    ):
         raise ValueError(
             f"evaluation.questioners[{_i}].model: '{_q['model']}' must name a local model of `models`"
             " (source hf or path)"
         )
-EVAL_T = [*range(T + 1), *EXTRA_QUESTIONERS]  # every questioner evaluated on the test split
+EVAL_T = [
+    *range(T + 1),
+    *EXTRA_QUESTIONERS,
+]  # every questioner evaluated on the test split
 
 
 def questioner_model(t):
