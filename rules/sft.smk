@@ -48,7 +48,7 @@ rule select:
             if wc.method == "dpo"
             else f"--temperature {config['training']['rwr']['temperature']}"
         ),
-        code=code("selection"),
+        code=code("select"),
     shell:
         "stargate select --method {wildcards.method} --conversations {input.conversations}"
         " --logprobs {input.logprobs} {params.knob} --output {output} > {log} 2>&1"

@@ -4,7 +4,11 @@
 # re-executes itself under `accelerate launch --num_processes {gpu}` (DeepSpeed from training.deepspeed).
 # See docs/training.md.
 
+from stargate.training.spec import TrainingSpec
+
 TRAINING = config["training"]
+# combinations the schema cannot express (e.g. pure bf16 with ZeRO) fail here, at load, not in the job
+TrainingSpec.from_dict(TRAINING)
 
 
 rule train:

@@ -24,7 +24,7 @@ STAGES = {
     "score": ("stargate.stages.score", "log p(gold) under m0 for one condition"),
     "shuffle": ("stargate.stages.shuffle", "the shuffled-persona control conversations"),
     "topk": ("stargate.stages.topk", "keep the best k conversations per pair"),
-    "select": ("stargate.stages.selection", "dpo/rwr: best-worst pairs or weights of the scored conversations"),
+    "select": ("stargate.stages.select", "dpo/rwr: best-worst pairs or weights of the scored conversations"),
     "regularize": ("stargate.stages.regularize", "m_t's final answers after its kept conversations"),
     "sft-data": ("stargate.stages.sft_data", "chat-format SFT examples"),
     "train": ("stargate.stages.train", "fine-tune m_{t+1} from m0"),

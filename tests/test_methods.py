@@ -13,7 +13,8 @@ import torch
 
 from stargate.errors import InputError, StargateError
 from stargate.records import read_jsonl, read_meta, write_jsonl
-from stargate.stages import selection, sft_data
+from stargate.stages import select as selection
+from stargate.stages import sft_data
 from stargate.training.masking import IGNORE_INDEX
 
 from test_train import clean_env, run_args, spec_for_test, state  # noqa: F401  (fixtures and helpers)
