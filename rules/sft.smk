@@ -97,7 +97,9 @@ rule sft_data:
         prompts=PROMPTS,
         regularizer=REGULARIZER,
         # an input (tracked as such), so this param need not be recorded
-        responses=lambda wc, input: f"--responses {input.responses}" if input.responses else "",
+        responses=lambda wc, input: (
+            f"--responses {input.responses}" if input.responses else ""
+        ),
         templates=prompt_digest("sft_data"),
         code=code("sft_data"),
     shell:

@@ -36,7 +36,11 @@ rule train:
     params:
         # the method's own knobs only: another method's (e.g. rwr.temperature under dpo) retrain nothing
         spec=json.dumps(
-            {k: v for k, v in TRAINING.items() if k not in ("dpo", "rwr") or k == METHOD},
+            {
+                k: v
+                for k, v in TRAINING.items()
+                if k not in ("dpo", "rwr") or k == METHOD
+            },
             sort_keys=True,
         ),
         code=code("train"),

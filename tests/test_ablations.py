@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_workflow import snakemake
 
 from stargate.config import load_config
 from stargate.training.spec import TrainingSpec
-
-from test_workflow import snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = sorted((REPO / "config" / "ablations").glob("*.yaml"))
@@ -55,11 +54,14 @@ def test_ablation_validates(overlay):
         "no-regularizer": lambda c: c["training"]["regularizer"] == "none",
         "gold-regularizer": lambda c: c["training"]["regularizer"] == "gold",
         "mistral-roleplayer": lambda c: c["roles"]["roleplayer"]["model"] == "mistral-7b-instruct-v0.2",
-        "gemma-roleplayer": lambda c: c["models"][c["roles"]["roleplayer"]["model"]]["source"]["hf"]
-        == "google/gemma-7b-it",
-        "llama3-base": lambda c: c["iterations"] == 1
-        and c["models"][c["base_model"]]["source"]["hf"] == "meta-llama/Meta-Llama-3-8B-Instruct"
-        and c["prompts"] == "fixed_v1",
+        "gemma-roleplayer": lambda c: (
+            c["models"][c["roles"]["roleplayer"]["model"]]["source"]["hf"] == "google/gemma-7b-it"
+        ),
+        "llama3-base": lambda c: (
+            c["iterations"] == 1
+            and c["models"][c["base_model"]]["source"]["hf"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+            and c["prompts"] == "fixed_v1"
+        ),
     }[overlay.stem]
     assert expect(cfg)
     # the roleplayer keeps the paper's decoding when only its model changes

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import clean_env, run_args, spec_for_test, state  # noqa: F401  (fixtures and helpers)
 
 from stargate.errors import InputError, StargateError
 from stargate.records import read_jsonl, read_meta, write_jsonl
 from stargate.stages import select as selection
 from stargate.stages import sft_data
 from stargate.training.masking import IGNORE_INDEX
-
-from test_train import clean_env, run_args, spec_for_test, state  # noqa: F401  (fixtures and helpers)
 
 PAIRS = ["A-t0000|A-p00", "A-t0001|A-p00", "A-t0002|A-p00", "A-t0000|A-p01"]
 
@@ -165,7 +164,10 @@ def test_dpo_examples_end_in_the_final_answer_of_each_side(tmp_path, data_files,
     assert first["rejected"][-1] == {"role": "assistant", "content": f"m_t answer {pairs[0]} 0"}
     assert first["chosen"][1]["content"] == f"Question 1 about {pairs[0]}?"
     gold = build_examples(tmp_path, data_files, "dpo", "gold", scores)
-    assert next(r for r in gold if r["pair"] == pairs[0])["chosen"][-1]["content"] == "Gold answer for Maya: Recommend a book."
+    assert (
+        next(r for r in gold if r["pair"] == pairs[0])["chosen"][-1]["content"]
+        == "Gold answer for Maya: Recommend a book."
+    )
 
 
 def test_rwr_and_regularizer_variants(tmp_path, data_files, pair_data):

@@ -27,7 +27,9 @@ REGULARIZERS = ("self", "gold", "none")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--topk", required=True, help="the used conversations: top-k (sft) or the select stage's (dpo, rwr)")
+    p.add_argument(
+        "--topk", required=True, help="the used conversations: top-k (sft) or the select stage's (dpo, rwr)"
+    )
     p.add_argument("--method", default="sft", choices=METHODS, help="training.method")
     p.add_argument("--regularizer", default="self", choices=REGULARIZERS, help="training.regularizer")
     p.add_argument("--responses", help="self: the regularize stage's answers; gold: the oracle's gold responses")
