@@ -31,6 +31,7 @@ STAGES = {
     "winrate-answer": ("stargate.stages.winrate_answer", "answers for the win-rate evaluation"),
     "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
     "summarize": ("stargate.stages.summarize", "log-prob curves and win rates (CSV, JSON, PNG)"),
+    "world-report": ("stargate.stages.world_report", "learning-world figures: curve, bootstrap, what it asks"),
     "chat": ("stargate.stages.chat", "talk to a trained Questioner in the terminal"),
     "cost": ("stargate.stages.cost", "estimate API tokens and money a config will spend"),
 }
