@@ -34,6 +34,8 @@ PROMPTS = config["prompts"]
 EVAL = config["evaluation"]
 PER_T_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_PER_ITERATION]
 CONTROL_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_CONTROL]
+METHOD = config["training"]["method"]
+REGULARIZER = config["training"]["regularizer"]
 
 
 def res(**special):
@@ -203,3 +205,20 @@ def file_spec(kind, split):
 def file_arg(flag, kind, split):
     """'FLAG FILE' for a stage reading data.<kind> from a file."""
     return f"{flag} {shlex.quote(data_files(kind, split)[0])}"
+
+
+# Training data by training.method and training.regularizer (rules/sft.smk).
+def used_conversations(wc):
+    """The conversations m_{t+1} trains on: top-k (sft) or the select stage's (dpo, rwr)."""
+    if METHOD == "sft":
+        return f"results/m{wc.t}/topk/{wc.split}.jsonl"
+    return f"results/m{wc.t}/selected/{wc.split}.{METHOD}.jsonl"
+
+
+def final_answers(wc):
+    """The regularizer file sft_data reads: m_t's answers, the gold responses, or nothing."""
+    if REGULARIZER == "self":
+        return [f"results/m{wc.t}/regularizer/{wc.split}.jsonl"]
+    if REGULARIZER == "gold":
+        return [f"results/data/oracle/{wc.split}.jsonl"]
+    return []

@@ -3,29 +3,10 @@
 # each (training.regularizer: m_t's own, rule `regularize`; the oracle's gold; or none) and the examples
 # (rule `sft_data`, written to results/m{t}/{method}/{split}.jsonl). Training itself is rules/train.smk.
 
-METHOD = config["training"]["method"]
-REGULARIZER = config["training"]["regularizer"]
-
 if METHOD == "dpo" and SIM["conversations_per_pair"] < 2:
     raise ValueError(
         "training.method dpo contrasts two conversations of a pair: set simulation.conversations_per_pair >= 2"
     )
-
-
-def used_conversations(wc):
-    """The conversations m_{t+1} trains on: top-k (sft) or the select stage's (dpo, rwr)."""
-    if METHOD == "sft":
-        return f"results/m{wc.t}/topk/{wc.split}.jsonl"
-    return f"results/m{wc.t}/selected/{wc.split}.{METHOD}.jsonl"
-
-
-def final_answers(wc):
-    """The regularizer file sft_data reads: m_t's answers, the gold responses, or nothing."""
-    if REGULARIZER == "self":
-        return [f"results/m{wc.t}/regularizer/{wc.split}.jsonl"]
-    if REGULARIZER == "gold":
-        return [f"results/data/oracle/{wc.split}.jsonl"]
-    return []
 
 
 rule select:
