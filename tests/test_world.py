@@ -133,3 +133,15 @@ def test_a_bad_program_is_a_clear_error():
 
     with pytest.raises(StargateError, match="cannot be loaded"):
         load_backend({"backend": "scripted", "options": {"program": "stargate.world:nothing"}}, "x")
+
+
+def test_paired_bootstrap_interval():
+    from stargate.stages.world_report import paired_bootstrap
+
+    base = {f"p{i}": float(i) for i in range(40)}
+    up = {k: v + 2.0 + (0.5 if i % 2 else -0.5) for i, (k, v) in enumerate(base.items())}
+    same = {k: v + (1.0 if i % 2 else -1.0) for i, (k, v) in enumerate(base.items())}
+    shifted = paired_bootstrap(base, up, 2000, 1)
+    assert shifted["mean"] == pytest.approx(2.0) and 1.5 < shifted["ci95"][0] < 2.0 < shifted["ci95"][1] < 2.5
+    noise = paired_bootstrap(base, same, 2000, 1)
+    assert noise["ci95"][0] < 0 < noise["ci95"][1] and noise["n_pairs"] == 40
