@@ -40,6 +40,7 @@ include: "rules/score.smk"
 include: "rules/sft.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/world.smk"
 
 
 rule all:
@@ -48,4 +49,5 @@ rule all:
         rules.summarize.output,
         rules.report_tables.output,
         expand("results/models/m{t}", t=range(1, T + 1)),
+        WORLD_TARGETS,
     localrule: True

@@ -82,6 +82,8 @@ PROMPTS = config["prompts"]
 EVAL = config["evaluation"]
 PER_T_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_PER_ITERATION]
 CONTROL_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_CONTROL]
+METHOD = config["training"]["method"]
+REGULARIZER = config["training"]["regularizer"]
 
 
 def res(**special):
@@ -309,3 +311,20 @@ def config_identity():
         },
         sort_keys=True,
     )
+
+
+# Training data by training.method and training.regularizer (rules/sft.smk).
+def used_conversations(wc):
+    """The conversations m_{t+1} trains on: top-k (sft) or the select stage's (dpo, rwr)."""
+    if METHOD == "sft":
+        return f"results/m{wc.t}/topk/{wc.split}.jsonl"
+    return f"results/m{wc.t}/selected/{wc.split}.{METHOD}.jsonl"
+
+
+def final_answers(wc):
+    """The regularizer file sft_data reads: m_t's answers, the gold responses, or nothing."""
+    if REGULARIZER == "self":
+        return [f"results/m{wc.t}/regularizer/{wc.split}.jsonl"]
+    if REGULARIZER == "gold":
+        return [f"results/data/oracle/{wc.split}.jsonl"]
+    return []

@@ -1,16 +1,20 @@
-# Supervised fine-tuning (spec §3.7, §5): m_t for t >= 1 is trained FROM m0 (never from m_{t-1}) on the
+# Fine-tuning (spec §3.7, §5) by training.method (sft, dpo, rwr; docs/training.md): m_t for t >= 1 is trained FROM m0 (never from m_{t-1}) on the
 # SFT data of iteration t-1, which simulated split A when t-1 is even and B when odd.
 # CPU by default; a profile that sets `gpu` for this rule gives it GPUs: with gpu > 1 `stargate train`
 # re-executes itself under `accelerate launch --num_processes {gpu}` (DeepSpeed from training.deepspeed).
 # See docs/training.md.
 
+from stargate.training.spec import TrainingSpec
+
 TRAINING = config["training"]
+# combinations the schema cannot express (e.g. pure bf16 with ZeRO) fail here, at load, not in the job
+TrainingSpec.from_dict(TRAINING)
 
 
 rule train:
     input:
         base=base_model_dir(),
-        data=lambda wc: f"results/m{int(wc.t) - 1}/sft/{train_split(int(wc.t) - 1)}.jsonl",
+        data=lambda wc: f"results/m{int(wc.t) - 1}/{METHOD}/{train_split(int(wc.t) - 1)}.jsonl",
         deepspeed=(
             [repo_path(f"config/deepspeed/{TRAINING['deepspeed']}.json")]
             if TRAINING["deepspeed"]
@@ -30,7 +34,15 @@ rule train:
     resources:
         **res(mem_mb=16000, runtime=600),
     params:
-        spec=json.dumps(TRAINING, sort_keys=True),
+        # the method's own knobs only: another method's (e.g. rwr.temperature under dpo) retrain nothing
+        spec=json.dumps(
+            {
+                k: v
+                for k, v in TRAINING.items()
+                if k not in ("dpo", "rwr") or k == METHOD
+            },
+            sort_keys=True,
+        ),
         code=code("train"),
         # names only (W&B run, model card): not recorded, so renaming the run retrains nothing
         run_name=lambda wc, input: config["run_name"],

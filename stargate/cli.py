@@ -25,6 +25,7 @@ STAGES = {
     "score": ("stargate.stages.score", "log p(gold) under m0 for one condition"),
     "shuffle": ("stargate.stages.shuffle", "the shuffled-persona control conversations"),
     "topk": ("stargate.stages.topk", "keep the best k conversations per pair"),
+    "select": ("stargate.stages.select", "dpo/rwr: best-worst pairs or weights of the scored conversations"),
     "regularize": ("stargate.stages.regularize", "m_t's final answers after its kept conversations"),
     "sft-data": ("stargate.stages.sft_data", "chat-format SFT examples"),
     "train": ("stargate.stages.train", "fine-tune m_{t+1} from m0"),
@@ -32,6 +33,8 @@ STAGES = {
     "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
     "summarize": ("stargate.stages.summarize", "log-prob curves and win rates (CSV, JSON, PNG)"),
     "report-tables": ("stargate.stages.report_tables", "the report's tables as one HTML page"),
+    "world-report": ("stargate.stages.world_report", "learning-world figures: curve, bootstrap, what it asks"),
+    "chat": ("stargate.stages.chat", "talk to a trained Questioner in the terminal"),
     "cost": ("stargate.stages.cost", "estimate API tokens and money a config will spend"),
 }
 

@@ -68,6 +68,7 @@ class ScriptedOptions:
     rules: list[dict[str, str | None]] = field(default_factory=list)
     rules_file: str | None = None
     score_per_token: float = -1.0
+    program: str | None = None
 
 
 OPTIONS: dict[str, type] = {

@@ -8,10 +8,13 @@ prompt's text (every message's content, joined by newlines) gives the template; 
 whose reply is null stands for a refusal: the completion is None, as the openai backend reports a
 content-filter refusal with `refusals: count`.
 `score` returns `score_per_token` times the number of whitespace-separated words of the target.
+With `program: "module:function"` every reply is computed in code instead, `function(prompt, k, seed)`:
+a user simulated by a program (stargate/world), through the same role interface as any model.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import string
@@ -68,6 +71,17 @@ def _load_rules_file(path: str) -> list[tuple[re.Pattern, str | None]]:
     return _compile_rules(rules, f"{path}: rule")
 
 
+def _load_program(spec: str):
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name) if name else None
+    except (ImportError, AttributeError) as exc:
+        raise StargateError(f"scripted option program {spec!r} cannot be loaded ({exc})") from None
+    if not callable(fn):
+        raise StargateError(f"scripted option program {spec!r} must name a function as module:function")
+    return fn
+
+
 class ScriptedBackend(Backend):
     name = "scripted"
 
@@ -80,6 +94,7 @@ class ScriptedBackend(Backend):
         if opts.rules_file:
             self.rules += _load_rules_file(opts.rules_file)
         self.score_per_token = float(opts.score_per_token)
+        self.program = _load_program(opts.program) if opts.program else None
 
     def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling, seeds: Sequence[int] | None = None
@@ -91,6 +106,9 @@ class ScriptedBackend(Backend):
             else:
                 text = "\n".join(str(m.get("content", "")) for m in prompt)
                 last = str(prompt[-1].get("content", "")) if prompt else ""
+            if self.program is not None:
+                outputs.append([self.program(prompt, k, s) for k, s in enumerate(sample_seeds(seed, sampling.n))])
+                continue
             template = next((t for pattern, t in self.rules if pattern.search(text)), self.reply)
             outputs.append(
                 [

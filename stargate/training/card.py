@@ -19,6 +19,21 @@ CITATION = """@inproceedings{andukuri2024stargate,
 }"""
 
 
+METHODS = {
+    "sft": "supervised fine-tuning on the conversations m{p} generated and kept (top-k by the log-probability "
+    "of the gold response under m0)",
+    "rwr": "reward-weighted fine-tuning on every conversation m{p} generated, each weighted by the softmax of "
+    "its log-probability of the gold response under m0 within its pair",
+    "dpo": "DPO (m0 the reference) on the best versus the worst conversation m{p} generated for each pair, by "
+    "the log-probability of the gold response under m0",
+}
+REGULARIZERS = {
+    "self": "m{p}'s own final answer (response regularization)",
+    "gold": "the oracle's gold response (the paper's gold-regularizer ablation)",
+    "none": "nothing: the example ends with the last question (the paper's no-regularizer ablation)",
+}
+
+
 def _yaml_str(s: Any) -> str:
     return json.dumps(str(s))  # a JSON string is a valid YAML scalar
 
@@ -39,14 +54,14 @@ def render_card(info: dict[str, Any]) -> str:
         "library_name: transformers",
         "pipeline_tag: text-generation",
         f"base_model: {_yaml_str(prov['base_model']['path'])}",
-        "tags: [stargate, star-gate, clarifying-questions, sft]",
+        f"tags: [stargate, star-gate, clarifying-questions, {spec['method']}]",
         "---",
         "",
         f"# stargate m{t}: STaR-GATE Questioner, iteration {t}",
         "",
-        f"Fine-tuned **from m0** (`{prov['base_model']['path']}`) with supervised fine-tuning on the conversations "
-        f"m{t - 1} generated and kept (top-k by the log-probability of the gold response under m0), each followed "
-        f"by m{t - 1}'s own final answer (response regularization). Method of Andukuri et al., *STaR-GATE: "
+        f"Fine-tuned **from m0** (`{prov['base_model']['path']}`) with {METHODS[spec['method']].format(p=t - 1)}, "
+        f"each followed by {REGULARIZERS[spec.get('regularizer', 'self')].format(p=t - 1)}. "
+        "Method of Andukuri et al., *STaR-GATE: "
         "Teaching Language Models to Ask Clarifying Questions* (COLM 2024, arXiv 2403.19154); produced by the "
         f"`stargate` pipeline {__version__}, run `{info['run_name']}`.",
         "",

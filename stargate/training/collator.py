@@ -17,15 +17,21 @@ from .masking import IGNORE_INDEX, Encoded
 
 
 class EncodedDataset(Dataset):
-    def __init__(self, examples: list[Encoded]):
+    """Encoded chats; with `weights` (reward-weighted SFT) each item also carries its example weight."""
+
+    def __init__(self, examples: list[Encoded], weights: list[float] | None = None):
         self.examples = examples
+        self.weights = weights
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         e = self.examples[i]
-        return {"input_ids": e.input_ids, "labels": e.labels}
+        item: dict[str, Any] = {"input_ids": e.input_ids, "labels": e.labels}
+        if self.weights is not None:
+            item["weight"] = self.weights[i]
+        return item
 
 
 class SFTCollator:
@@ -47,4 +53,7 @@ class SFTCollator:
             input_ids[row, :k] = torch.tensor(f["input_ids"], dtype=torch.long)
             labels[row, :k] = torch.tensor(f["labels"], dtype=torch.long)
             attention_mask[row, :k] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        if "weight" in features[0]:
+            out["weight"] = torch.tensor([float(f["weight"]) for f in features], dtype=torch.float32)
+        return out

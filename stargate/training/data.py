@@ -58,11 +58,12 @@ def split_by_pair(records: list[dict], fraction: float, seed: int) -> tuple[list
 
 @dataclass
 class EncodedSplit:
-    examples: list[Encoded] = field(default_factory=list)
+    examples: list[Any] = field(default_factory=list)  # Encoded, or dpo.PairEncoded
     n_records: int = 0
     n_truncated: int = 0
     n_dropped_no_labels: int = 0  # the first user turn alone filled max_length: nothing left to learn
     lengths: list[int] = field(default_factory=list)  # before truncation
+    weights: list[float] = field(default_factory=list)  # per kept example: rwr's `weight`, else 1.0
 
     def stats(self) -> dict[str, Any]:
         kept = self.examples
@@ -79,10 +80,11 @@ class EncodedSplit:
         }
 
 
-def encode_records(tokenizer: Any, records: list[dict], max_length: int) -> EncodedSplit:
+def encode_records(tokenizer: Any, records: list[dict], max_length: int, encode=None) -> EncodedSplit:
+    """Tokenize every record (`encode(tokenizer, record, max_length)`; default: its `messages` chat)."""
     out = EncodedSplit(n_records=len(records))
     for rec in records:
-        enc = encode_chat(tokenizer, rec["messages"], max_length)
+        enc = encode(tokenizer, rec, max_length) if encode else encode_chat(tokenizer, rec["messages"], max_length)
         out.lengths.append(enc.full_length)
         if enc.truncated:
             out.n_truncated += 1
@@ -90,6 +92,7 @@ def encode_records(tokenizer: Any, records: list[dict], max_length: int) -> Enco
             out.n_dropped_no_labels += 1
             continue
         out.examples.append(enc)
+        out.weights.append(float(rec.get("weight", 1.0)))
     return out
 
 

@@ -1,4 +1,8 @@
-"""Supervised fine-tuning of m_{t+1} from m0, as the paper did it (spec §5), on CPU, one GPU or N GPUs.
+"""Fine-tuning of m_{t+1} from m0, as the paper did it (spec §5), on CPU, one GPU or N GPUs.
+
+One driver for every `training.method`: `sft` (the paper), `rwr` (the same with a reward-weighted loss,
+rwr.py) and `dpo` (TRL's DPOTrainer on best/worst conversations with SFT's mask, dpo.py). They share the
+data split, arguments, numerics, DeepSpeed, W&B, model card and the atomic checkpoint write below.
 
 transformers' `Trainer` with our own tokenization (masking.py) and collator (collator.py): the paper
 used the plain HF Trainer the same way, and TRL's assistant-only loss would need `{% generation %}`
@@ -39,6 +43,7 @@ from .attention import choose_attn_implementation
 from .card import write_card
 from .collator import EncodedDataset, SFTCollator
 from .data import encode_records, load_sft_records, sha256_file, split_by_pair, warn_if_no_end_of_turn
+from .rwr import check_weights, weighted_trainer_class
 from .spec import TrainingSpec, load_deepspeed_config, resolve_deepspeed_config
 
 log = get_logger(__name__)
@@ -84,11 +89,12 @@ def warmup_steps_for(ratio: float, num_training_steps: int) -> int:
     return math.ceil(num_training_steps * ratio)
 
 
-def _trainer_class(warmup_ratio: float, loss_weighting: str):
-    """The HF Trainer with the two numerics this stage fixes itself, whatever the transformers version."""
+def _trainer_class(warmup_ratio: float, loss_weighting: str, base: type | None = None):
+    """The HF Trainer (or `base`, e.g. TRL's DPOTrainer) with the two numerics this stage fixes itself,
+    whatever the transformers version."""
     from transformers import Trainer, get_scheduler
 
-    class StargateTrainer(Trainer):
+    class StargateTrainer(base or Trainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.warmup_steps: int | None = None
@@ -171,6 +177,28 @@ def _log_callback():
     return LogToStderr()
 
 
+def load_records(method: str, data: Path) -> list[dict]:
+    """The training records, checked for the method (the file's meta names the method that built it)."""
+    built_for = read_meta(data).get("method", "sft")
+    if built_for != method:
+        raise InputError(
+            data,
+            f"was built for training.method {built_for!r}, not {method!r}",
+            fix="rebuild the training data under this config (stage sft_data)",
+        )
+    if method == "dpo":
+        from ..records import read_jsonl
+        from .dpo import check_records
+
+        records = read_jsonl(data, required=("pair", "chosen", "rejected"))
+        check_records(records, data)
+        return records
+    records = load_sft_records(data)
+    if method == "rwr":
+        check_weights(records, data)
+    return records
+
+
 def train_sft(
     *,
     base_model: str | Path,
@@ -209,11 +237,14 @@ def train_sft(
     # ---------------------------------------------------------------- data
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     prompt_provenance = use_prompt_set_template(tokenizer, data)
-    records = load_sft_records(data)
+    records = load_records(spec.method, data)
     train_idx, eval_idx = split_by_pair(records, spec.validation_fraction, spec.split_seed)
     eval_pairs = sorted({records[i]["pair"] for i in eval_idx})
-    train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length)
-    eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length)
+    encode = None
+    if spec.method == "dpo":
+        from .dpo import encode_pair as encode
+    train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length, encode)
+    eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length, encode)
     if not train_split.examples:
         raise InputError(
             data,
@@ -257,7 +288,12 @@ def train_sft(
     wb_mode = tracking.setup_wandb(spec.wandb_project, wandb_dir, wb_name, is_main)
     ds_config = load_deepspeed_config(ds_path) if ds_path else None
     multi_epoch_eval = bool(eval_split.examples) and spec.epochs > 1 and spec.max_steps is None
-    args = TrainingArguments(
+    args_class, method_args = TrainingArguments, {}
+    if spec.method == "dpo":
+        from .dpo import config_class, dpo_arguments
+
+        args_class, method_args = config_class(), dpo_arguments(spec)
+    args = args_class(
         output_dir=str(work_dir),
         per_device_train_batch_size=spec.per_device_batch_size,
         per_device_eval_batch_size=spec.per_device_batch_size,
@@ -273,7 +309,7 @@ def train_sft(
         bf16=spec.bf16,
         seed=spec.seed,
         data_seed=spec.seed,
-        **_checkpointing_args(TrainingArguments, spec.gradient_checkpointing),
+        **_checkpointing_args(args_class, spec.gradient_checkpointing),
         logging_strategy="steps",
         logging_steps=spec.logging_steps,
         logging_first_step=True,
@@ -289,6 +325,7 @@ def train_sft(
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
+        **method_args,
     )
 
     # ---------------------------------------------------------------- model
@@ -309,18 +346,43 @@ def train_sft(
     data_sha = sha256_file(data)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = _trainer_class(spec.warmup_ratio, spec.loss_weighting)(
-        model=model,
-        args=args,
-        data_collator=SFTCollator(pad_id),
-        train_dataset=EncodedDataset(train_split.examples),
-        eval_dataset=EncodedDataset(eval_split.examples) if eval_split.examples else None,
-        processing_class=tokenizer,
-        callbacks=[_log_callback(), *(callbacks or [])],
-    )
+    all_callbacks = [_log_callback(), *(callbacks or [])]
+    if spec.method == "dpo":
+        from .dpo import make_trainer
+
+        # the reference is m0 itself, frozen: a second copy in the same dtype and attention
+        ref_model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn)
+        trainer = make_trainer(
+            trainer_class=lambda base: _trainer_class(spec.warmup_ratio, spec.loss_weighting, base),
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_examples=train_split.examples,
+            eval_examples=eval_split.examples,
+            tokenizer=tokenizer,
+            pad_id=pad_id,
+            callbacks=all_callbacks,
+        )
+    else:
+        weighted = spec.method == "rwr"
+        trainer_class = _trainer_class(spec.warmup_ratio, spec.loss_weighting)
+        trainer = (weighted_trainer_class(trainer_class) if weighted else trainer_class)(
+            model=model,
+            args=args,
+            data_collator=SFTCollator(pad_id),
+            train_dataset=EncodedDataset(train_split.examples, train_split.weights if weighted else None),
+            eval_dataset=(
+                EncodedDataset(eval_split.examples, eval_split.weights if weighted else None)
+                if eval_split.examples
+                else None
+            ),
+            processing_class=tokenizer,
+            callbacks=all_callbacks,
+        )
     trainer.remove_callback(PrinterCallback)  # prints raw dicts to stdout; _log_callback logs them instead
     device = "cpu" if not on_gpu else f"{world} x {torch.cuda.get_device_name(0)}"
     runtime = {
+        "method": spec.method,
         "world_size": world,
         "gradient_accumulation_per_process": grad_acc,
         "effective_batch": spec.effective_batch(world),

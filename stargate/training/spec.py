@@ -49,6 +49,10 @@ class TrainingSpec:
     wandb_project: str | None
     save_checkpoints: bool
     max_steps: int | None  # None: run `epochs` full epochs (smoke tests set a small number)
+    # the final answer after each used conversation: self (m_t's, the paper), gold (the oracle's), none
+    regularizer: str
+    dpo: dict[str, Any]  # beta, min_gap (training.method dpo)
+    rwr: dict[str, Any]  # temperature (training.method rwr)
 
     # ------------------------------------------------------------------ construction
     @classmethod

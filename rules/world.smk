@@ -1,0 +1,30 @@
+# The learning world (stargate/world, config/world.yaml): when its programs play the simulated user, the
+# run also reports what the loop learned there (curve with paired bootstrap intervals, what it asks).
+
+IN_WORLD = any(
+    str((role.get("options") or {}).get("program") or "").startswith("stargate.world")
+    for role in config["roles"].values()
+)
+WORLD_TARGETS = ["results/summary/world.json"] if IN_WORLD else []
+
+
+rule world_report:
+    input:
+        **data_inputs("test"),
+        logprobs=expand(
+            "results/m{t}/logprobs/test.qa-experimental.jsonl", t=range(T + 1)
+        ),
+        conversations=[conversations(t, "test") for t in range(T + 1)],
+    output:
+        "results/summary/world.json",
+    log:
+        "logs/world_report.log",
+    conda:
+        ENV
+    resources:
+        **res(),
+    params:
+        code=code("world_report"),
+    shell:
+        "stargate world-report --logprobs {input.logprobs} --conversations {input.conversations}"
+        " --tasks {input.tasks} --personas {input.personas} --output {output} > {log} 2>&1"

@@ -1,0 +1,147 @@
+"""The learning world (issue 13): the scripted Roleplayer reveals an attribute only when asked about it, the
+gold uses the task's relevant attributes, the reward (m0 log p(gold)) sees the difference, the judge counts
+used facts, and the checked-in data is what the world writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stargate import world
+from stargate.backends import Sampling, load_backend
+from stargate.prompts import load_prompt_set
+
+REPO = Path(__file__).resolve().parents[1]
+PERSONA = world.persona_text(
+    "Ana",
+    {
+        "diet": "vegetarian",
+        "cooking": "beginner",
+        "budget": "tight",
+        "scenery": "beaches",
+        "genre": "poetry",
+        "time": "short",
+        "fitness": "athlete",
+        "injury": "knee",
+    },
+)
+DINNER = world.TASKS[0].text  # relevant: diet, cooking
+
+
+def roleplayer_prompt(question: str) -> list[dict]:
+    """The fixed_v1 Roleplayer prompt the pipeline builds for a one-question conversation."""
+    turns = [{"role": "questioner", "text": question}]
+    return load_prompt_set("fixed_v1").roleplayer(PERSONA, DINNER, "Ana", turns)
+
+
+def reply(question: str) -> str:
+    backend = load_backend(
+        {"backend": "scripted", "options": {"program": "stargate.world:roleplayer"}}, "world", stage="test"
+    )
+    return backend.generate([roleplayer_prompt(question)], Sampling())[0][0]
+
+
+def test_a_question_about_an_attribute_reveals_it_and_only_it():
+    assert reply("Do you follow any particular diet?") == "I am vegetarian, so no meat or fish."
+    both = reply("What food do you like, and how experienced are you in the kitchen?")
+    assert "vegetarian" in both and "beginner cook" in both
+    budget = reply("How much money would you like to spend?")
+    assert "budget is tight" in budget and "vegetarian" not in budget
+
+
+def test_a_question_about_nothing_gets_a_vague_answer():
+    for q in ("Tell me more about yourself!", "What would make tonight special?", ""):
+        assert reply(q) == world.VAGUE
+    # the persona's own attributes in the prompt are not mistaken for the question
+    assert "vegetarian" in json.dumps(roleplayer_prompt("Hi?")) and reply("Hi?") == world.VAGUE
+
+
+def test_only_the_latest_question_counts():
+    turns = [
+        {"role": "questioner", "text": "What is your diet?"},
+        {"role": "roleplayer", "text": "I am vegetarian, so no meat or fish."},
+        {"role": "questioner", "text": "Anything else?"},
+    ]
+    prompt = load_prompt_set("fixed_v1").roleplayer(PERSONA, DINNER, "Ana", turns)
+    assert world.roleplayer(prompt) == world.VAGUE
+
+
+def test_gold_uses_the_relevant_attributes_only():
+    oracle = load_prompt_set("fixed_v1").oracle(PERSONA, DINNER)
+    gold = world.gold(oracle)
+    assert gold.startswith("Ana, since you are vegetarian and you are a beginner cook")
+    assert "budget" not in gold and "beach" not in gold
+    trip = world.gold(load_prompt_set("fixed_v1").oracle(PERSONA, world.TASKS[1].text))
+    assert "budget is tight" in trip and "beaches" in trip and "vegetarian" not in trip
+
+
+def test_elicited_share_and_judge():
+    asked = [{"role": "questioner", "text": "Diet?"}, {"role": "roleplayer", "text": reply("Diet?")}]
+    vague = [{"role": "questioner", "text": "Hi?"}, {"role": "roleplayer", "text": reply("Hi?")}]
+    assert world.elicited(asked, PERSONA, DINNER) == 0.5 and world.elicited(vague, PERSONA, DINNER) == 0.0
+    prompts = load_prompt_set("fixed_v1")
+    good = "As a vegetarian beginner cook, try a simple veggie pasta."
+    plain = "Try a steak."
+    assert world.judge(prompts.judge(PERSONA, DINNER, plain, good)).endswith("Final Response: B")
+    assert world.judge(prompts.judge(PERSONA, DINNER, good, plain)).endswith("Final Response: A")
+    assert prompts.parse_verdict(world.judge(prompts.judge(PERSONA, DINNER, plain, plain))) is None  # a tie
+
+
+@pytest.mark.slow
+def test_smollm2_reward_is_higher_when_the_relevant_attributes_were_elicited(tmp_path):
+    """With m0 = SmolLM2-135M (the world's scorer), eliciting both relevant facts raises log p(gold)."""
+    from conftest import smollm2_dir
+
+    from stargate.stages.prepare_model import convert_gguf
+
+    folder = tmp_path / "smollm2"
+    convert_gguf(smollm2_dir(), "SmolLM2-135M-Instruct.Q4_1.gguf", folder)
+    backend = load_backend({"backend": "hf", "options": {"dtype": "float32"}}, str(folder))
+    prompts = load_prompt_set("fixed_v1")
+    gold = world.gold(prompts.oracle(PERSONA, DINNER))
+    q_good, q_bad = "What do you eat, and how experienced a cook are you?", "What is your budget?"
+    convs = [[{"role": "questioner", "text": q}, {"role": "roleplayer", "text": reply(q)}] for q in (q_good, q_bad)]
+    good, bad = backend.score(
+        [prompts.scoring_context("qa-experimental", "Ana", PERSONA, DINNER, c) for c in convs], [gold, gold]
+    )
+    assert good.logprob > bad.logprob + 5
+
+
+def test_checked_in_world_data_is_what_the_world_writes(tmp_path):
+    world.write_data(tmp_path)
+    for name in ("tasks.json", "personas.json"):
+        assert (tmp_path / name).read_text() == (REPO / "data" / "world" / name).read_text(), name
+
+
+def test_world_config_validates_and_uses_programs():
+    from stargate.config import load_config
+
+    cfg = load_config(REPO / "config" / "world.yaml")
+    programs = {r: cfg["roles"][r]["options"].get("program") for r in ("roleplayer", "oracle", "judge")}
+    assert programs == {
+        "roleplayer": "stargate.world:roleplayer",
+        "oracle": "stargate.world:gold",
+        "judge": "stargate.world:judge",
+    }
+    assert cfg["training"]["method"] == "sft" and cfg["roles"]["scorer"]["backend"] == "hf"
+
+
+def test_a_bad_program_is_a_clear_error():
+    from stargate.errors import StargateError
+
+    with pytest.raises(StargateError, match="cannot be loaded"):
+        load_backend({"backend": "scripted", "options": {"program": "stargate.world:nothing"}}, "x")
+
+
+def test_paired_bootstrap_interval():
+    from stargate.stages.world_report import paired_bootstrap
+
+    base = {f"p{i}": float(i) for i in range(40)}
+    up = {k: v + 2.0 + (0.5 if i % 2 else -0.5) for i, (k, v) in enumerate(base.items())}
+    same = {k: v + (1.0 if i % 2 else -1.0) for i, (k, v) in enumerate(base.items())}
+    shifted = paired_bootstrap(base, up, 2000, 1)
+    assert shifted["mean"] == pytest.approx(2.0) and 1.5 < shifted["ci95"][0] < 2.0 < shifted["ci95"][1] < 2.5
+    noise = paired_bootstrap(base, same, 2000, 1)
+    assert noise["ci95"][0] < 0 < noise["ci95"][1] and noise["n_pairs"] == 40
