@@ -162,7 +162,9 @@ def json_param(obj):
     """JSON for a params string: a `{word}` inside a string value (a scripted reply's "{last}") is written
     `\\u007bword}` (the same JSON), or Snakemake would take it for a wildcard and fail to build the DAG.
     """
-    return re.sub(r"\{(?=\s*\w)", r"\\u007b", json.dumps(obj, sort_keys=True))
+    return re.sub(
+        r"\{(?=\s*\w)", r"\\u007b", json.dumps(obj, sort_keys=True, default=str)
+    )
 
 
 def role_cli(role, model=None, prefix=""):
@@ -297,14 +299,19 @@ def file_arg(flag, kind, split):
     return f"{flag} {shlex.quote(data_files(kind, split)[0])}"
 
 
+def config_without_run_name():
+    """The effective config as recorded by the summary rules: the run's name only labels it (renaming a run
+    reruns nothing)."""
+    return {k: v for k, v in config.items() if k != "run_name"}
+
+
 def config_identity():
-    """Which config produced a run: its name, the files given, and a digest of the effective config."""
+    """Which config produced a run: the files given and a digest of the effective config."""
     import hashlib
 
-    text = json.dumps(config, sort_keys=True, default=str)
+    text = json.dumps(config_without_run_name(), sort_keys=True, default=str)
     return json.dumps(
         {
-            "run_name": config.get("run_name"),
             "configfiles": [str(f) for f in workflow.overwrite_configfiles]
             or ["config/config.yaml"],
             "config_sha256": hashlib.sha256(text.encode()).hexdigest(),

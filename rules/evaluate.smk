@@ -146,7 +146,7 @@ rule report_tables:
     resources:
         **res(runtime=10),
     params:
-        config=json.dumps(config, sort_keys=True, default=str),
+        config=json_param(config_without_run_name()),
         code=code("report_tables"),
     shell:
         "stargate report-tables --summary {input.summary} --tasks {input.tasks} --personas {input.personas}"

@@ -391,7 +391,8 @@ def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
     for job in data_jobs:  # no data job needs a model, local or API: every one reads the authors' files
         assert "resources/models/" not in job and "gpt-4" not in job
     judge_jobs = [j for j in jobs if "rule judge:" in j]
-    assert len(judge_jobs) == 3 and all("--model gpt-4" in j for j in judge_jobs)  # the judge stays paid
+    # the judge stays paid: 3 iterations x 4 judged answer sets (conversation x answerer) of the variants
+    assert len(judge_jobs) == 3 * 4 and all("--model gpt-4" in j for j in judge_jobs)
     assert f"--gold-file {folder}/gold-responses/star-2-bsft/test.json" in r.stdout
     assert f"--names-file {folder}/personas/star-2-bsft/B_NAMES.json" in r.stdout
     # a data file named in the config is a rule input: a missing one stops the dry run

@@ -561,6 +561,15 @@ def test_judge_both_orders_ties_flips_and_counts_drops(tmp_path, data_files, scr
     assert rc == 2
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"task_id": "A-t0", "split": "A", "text": "x"}\n{not json\n', ":2: not valid JSON"),
+        ("", "file is empty"),
+        ('{"task_id": "A-t0", "split": "A"}\n', ":1: missing field(s) text"),
+        ('{"task_id": "A-t0", "split": "A", "text": "  "}\n', ":1: field 'text' is empty"),
+    ],
+)
 def test_bad_task_file_names_file_and_line(tmp_path, data_files, tiny_model_dir, capsys, content, message):
     bad = tmp_path / "tasks.jsonl"
     bad.write_text(content)
