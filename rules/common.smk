@@ -76,12 +76,18 @@ def is_api_model(name):
 EXTRA_T = 1000
 EXTRA_QUESTIONERS = {EXTRA_T + i: q for i, q in enumerate(EVAL["questioners"])}
 for _i, _q in enumerate(EVAL["questioners"]):
-    if _q["model"] not in config["models"] or "api" in config["models"][_q["model"]]["source"]:
+    if (
+        _q["model"] not in config["models"]
+        or "api" in config["models"][_q["model"]]["source"]
+    ):
         raise ValueError(
             f"evaluation.questioners[{_i}].model: '{_q['model']}' must name a local model of `models`"
             " (source hf or path)"
         )
-EVAL_T = [*range(T + 1), *EXTRA_QUESTIONERS]  # every questioner evaluated on the test split
+EVAL_T = [
+    *range(T + 1),
+    *EXTRA_QUESTIONERS,
+]  # every questioner evaluated on the test split
 
 
 def questioner_model(t):
@@ -257,7 +263,15 @@ def config_identity():
     return json.dumps(
         {
             "run_name": config.get("run_name"),
-            "configfiles": [str(f) for f in workflow.overwrite_configfiles]
+            # relative to the working directory where inside it, so a moved run stays up to date
+            "configfiles": [
+                (
+                    os.path.relpath(f)
+                    if not os.path.relpath(f).startswith("..")
+                    else str(f)
+                )
+                for f in workflow.overwrite_configfiles
+            ]
             or ["config/config.yaml"],
             "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
         },
