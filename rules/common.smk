@@ -305,16 +305,28 @@ def config_without_run_name():
     return {k: v for k, v in config.items() if k != "run_name"}
 
 
-def config_identity():
-    """Which config produced a run: the files given and a digest of the effective config."""
+def config_digest():
+    """sha256 of the effective config (run_name aside): recorded by the summary rules, so the digest a
+    summary names is always the config its results came from."""
     import hashlib
 
     text = json.dumps(config_without_run_name(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_identity(wildcards, input):
+    """Which config produced a run: its name, the files given (relative to the working directory where
+    inside it) and the digest. An unrecorded param (`wildcards, input`): renaming the run or the config
+    file reruns nothing; the digest, recorded on its own, changes with the content."""
+    files = [
+        os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
+        for f in workflow.overwrite_configfiles
+    ]
     return json.dumps(
         {
-            "configfiles": [str(f) for f in workflow.overwrite_configfiles]
-            or ["config/config.yaml"],
-            "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "run_name": config.get("run_name"),
+            "configfiles": files or ["config/config.yaml"],
+            "config_sha256": config_digest(),
         },
         sort_keys=True,
     )

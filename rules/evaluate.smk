@@ -117,7 +117,8 @@ rule summarize:
         variants=",".join(v.name for v in WINRATE_VARIANTS),
         bootstrap=f"--resamples {WINRATE['bootstrap_resamples']} --bootstrap-seed {WINRATE['bootstrap_seed']}",
         labels=EVAL["task_labels"],
-        run=config_identity(),
+        config_sha256=config_digest(),
+        run=config_identity,
         code=code("summarize"),
     shell:
         "stargate summarize --manifest {params.manifest:q} --variants {params.variants} {params.bootstrap}"
