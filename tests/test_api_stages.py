@@ -148,6 +148,9 @@ def test_api_roles_through_real_server(counted_server, tmp_path):
             1,
             "--mode",
             "generate",
+            "--positions",
+            "randomized",
+            "--no-both-orders",
         )
 
     assert judge() == 0
