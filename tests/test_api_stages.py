@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stargate.cli import main
-from stargate.records import read_jsonl
+from stargate.records import read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_api_roles_through_real_server(counted_server, tmp_path):
     named = tmp_path / "personas.jsonl"
     # the llm name step, with the regex as fallback (a 135M model rarely names the persona reliably)
     recs = [{**r, "text": f"Nora Quinn is a person. {r['text']}"} for r in read_jsonl(texts)]
-    texts.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_jsonl(texts, recs)  # a new artifact (its sidecar's sha256 follows)
     assert (
         run(
             "names",
