@@ -18,6 +18,27 @@ from ..errors import StargateError
 from .bootstrap import interval, ratio
 from .variants import BOTH_ORDERS
 
+# The columns of a win-rate row (winrates.csv; the report shows the overall rows without group/questioner).
+WINRATE_FIELDS = [
+    "variant",
+    "t",
+    "questioner",
+    "group",
+    "configured",
+    "n",
+    "wins",
+    "losses",
+    "ties",
+    "unparsable",
+    "refused",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "win_rate_ties_half",
+    "ties_half_ci_low",
+    "ties_half_ci_high",
+]
+
 VALID = ("win", "loss")
 OUTCOMES = ("win", "loss", "tie", "unparsable", "refused")
 

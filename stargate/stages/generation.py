@@ -108,6 +108,31 @@ def generate(
     return Generated(outputs, _meta(stage, own.stats, role, args.model, sampling, prompt_set, own))
 
 
+def next_turn(
+    args: argparse.Namespace,
+    stage: str,
+    speaker: str,
+    convs: list[dict],
+    inputs: Sequence[Prompt],
+    turn: int,
+    backend: Backend | None = None,
+) -> Generated:
+    """One reply per conversation, appended in place as `speaker`'s turn. Seed key: the conversation and
+    the turn (stargate.seeding), so a conversation's text does not depend on which others share the job."""
+    gen = generate(
+        args,
+        stage,
+        inputs,
+        [(c["pair"], c["conv"], turn) for c in convs],
+        prompt_set=args.prompts,
+        backend=backend,
+        n=1,
+    )
+    for c, o in zip(convs, gen.outputs, strict=True):
+        c["turns"] = c["turns"] + [{"role": speaker, "text": o[0]}]
+    return gen
+
+
 def score(
     args: argparse.Namespace,
     stage: str,

@@ -81,17 +81,7 @@ def ask(args, prompts, by_key, convs: list[dict], turn: int, finetuned: bool, n:
         inputs = [
             prompts.questioner(by_key[c["pair"]].name, by_key[c["pair"]].task, c["turns"], finetuned) for c in convs
         ]
-        gen = generation.generate(
-            args,
-            "questioner_turn",
-            inputs,
-            [(c["pair"], c["conv"], turn) for c in convs],
-            prompt_set=args.prompts,
-            backend=backend,
-            n=1,
-        )
-        for c, o in zip(convs, gen.outputs, strict=True):
-            c["turns"] = c["turns"] + [{"role": "questioner", "text": o[0]}]
+        gen = generation.next_turn(args, "questioner_turn", "questioner", convs, inputs, turn, backend)
     return gen
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from ..errors import StargateError
+from ..evaluation.outcomes import WINRATE_FIELDS
 from ..log import get_logger
 from ..records import atomic_write_text, read_jsonl
 from .common import load_conversations, pairs_by_key
@@ -151,23 +152,7 @@ def run(args: argparse.Namespace) -> None:
         "<h2>Win rates vs m0 (every variant; ties and invalid verdicts dropped from win_rate)</h2>",
         table(
             overall,
-            [
-                "variant",
-                "t",
-                "configured",
-                "n",
-                "wins",
-                "losses",
-                "ties",
-                "unparsable",
-                "refused",
-                "win_rate",
-                "ci_low",
-                "ci_high",
-                "win_rate_ties_half",
-                "ties_half_ci_low",
-                "ties_half_ci_high",
-            ],
+            [f for f in WINRATE_FIELDS if f not in ("questioner", "group")],
         ),
         "<h2>Judge position bias (both orders judged)</h2>",
         table(summary["position_bias"]),

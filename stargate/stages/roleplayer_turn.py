@@ -34,19 +34,7 @@ def answer(args, prompts, by_key, convs: list[dict], turn: int, backend=None):
         prompts.roleplayer(by_key[c["pair"]].persona, by_key[c["pair"]].task, by_key[c["pair"]].name, c["turns"])
         for c in convs
     ]
-    # seed key: the conversation and the turn, as for the Questioner (stargate.seeding)
-    gen = generation.generate(
-        args,
-        "roleplayer_turn",
-        inputs,
-        [(c["pair"], c["conv"], turn) for c in convs],
-        prompt_set=args.prompts,
-        backend=backend,
-        n=1,
-    )
-    for c, o in zip(convs, gen.outputs, strict=True):
-        c["turns"] = c["turns"] + [{"role": "roleplayer", "text": o[0]}]
-    return gen
+    return generation.next_turn(args, "roleplayer_turn", "roleplayer", convs, inputs, turn, backend)
 
 
 def split_finished(convs: list[dict], turn: int) -> tuple[list[dict], list[dict]]:

@@ -21,26 +21,6 @@ from .common import load_tasks
 
 log = get_logger(__name__)
 
-WINRATE_FIELDS = [
-    "variant",
-    "t",
-    "questioner",
-    "group",
-    "configured",
-    "n",
-    "wins",
-    "losses",
-    "ties",
-    "unparsable",
-    "refused",
-    "win_rate",
-    "ci_low",
-    "ci_high",
-    "win_rate_ties_half",
-    "ties_half_ci_low",
-    "ties_half_ci_high",
-]
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -216,7 +196,7 @@ def run(args: argparse.Namespace) -> None:
         diffs,
         ["condition", "t", "questioner", "vs", "difference", "sem", "ci_low", "ci_high", "n", "n_pairs"],
     )
-    _write_csv(out / "winrates.csv", wins, WINRATE_FIELDS)
+    _write_csv(out / "winrates.csv", wins, outcomes.WINRATE_FIELDS)
     _write_csv(out / "paper_comparison.csv", comparison, list(comparison[0]) if comparison else ["metric"])
     c = counts(m)
     write_json(
