@@ -86,6 +86,12 @@ METHOD = config["training"]["method"]
 REGULARIZER = config["training"]["regularizer"]
 
 
+# A job that calls a model uses every core it is given: the loop is mostly a chain (simulate -> score ->
+# train -> simulate ...), so a lone job on 1 thread would leave a laptop's other cores idle. Snakemake caps
+# threads at --cores and exports OMP_NUM_THREADS={threads}, which torch reads; profiles/slurm sets its own.
+MODEL_THREADS = 8
+
+
 def res(**special):
     """A rule's resources: CPU-only and small unless it says otherwise (profiles/slurm sets GPUs)."""
     return {"gpu": 0, "mem_mb": 2000, "runtime": 30, **special}

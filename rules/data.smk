@@ -46,6 +46,7 @@ rule personas:
         "benchmarks/personas/{split}.tsv"
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=4000, runtime=120),
     params:
@@ -107,6 +108,7 @@ rule oracle:
         "benchmarks/oracle/{split}.tsv"
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=240),
     params:

@@ -26,6 +26,7 @@ rule winrate_answer:
         answerer="mt|m0",
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=120),
     params:
@@ -59,6 +60,7 @@ rule judge:
         answerer="mt|m0",
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=4000, runtime=120),
     params:

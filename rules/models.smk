@@ -10,6 +10,7 @@ rule prepare_model:
         "benchmarks/prepare_model/{name}.tsv"
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=4000, runtime=60),
     params:

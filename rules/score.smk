@@ -21,6 +21,7 @@ rule score:
         condition="|".join(CONDITIONS_PER_ITERATION),
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=240),
     params:
@@ -49,6 +50,7 @@ use rule score as score_control with:
         "benchmarks/score_control/{split}_{condition}.tsv"
     wildcard_constraints:
         condition="|".join(CONDITIONS_CONTROL),
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=120),
     params:

@@ -48,6 +48,7 @@ rule regularize:
         "benchmarks/regularize/m{t}_{split}.tsv"
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=240),
     params:

@@ -33,6 +33,7 @@ rule simulate:
         "benchmarks/simulate/m{t}_{split}_shard{shard}.tsv"
     conda:
         ENV
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=480, questioner_gpu=0),
     params:

@@ -30,7 +30,7 @@ rule train:
         t=r"[1-9]\d*",
     conda:
         ENV
-    threads: 8
+    threads: MODEL_THREADS
     resources:
         **res(mem_mb=16000, runtime=600),
     params:

@@ -142,6 +142,46 @@ def test_shared_prompt_cache_equals_encoding_every_sample(backend, monkeypatch):
     assert backend.generate(CHATS, SAMPLE, [5, 6, 7, 8]) == shared
 
 
+LONG = "Please read these instructions with care before you answer. " * 6  # > SHARED_MIN tokens
+
+
+def test_a_shared_prompt_prefix_is_encoded_once_with_the_same_samples(tiny_model_dir, monkeypatch):
+    """Prompts that share a long prefix (the paper's instruction after the same user name) have it encoded
+    once per batch group, then only their suffixes run; the samples equal those of encoding every prompt whole."""
+    import stargate.backends.hf as hf
+
+    b = load_backend({"backend": "hf", "options": {"dtype": "float32", "batch_size": 6}}, str(tiny_model_dir))
+    prompts = [[{"role": "user", "content": f"{LONG} Task: {t}"}] for t in ("plan a trip.", "cook.", "read a book?")]
+    seeds = [1, 2, 3]
+    shapes: list[tuple[int, int]] = []
+    hook = b.model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)  # fmt: skip
+    try:
+        shared = b.generate(prompts, SAMPLE, seeds)  # n=2, batch 6: the three prompts in one batch
+        grouped = shapes[:2]
+        greedy = b.generate(prompts, Sampling(n=1, temperature=0.0, max_tokens=8), seeds)
+        monkeypatch.setattr(hf, "SHARED_MIN", 10**9)  # no grouping: every prompt encoded whole
+        shapes.clear()
+        assert b.generate(prompts, SAMPLE, seeds) == shared
+        whole = shapes[0]
+        assert b.generate(prompts, Sampling(n=1, temperature=0.0, max_tokens=8), seeds) == greedy
+    finally:
+        hook.remove()
+    # the next-token logits themselves agree (a random tiny model's samples hardly depend on them)
+    rows = [hf.prompt_ids(b.tokenizer, p) for p in prompts]
+    with torch.no_grad():
+        monkeypatch.setattr(hf, "SHARED_MIN", 32)
+        *_, grouped_logits = b._prefill(rows, [len(r) - 1 for r in rows])
+        monkeypatch.setattr(hf, "SHARED_MIN", 10**9)
+        *_, whole_logits = b._prefill(rows, [len(r) - 1 for r in rows])
+    assert torch.allclose(grouped_logits[:, -1], whole_logits[:, -1], atol=1e-4)
+    assert (grouped_logits[:, -1] - grouped_logits[:, -1].mean()).abs().max() > 1e-3  # not a constant
+    # one row for the shared prefix, then the three suffixes (a few tokens each)
+    assert grouped[0][0] == 1 and grouped[0][1] > 40, grouped
+    assert grouped[1][0] == 3 and grouped[1][1] < 15, grouped
+    assert whole[0] == 3 and whole[1] > grouped[0][1], whole
+    b.close()
+
+
 def test_batched_scores_equal_full_logits_and_lm_head_sees_targets_only(backend, tiny_model_dir):
     """Scores of a mixed-length batch equal the full-logits computation of each pair alone (the pre-cut
     path: every position through the lm_head), while the lm_head runs on target positions only."""

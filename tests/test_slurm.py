@@ -400,6 +400,8 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
         *[f"{r}:gpu=1" for r in gpu_rules],
         "--set-threads",
         "train=2",
+        "--max-threads",  # the rules' MODEL_THREADS (8) would ask a 2-CPU node for 8 cores
+        "2",
     ]
     t0 = time.monotonic()
     proc = snakemake(args, cwd=wd, timeout=timeout, env=env)

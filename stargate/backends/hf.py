@@ -27,6 +27,20 @@ from .vllm033 import decode_output
 
 log = get_logger(__name__)
 
+# Rows sharing at least this many leading tokens have them encoded once (a shorter shared prefix does not
+# repay the extra forward pass).
+SHARED_MIN = 32
+
+
+def _common_length(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    """Length of the common prefix of a and b, at most limit."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if n >= limit or x != y:
+            break
+        n += 1
+    return min(n, limit)
+
 
 def _resolve_dtype(torch, dtype: str, device: str):
     if dtype == "auto":
@@ -81,25 +95,18 @@ class HFBackend(Backend):
         torch = self.torch
         seeds = self._seeds(prompts, sampling, seeds)
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        # neighbours share prefixes (the elicitation instruction after the same name), then similar lengths
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i])
         results: list[list[str | None]] = [[] for _ in encoded]
-        pad = self.tokenizer.pad_token_id
         n = sampling.n
         # n samples per prompt multiply the batch: keep rows per forward pass near batch_size
         per_batch = max(1, self.batch_size // max(1, n))
         t0 = time.perf_counter()
 
         def run_batch(idx: Sequence[int]) -> list[list[int]]:
-            width = max(len(encoded[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # left padding
-                ids = encoded[i]
-                input_ids[row, width - len(ids) :] = torch.tensor(ids)
-                attention[row, width - len(ids) :] = 1
             row_seeds = [s for i in idx for s in sample_seeds(seeds[i], n)]
             with torch.no_grad():
-                rows = self._decode(input_ids.to(self.device), attention.to(self.device), n, sampling, row_seeds)
+                rows = self._decode([encoded[i] for i in idx], n, sampling, row_seeds)
             return [rows[j * n : (j + 1) * n] for j in range(len(idx))]  # per prompt: its n continuations
 
         # per-row seeds: a batch halved on out-of-memory samples the same texts
@@ -121,29 +128,90 @@ class HFBackend(Backend):
         )
         return self._count(results)
 
-    def _decode(self, input_ids, attention, n: int, sampling: Sampling, row_seeds: list[int]) -> list[list[int]]:
-        """Token ids of n continuations per row (without the stop token). The prompt batch is encoded once
-        and its KV cache repeated n times: the long elicitation prompt dominates the Questioner's turn 1."""
+    def _padded(self, rows: Sequence[Sequence[int]]):
+        """Left-padded ids, attention mask and positions (real tokens count from 0) of token id lists."""
         torch = self.torch
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens count from 0
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
-        if n > 1:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, r in enumerate(rows):
+            if r:
+                ids[j, width - len(r) :] = torch.tensor(r)
+                attention[j, width - len(r) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), attention.to(self.device), positions.to(self.device)
+
+    def _prefill(self, rows: list[list[int]], caps: list[int], keep: int = 1):
+        """One forward pass over a batch of token id lists, with the prefix that neighbouring rows share
+        encoded once. Rows are grouped while they share >= SHARED_MIN tokens with the group's first row (the
+        caller orders them so); a group's prefix (at most each member's cap, so every row keeps a suffix)
+        runs once, its KV cache is copied to the group's rows, and only the suffixes run batched after it
+        (padding sits between prefix and suffix, masked; positions continue from the prefix). The paper's
+        Questioner prompt is ~500 tokens of instruction after the user's name and before the task, so the
+        tasks of one persona share it. Returns the cache, the full attention mask, the suffix positions and
+        the logits of the last `keep` positions."""
+        torch = self.torch
+        groups: list[list[int]] = []
+        shared: list[int] = []
+        for j, r in enumerate(rows):
+            if groups:
+                first = rows[groups[-1][0]]
+                n_same = _common_length(first, r, min(shared[-1], caps[j]))
+                if n_same >= SHARED_MIN:
+                    groups[-1].append(j)
+                    shared[-1] = n_same
+                    continue
+            groups.append([j])
+            shared.append(min(len(r), caps[j]))
+        if all(len(g) == 1 for g in groups):  # nothing shared: one plain pass
+            ids, attention, positions = self._padded(rows)
+            out = self.model(
+                input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=keep
+            )
+            return out.past_key_values, attention, positions, out.logits
+        group_of = [0] * len(rows)
+        for g, members in enumerate(groups):
+            for j in members:
+                group_of[j] = g
+        p_ids, p_att, p_pos = self._padded([rows[m[0]][:n] for m, n in zip(groups, shared, strict=True)])
+        cache = self.model(input_ids=p_ids, attention_mask=p_att, position_ids=p_pos, use_cache=True).past_key_values
+        select = torch.tensor(group_of, device=p_ids.device)
+        cache.batch_select_indices(select)  # each row gets its group's prefix cache
+        s_ids, s_att, s_pos = self._padded([r[shared[group_of[j]] :] for j, r in enumerate(rows)])
+        prefix_len = torch.tensor([shared[g] for g in group_of], device=s_ids.device)[:, None]
+        attention = torch.cat([p_att[select], s_att], dim=1)
+        positions = s_pos + prefix_len
+        out = self.model(
+            input_ids=s_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        )
+        return out.past_key_values, attention, positions, out.logits
+
+    def _decode(self, rows: list[list[int]], n: int, sampling: Sampling, row_seeds: list[int]) -> list[list[int]]:
+        """Token ids of n continuations per prompt (without the stop token). The prompts are encoded once
+        (shared prefixes once per group, see _prefill) and the KV cache repeated n times."""
+        torch = self.torch
+        cache, attention, positions, logits = self._prefill(rows, [len(r) - 1 for r in rows])
+        logits = logits[:, -1, :]
+        if n > 1 and hasattr(cache, "batch_repeat_interleave"):
             attention = attention.repeat_interleave(n, 0)
             positions = positions.repeat_interleave(n, 0)
-            if hasattr(cache, "batch_repeat_interleave"):
-                cache.batch_repeat_interleave(n)
-                logits = logits.repeat_interleave(n, 0)
-            else:  # a cache type that cannot be repeated: encode each row n times instead
-                ids = input_ids.repeat_interleave(n, 0)
-                out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True)
-                cache, logits = out.past_key_values, out.logits[:, -1, :]
-        rows = logits.shape[0]
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, 0)
+        elif n > 1:  # a cache type that cannot be repeated: encode each prompt n times instead
+            repeated = [r for r in rows for _ in range(n)]
+            cache, attention, positions, logits = self._prefill(repeated, [len(r) - 1 for r in repeated])
+            logits = logits[:, -1, :]
+        n_rows = logits.shape[0]
         generators = None
         if sampling.temperature > 0:
             generators = [torch.Generator(device=logits.device).manual_seed(s) for s in row_seeds]
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        done = [False] * rows
+        tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        done = [False] * n_rows
         pos = positions[:, -1:]
         pad = self.tokenizer.pad_token_id
         for step in range(sampling.max_tokens):
@@ -158,7 +226,7 @@ class HFBackend(Backend):
             if all(done) or step == sampling.max_tokens - 1:
                 break
             nxt = torch.where(torch.tensor(done, device=nxt.device), torch.full_like(nxt, pad), nxt)
-            attention = torch.cat([attention, attention.new_ones((rows, 1))], dim=1)
+            attention = torch.cat([attention, attention.new_ones((n_rows, 1))], dim=1)
             pos = pos + 1
             out = self.model(
                 input_ids=nxt[:, None],
