@@ -226,3 +226,35 @@ def test_out_of_memory_halves_the_batch_with_the_same_results(backend, monkeypat
     assert [g.logprob for g in got] == pytest.approx([w.logprob for w in want_scores], abs=1e-4)
     assert backend.generate(CHATS, s) == want_samples
     assert max(sizes) == 3 and 1 in sizes  # batches of 3 failed, then ran smaller
+
+
+def _draws(logits, top_p: float, n: int, monkeypatch=None, first: int | None = None) -> list[int]:
+    from types import SimpleNamespace
+
+    import stargate.backends.hf as hf
+
+    if first is not None:
+        monkeypatch.setattr(hf, "NUCLEUS_FIRST", first)
+    me = SimpleNamespace(torch=torch)
+    s = Sampling(n=1, temperature=1.0, top_p=top_p, max_tokens=1)
+    rows = logits.repeat(n, 1)
+    gens = [torch.Generator().manual_seed(i) for i in range(n)]
+    return hf.HFBackend._pick(me, rows, s, gens, [False] * n).tolist()
+
+
+def test_top_p_draws_come_from_exactly_the_nucleus(monkeypatch):
+    """The partial sort finds the nucleus when it is narrow and falls back to a full sort when it is wide
+    (a flat distribution): every draw is inside the nucleus, and a wide nucleus is not cut to NUCLEUS_FIRST."""
+    torch.manual_seed(0)
+    peaked = torch.randn(5000) * 4
+    p = torch.softmax(peaked, -1)
+    order = p.argsort(descending=True)
+    nucleus = set(order[: int(((p[order].cumsum(0) - p[order]) <= 0.9).sum())].tolist())
+    draws = _draws(peaked, 0.9, 400)
+    assert set(draws) <= nucleus and len(set(draws)) > 5
+    # the same draws as sorting the whole vocabulary (the nucleus holds the same tokens in the same order)
+    assert _draws(peaked, 0.9, 400, monkeypatch, first=5000) == draws
+
+    flat = torch.zeros(1000)  # nucleus of 0.9: the first 900 of 1000 equally likely tokens, > NUCLEUS_FIRST
+    wide = _draws(flat, 0.9, 400, monkeypatch, first=256)
+    assert len(set(wide)) > 256  # drawn from all 900, not the first 256
