@@ -258,3 +258,32 @@ def test_top_p_draws_come_from_exactly_the_nucleus(monkeypatch):
     flat = torch.zeros(1000)  # nucleus of 0.9: the first 900 of 1000 equally likely tokens, > NUCLEUS_FIRST
     wide = _draws(flat, 0.9, 400, monkeypatch, first=256)
     assert len(set(wide)) > 256  # drawn from all 900, not the first 256
+
+
+def test_scores_with_a_shared_context_prefix_match_the_hand_computation(tiny_model_dir, monkeypatch):
+    """A pair's conversations share the context's start (name, task): it is encoded once per batch group,
+    and every score still equals the hand computation (and the ungrouped path)."""
+    import stargate.backends.hf as hf
+
+    b = load_backend({"backend": "hf", "options": {"dtype": "float32", "batch_size": 4}}, str(tiny_model_dir))
+    tok = b.tokenizer
+    contexts = [
+        [{"role": "user", "content": f"{LONG} Task: cook."}, {"role": "assistant", "content": q}]
+        + [{"role": "user", "content": "Fine."}]
+        for q in ("Spicy?", "What do you like to eat in the evening?", "Vegan?")
+    ] + [[{"role": "user", "content": "Short and alone."}]]
+    targets = ["Curry it is.", "Soup.", "A salad with beans and a long tail of words.", "Ok."]
+    shapes: list[tuple[int, int]] = []
+    hook = b.model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)  # fmt: skip
+    try:
+        got = b.score(contexts, targets)
+    finally:
+        hook.remove()
+    assert shapes[0][0] == 2 and shapes[1][0] == 4, shapes  # prefixes: the shared one + the lone row
+    for c, t, g in zip(contexts, targets, got, strict=True):
+        ctx_text = tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+        expected, n = _hand_logprob(tiny_model_dir, tok, ctx_text, t)
+        assert g.n_tokens == n and g.logprob == pytest.approx(expected, abs=1e-4)
+    monkeypatch.setattr(hf, "SHARED_MIN", 10**9)
+    assert [s.logprob for s in b.score(contexts, targets)] == pytest.approx([s.logprob for s in got], abs=1e-4)
+    b.close()

@@ -1,12 +1,14 @@
 """transformers backend: batched chat generation and exact summed log-probs, on CPU or GPU.
 
-The model is loaded once per process. Generation sorts prompts by length and runs fixed-size batches
-with left padding through a decode loop of our own (prefill, then one token per step with the KV cache);
-with n > 1 samples the prompt is encoded once and its cache repeated n times. Sampling draws every row's
+The model is loaded once per process. Generation sorts prompts by their tokens (shared prefixes side by
+side) and runs fixed-size batches with left padding through a decode loop of our own (prefill, then one
+token per step with the KV cache); a prefix shared by neighbouring prompts is encoded once (`_prefill`),
+and with n > 1 samples the prompt is encoded once and its cache repeated n times. Sampling draws every row's
 token from that row's own `torch.Generator`, seeded with the prompt's seed + k for its k-th sample
 (`stargate.seeding`), so a prompt's samples do not depend on the batch it shares or the batch size (up to
 floating-point differences of padded kernels, far below what flips a sample in fp32). Scoring runs
-teacher-forced forward passes with left padding, computes logits at the target positions only, and sums
+teacher-forced forward passes with left padding (a pair's conversations share their start, encoded once),
+computes logits at the target positions only, and sums
 the log-probabilities of exactly the target tokens (span from character offsets, see spans.py).
 """
 
@@ -176,7 +178,9 @@ class HFBackend(Backend):
             for j in members:
                 group_of[j] = g
         p_ids, p_att, p_pos = self._padded([rows[m[0]][:n] for m, n in zip(groups, shared, strict=True)])
-        cache = self.model(input_ids=p_ids, attention_mask=p_att, position_ids=p_pos, use_cache=True).past_key_values
+        cache = self.model(  # the prefix's logits are never used: the lm_head sees one position
+            input_ids=p_ids, attention_mask=p_att, position_ids=p_pos, use_cache=True, logits_to_keep=1
+        ).past_key_values
         select = torch.tensor(group_of, device=p_ids.device)
         cache.batch_select_indices(select)  # each row gets its group's prefix cache
         s_ids, s_att, s_pos = self._padded([r[shared[group_of[j]] :] for j, r in enumerate(rows)])
@@ -290,7 +294,7 @@ class HFBackend(Backend):
                 scores[i] = Score(logprob=0.0, n_tokens=0)
             else:
                 todo.append(i)
-        todo.sort(key=lambda i: rendered[i][2])
+        todo.sort(key=lambda i: rendered[i][0][: rendered[i][2] - 1])  # a pair's conversations side by side
         t0, n_fed = time.perf_counter(), 0
         lps = run_halving(todo, self.batch_size, lambda idx: self._score_batch([rendered[i] for i in idx]), "score")
         for i, lp in zip(todo, lps, strict=True):
@@ -313,22 +317,11 @@ class HFBackend(Backend):
 
     def _score_batch(self, rows: list[tuple[list[int], int, int]]) -> list[float]:
         torch = self.torch
-        pad = self.tokenizer.pad_token_id
-        width = max(e - 1 for _, _, e in rows)
         keep = max(e - s for _, s, e in rows)  # the longest target: the positions whose logits are needed
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (ids, _, e) in enumerate(rows):  # left padding: every row's last target logit is at width - 1
-            input_ids[r, width - (e - 1) :] = torch.tensor(ids[: e - 1])
-            attention[r, width - (e - 1) :] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        # each row ends at its last target token's context, so every target ends at the last position; a
+        # shared prefix stops before the target's first context position (s - 1)
         with torch.no_grad():
-            logits = self.model(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attention.to(self.device),
-                position_ids=positions.to(self.device),
-                logits_to_keep=keep,
-            ).logits
+            *_, logits = self._prefill([ids[: e - 1] for ids, _, e in rows], [s - 1 for _, s, _ in rows], keep)
         out = []
         for r, (ids, s, e) in enumerate(rows):
             # logits[:, j] predicts the token at width - keep + j + 1 of the padded row, i.e. ids[s:e]
