@@ -236,6 +236,7 @@ def _draws(logits, top_p: float, n: int, monkeypatch=None, first: int | None = N
     if first is not None:
         monkeypatch.setattr(hf, "NUCLEUS_FIRST", first)
     me = SimpleNamespace(torch=torch)
+    me._nucleus_floor = lambda probs, top_p: hf.HFBackend._nucleus_floor(me, probs, top_p)
     s = Sampling(n=1, temperature=1.0, top_p=top_p, max_tokens=1)
     rows = logits.repeat(n, 1)
     gens = [torch.Generator().manual_seed(i) for i in range(n)]
@@ -255,9 +256,12 @@ def test_top_p_draws_come_from_exactly_the_nucleus(monkeypatch):
     # the same draws as sorting the whole vocabulary (the nucleus holds the same tokens in the same order)
     assert _draws(peaked, 0.9, 400, monkeypatch, first=5000) == draws
 
-    flat = torch.zeros(1000)  # nucleus of 0.9: the first 900 of 1000 equally likely tokens, > NUCLEUS_FIRST
-    wide = _draws(flat, 0.9, 400, monkeypatch, first=256)
-    assert len(set(wide)) > 256  # drawn from all 900, not the first 256
+    flat = -torch.arange(1000) / 500  # slowly falling: a nucleus of several hundred tokens, > NUCLEUS_FIRST
+    q = torch.softmax(flat, -1)
+    wide_nucleus = int(((q.cumsum(0) - q) <= 0.9).sum())
+    assert wide_nucleus > 300
+    wide = _draws(flat, 0.9, 1000, monkeypatch, first=256)
+    assert max(wide) < wide_nucleus and max(wide) > 256  # drawn from the whole nucleus, not the first 256
 
 
 def test_scores_with_a_shared_context_prefix_match_the_hand_computation(tiny_model_dir, monkeypatch):

@@ -36,6 +36,12 @@ SHARED_MIN = 32
 NUCLEUS_FIRST = 256
 
 
+def _floor_of_sorted(torch, p_sorted, top_p: float):
+    """Per row of descending probabilities: the last one whose preceding mass is at most top_p."""
+    inside = (p_sorted.cumsum(-1) - p_sorted <= top_p).sum(-1).clamp(min=1)
+    return p_sorted.gather(1, (inside - 1).unsqueeze(1)).squeeze(1)
+
+
 def _common_length(a: Sequence[int], b: Sequence[int], limit: int) -> int:
     """Length of the common prefix of a and b, at most limit."""
     n = 0
@@ -245,34 +251,40 @@ class HFBackend(Backend):
         return tokens
 
     def _pick(self, logits, sampling: Sampling, generators, done: list[bool]):
-        """The next token of every row: argmax when greedy, else a draw from the row's own generator after
-        temperature and nucleus (top_p) filtering. Finished rows draw nothing, so a row's random stream
-        depends on its own tokens only. The nucleus is looked for among the NUCLEUS_FIRST most likely
-        tokens (a partial sort; sorting the whole vocabulary of every row at every step cost a third of
-        the decode time on CPU); a row whose nucleus is wider is sorted in full. Either way the draw is
-        from exactly the nucleus."""
+        """The next token of every row: argmax when greedy, else a draw after temperature and nucleus (top_p)
+        filtering. Each unfinished row draws one uniform number from its own generator (finished rows draw
+        nothing, so a row's random stream depends on its own tokens only), and the token is found by inverse
+        CDF over the vocabulary in its own order, for all rows at once: a per-row sort and multinomial cost
+        most of the decode time on CPU."""
         torch = self.torch
         if generators is None:
             return logits.argmax(-1)
         probs = torch.softmax(logits / sampling.temperature, dim=-1)
-        picks = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
-        if sampling.top_p >= 1.0:
-            for r, gen in enumerate(generators):
-                if not done[r]:
-                    picks[r] = torch.multinomial(probs[r], 1, generator=gen)[0]
-            return picks
-        top_p, top_i = probs.topk(min(NUCLEUS_FIRST, probs.shape[-1]), dim=-1)
-        wide = (top_p.sum(-1) < sampling.top_p).tolist()
-        for r, gen in enumerate(generators):
-            if done[r]:
-                continue
-            p_sorted, i_sorted = probs[r].sort(descending=True) if wide[r] else (top_p[r], top_i[r])
-            inside = p_sorted.cumsum(-1) - p_sorted <= sampling.top_p  # the top token always stays
-            # draw in vocabulary order: near-tied probabilities (whose sorted order float noise can swap)
-            # keep their places, so the draw is that of the whole vocabulary with the rest zeroed
-            nucleus = i_sorted[inside].sort().values
-            picks[r] = nucleus[torch.multinomial(probs[r][nucleus], 1, generator=gen)[0]]
-        return picks
+        if sampling.top_p < 1.0:
+            probs = probs * (probs >= self._nucleus_floor(probs, sampling.top_p))
+        cdf = probs.cumsum(-1)
+        u = [0.0 if d else float(torch.rand(1, generator=g)) for g, d in zip(generators, done, strict=True)]
+        point = torch.tensor(u, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1]
+        # the first token whose cumulative mass exceeds the point: a zero-probability token never is
+        picks = torch.searchsorted(cdf, point.unsqueeze(1), right=True).squeeze(1)
+        return picks.clamp(max=probs.shape[-1] - 1)
+
+    def _nucleus_floor(self, probs, top_p: float):
+        """Per row, the probability of the least likely token of the nucleus (the most likely tokens whose
+        mass before them is at most top_p; the top token always). Looked for among the NUCLEUS_FIRST most
+        likely tokens (a partial sort); rows whose nucleus is wider are sorted in full. Tokens tied with the
+        floor are all kept."""
+        torch = self.torch
+        top = probs.topk(min(NUCLEUS_FIRST, probs.shape[-1]), dim=-1).values
+        wide = top.sum(-1) <= top_p  # the nucleus may go on past the partial sort
+        if bool(wide.any()):
+            full = probs[wide].sort(dim=-1, descending=True).values
+            floors = torch.empty(probs.shape[0], dtype=probs.dtype, device=probs.device)
+            floors[wide] = _floor_of_sorted(torch, full, top_p)
+            floors[~wide] = _floor_of_sorted(torch, top[~wide], top_p)
+        else:
+            floors = _floor_of_sorted(torch, top, top_p)
+        return floors.unsqueeze(1)
 
     # ------------------------------------------------------------------ score
     def score(self, contexts: Sequence[Prompt], targets: Sequence[str]) -> list[Score]:
