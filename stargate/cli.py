@@ -14,6 +14,7 @@ from .errors import StargateError
 
 STAGES = {
     "prepare-model": ("stargate.stages.prepare_model", "convert/download a model into a HF folder"),
+    "model-recipe": ("stargate.stages.model_recipe", "what a prepared model folder is made from"),
     "tasks": ("stargate.stages.tasks", "extract the tasks of a split"),
     "personas": ("stargate.stages.personas", "persona texts of a split (file or generated)"),
     "names": ("stargate.stages.names", "find each persona's name"),
