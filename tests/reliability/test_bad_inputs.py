@@ -44,6 +44,29 @@ def test_config_errors_are_short_and_name_the_key(work):
         assert rc != 0 and needle in err and short_and_clean(err), (needle, err)
 
 
+def test_a_bad_value_given_with_config_names_the_override(work):
+    write_config(work / "cfg.yaml", tiny_config(work / "model"))
+    r = snakemake("-n", "--configfile", "cfg.yaml", "--config", "top_k=abc", cwd=work, timeout=300)
+    err = r.stdout + r.stderr
+    assert r.returncode != 0 and "cfg.yaml with --config top_k):" in err, err
+    assert "top_k: 'abc' is not of type 'integer'" in err and short_and_clean(err), err
+
+
+def test_a_jsonl_field_of_the_wrong_type_names_file_line_and_field(tmp_path, capsys):
+    """A hand-made file (no sidecar, so no sha256 to check) with a wrong JSON type: file, line, field."""
+    convs = tmp_path / "c.jsonl"
+    good = {"pair": "t|p", "task_id": "t", "persona_id": "p", "conv": 0, "target_turns": 1, "turns": []}
+    convs.write_text(json.dumps(good) + "\n" + json.dumps({**good, "conv": 1, "turns": "abc"}) + "\n")
+    lps = tmp_path / "l.jsonl"
+    lps.write_text(json.dumps({"pair": "t|p", "conv": 0, "logprob": "high"}) + "\n")
+    assert main(["topk", "--conversations", str(convs), "--logprobs", str(lps), "--k", "1", "--output", "o"]) == 2
+    err = capsys.readouterr().err
+    assert f"{convs}:2: field 'turns' should be a list of turns, got \"abc\"" in err and short_and_clean(err), err
+    convs.write_text(json.dumps(good) + "\n")
+    assert main(["topk", "--conversations", str(convs), "--logprobs", str(lps), "--k", "1", "--output", "o"]) == 2
+    assert f"{lps}:1: field 'logprob' should be a number, got \"high\"" in capsys.readouterr().err
+
+
 def test_a_partial_configfile_is_explained(work):
     rc, err = dry_run(work, {"run_name": "mine", "top_k": 2})
     assert rc != 0 and "REPLACES config/config.yaml" in err and "--config key=value" in err
@@ -158,6 +181,10 @@ def test_a_model_folder_missing_a_file_names_folder_and_file(tmp_path, tiny_mode
         with pytest.raises(InputError) as err:
             load_backend({"backend": "hf"}, str(folder))
         assert str(err.value).startswith(f"{folder}: model folder lacks {needle}"), err.value
+    # a folder that is not there (absolute or relative path) is named as such, not sent to the Hub as a repo id
+    for gone in (str(tmp_path / "nope"), "resources/models/nope"):
+        with pytest.raises(InputError, match=f"^{gone}: model folder does not exist"):
+            load_backend({"backend": "hf"}, gone)
         # a path source with the same hole is refused by prepare-model, naming the folder
         out = tmp_path / "models" / gone
         assert main(["prepare-model", "--source", json.dumps({"path": str(folder)}), "--output", str(out)]) == 2
