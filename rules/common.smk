@@ -33,7 +33,8 @@ def config_problem(exc):
         ", ".join(str(f) for f in workflow.overwrite_configfiles)
         or "config/config.yaml"
     )
-    if workflow.config_settings.config:  # values given with --config override the file's
+    # values given with --config override the file's
+    if workflow.config_settings.config:
         files += " with --config " + " ".join(sorted(workflow.config_settings.config))
     raise SystemExit(f"stargate: error in the config ({files}):\n{exc}")
 
