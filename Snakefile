@@ -16,6 +16,14 @@ min_version("9.0")
 # A --configfile (e.g. config/paper.yaml) replaces the embedded default instead of being merged into
 # it, so no CPU-default key leaks into another experiment. Small changes: --config key=value.
 if not workflow.overwrite_configfiles:
+    # read once by our loader first: a YAML syntax error then names file and line (Snakemake's does not)
+    from stargate.config import read_yaml
+    from stargate.errors import StargateError
+
+    try:
+        read_yaml(os.path.join(workflow.basedir, "config", "config.yaml"))
+    except StargateError as exc:
+        raise SystemExit(f"stargate: error in the config: {exc}")
 
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 

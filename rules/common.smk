@@ -33,6 +33,9 @@ def config_problem(exc):
         ", ".join(str(f) for f in workflow.overwrite_configfiles)
         or "config/config.yaml"
     )
+    # values given with --config override the file's
+    if workflow.config_settings.config:
+        files += " with --config " + " ".join(sorted(workflow.config_settings.config))
     raise SystemExit(f"stargate: error in the config ({files}):\n{exc}")
 
 
@@ -117,6 +120,29 @@ def base_model_dir():
     return model_dir(config["base_model"])
 
 
+# Re-preparing a model identically must rerun nothing (a forced prepare_model, a re-copied folder: only
+# its mtime changes), while a real change of the model reruns everything that loads it. So a prepared
+# folder is an input through `ancient()` (its mtime is ignored), together with its recipe file, an
+# ordinary input that the rule model_recipe rewrites only when what determines the folder's content
+# changes (models.NAME.source, the prepare_model code): rules/models.smk. Trained models are plain inputs.
+PREPARED = "resources/models/"
+
+
+def model_recipe_file(name):
+    return f"resources/model_recipes/{name}.json"
+
+
+def model_input(path):
+    """The inputs standing for a model folder: an ancient prepared folder and its recipe, or a trained one."""
+    if str(path).startswith(PREPARED):
+        return [ancient(path), model_recipe_file(str(path)[len(PREPARED) :])]
+    return [path]
+
+
+def base_model_input():
+    return model_input(base_model_dir())
+
+
 def is_api_model(name):
     return "api" in config["models"][name]["source"]
 
@@ -161,7 +187,11 @@ def loads_a_model(role):
 def role_model_input(role):
     """Input of a role bound to a named model: its prepared folder, or nothing for an API/scripted role."""
     name = role_model_name(role)
-    return [model_dir(name)] if loads_a_model(role) and not is_api_model(name) else []
+    return (
+        model_input(model_dir(name))
+        if loads_a_model(role) and not is_api_model(name)
+        else []
+    )
 
 
 def json_param(obj):

@@ -14,7 +14,7 @@ rule winrate_answer:
         top1=lambda wc: (
             f"results/m{wc.t}/topk/test.jsonl" if wc.selection == "top1" else []
         ),
-        model=answering_model,
+        model=lambda wc: model_input(answering_model(wc)),
     output:
         "results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl",
     log:

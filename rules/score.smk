@@ -10,7 +10,7 @@ rule score:
             else conversations(wc.t, wc.split)
         ),
         gold="results/data/oracle/{split}.jsonl",
-        model=base_model_dir(),
+        model=base_model_input(),
     output:
         "results/m{t}/logprobs/{split}.{condition}.jsonl",
     log:
@@ -41,7 +41,7 @@ use rule score as score_control with:
     input:
         unpack(split_data),
         gold="results/data/oracle/{split}.jsonl",
-        model=base_model_dir(),
+        model=base_model_input(),
     output:
         "results/controls/{split}.{condition}.jsonl",
     log:

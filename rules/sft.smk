@@ -39,7 +39,7 @@ rule regularize:
     input:
         unpack(split_data),
         topk=used_conversations,
-        model=lambda wc: questioner_model(wc.t),
+        model=lambda wc: model_input(questioner_model(wc.t)),
     output:
         "results/m{t}/regularizer/{split}.jsonl",
     log:

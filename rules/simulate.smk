@@ -15,7 +15,7 @@
 rule simulate:
     input:
         unpack(split_data),
-        questioner=lambda wc: questioner_model(wc.t),
+        questioner=lambda wc: model_input(questioner_model(wc.t)),
         roleplayer=role_model_input("roleplayer"),
     output:
         asked=expand(

@@ -13,7 +13,9 @@ TrainingSpec.from_dict(TRAINING)
 
 rule train:
     input:
-        base=base_model_dir(),
+        # the prepared m0 as its consumers take it (rules/common.smk, model_input)
+        base=ancient(base_model_dir()),
+        base_recipe=model_recipe_file(config["base_model"]),
         data=lambda wc: f"results/m{int(wc.t) - 1}/{METHOD}/{train_split(int(wc.t) - 1)}.jsonl",
         deepspeed=(
             [repo_path(f"config/deepspeed/{TRAINING['deepspeed']}.json")]

@@ -82,5 +82,21 @@ for name in "${PROFILES[@]}"; do
   run ln -s "$src" "$link"
   echo "linked   $link -> $src"
 done
+
+# `--profile slurm` needs snakemake-executor-plugin-slurm in the environment of the `snakemake` that runs
+# it; without it Snakemake stops before reading any project file, with its usage text and "argument
+# --executor/-e: invalid choice: 'slurm'". Say so now, with the fix. (`--version` exits right after
+# the executor choice is checked; the plugin's import asks `scontrol`, a few seconds without a controller.)
+snakemake_bin="$(command -v snakemake || true)"
+if [ -z "$snakemake_bin" ]; then
+  echo "warning: no 'snakemake' on PATH: activate this project's environment (pip install -e . brings" \
+    "snakemake and snakemake-executor-plugin-slurm) before 'snakemake --profile slurm'" >&2
+elif ! (cd "${TMPDIR:-/tmp}" && "$snakemake_bin" --executor slurm --version) >/dev/null 2>&1; then
+  echo "warning: $snakemake_bin cannot run --profile slurm: snakemake-executor-plugin-slurm is not" \
+    "installed in its environment (Snakemake would stop with \"argument --executor/-e: invalid choice:" \
+    "'slurm'\"). Fix: pip install snakemake-executor-plugin-slurm into that environment, or activate" \
+    "this checkout's environment (pip install -e . brings it)" >&2
+fi
+
 [ "$status" = 0 ] && echo "done: from $REPO run e.g. 'snakemake -n --profile slurm'"
 exit "$status"

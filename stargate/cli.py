@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from .errors import StargateError
+from .errors import DISK_FULL_ERRNOS, DiskFullError, StargateError
 
 STAGES = {
     "prepare-model": ("stargate.stages.prepare_model", "convert/download a model into a HF folder"),
+    "model-recipe": ("stargate.stages.model_recipe", "what a prepared model folder is made from"),
     "tasks": ("stargate.stages.tasks", "extract the tasks of a split"),
     "personas": ("stargate.stages.personas", "persona texts of a split (file or generated)"),
     "names": ("stargate.stages.names", "find each persona's name"),
@@ -52,6 +54,24 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "StorageFull")
+
+
+def disk_full(exc: BaseException, output: str | None) -> DiskFullError | None:
+    """A full disk met by a library's own writer (model weights, a tokenizer, a W&B run), as a short
+    error: an OSError ENOSPC/EDQUOT, or one that safetensors/torch wrapped in their own exception."""
+    seen: BaseException | None = exc
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return DiskFullError(seen.filename or output or "an output of this stage", os.strerror(seen.errno).lower())
+        if any(t in str(seen) for t in DISK_FULL_TEXTS):
+            return DiskFullError(output or "an output of this stage")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
@@ -63,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         args._run(args)
     except StargateError as exc:
         print(f"stargate {args.stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        full = disk_full(exc, getattr(args, "output", None))
+        if full is None:
+            raise
+        print(f"stargate {args.stage}: error: {full}", file=sys.stderr)
         return 2
     return 0
 

@@ -123,17 +123,27 @@ def _raise_first(errors, source: str, prefix: str = "") -> None:
     )
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error names the file, line and column (Snakemake's own loader, used
+    for a config file, names neither)."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StargateError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        what = " ".join(x for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        raise StargateError(f"{where}: not valid YAML: {what or exc}") from None
+
+
 def load_config(config: dict[str, Any] | str | Path, source: str | None = None) -> dict[str, Any]:
     """Validate a config (a mapping or a YAML file) against the schema, fill its defaults, check it."""
     if not isinstance(config, dict):
         path = Path(config)
         source = source or str(path)
-        try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise StargateError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise StargateError(f"{path}: not valid YAML: {exc}") from None
+        config = read_yaml(path)
         if not isinstance(config, dict):
             raise StargateError(f"{path}: expected a mapping of config keys")
     fill_defaults(config, source or "config")

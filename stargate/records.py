@@ -17,7 +17,27 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import InputError
+from .errors import DISK_FULL_ERRNOS, DiskFullError, InputError
+
+# The JSON type of the fields the stages require (checked where a reader requires them): a hand-made or
+# converted file with a wrong type gets its file and line, not a TypeError deep in a stage.
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **dict.fromkeys(
+        ("pair", "task_id", "persona_id", "split", "name", "text", "condition", "randomized_position"),
+        ((str,), "a string"),
+    ),
+    "conv": ((int, type(None)), "an integer"),
+    "target_turns": ((int,), "an integer"),
+    "rank": ((int,), "an integer"),
+    "logprob": ((int, float), "a number"),
+    "turns": ((list,), "a list of turns"),
+    "messages": ((list,), "a list of messages"),
+    "judged": ((dict,), "an object"),
+}
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
 
 
 def read_jsonl(
@@ -47,6 +67,10 @@ def read_jsonl(
         missing = [k for k in required if k not in rec]
         if missing:
             raise InputError(path, f"missing field(s) {', '.join(missing)}", lineno)
+        for k in required:
+            kind = FIELD_TYPES.get(k)
+            if kind and not _is_a(rec[k], kind[0]):
+                raise InputError(path, f"field '{k}' should be {kind[1]}, got {json.dumps(rec[k])[:40]}", lineno)
         for k in nonempty:
             if not isinstance(rec[k], str) or not rec[k].strip():
                 raise InputError(path, f"field '{k}' is empty", lineno)
@@ -72,9 +96,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            raise DiskFullError(path, os.strerror(exc.errno).lower()) from None
         raise
 
 

@@ -383,10 +383,13 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
     # Reuse the checkout's converted SmolLM2 when there is one (`make test-slow` prepares it): saves a
     # minute-long prepare_model job; on a bare checkout that job runs through SLURM like the others.
     prepared = REPO / "resources" / "models" / "smollm2"
-    reused_model = (prepared / "config.json").exists()
+    recipe = REPO / "resources" / "model_recipes" / "smollm2.json"  # what the folder was made from
+    reused_model = (prepared / "config.json").exists() and recipe.exists()
     if reused_model:
         (wd / "resources" / "models").mkdir(parents=True)
         (wd / "resources" / "models" / "smollm2").symlink_to(prepared)
+        (wd / "resources" / "model_recipes").mkdir(parents=True)
+        (wd / "resources" / "model_recipes" / "smollm2.json").symlink_to(recipe)
     timeout = int(os.environ.get("STARGATE_SLURM_TEST_TIMEOUT", "1200"))
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", WANDB_MODE="offline")
     gpu_rules = ["simulate", "score"]  # hf backend: `--gpus 1` without CUDA falls back to CPU

@@ -15,6 +15,12 @@ from .options import OPTIONS, parse_options
 __all__ = ["Backend", "GenerationStats", "Prompt", "Sampling", "Score", "load_backend"]
 
 
+def _hub_repo_id(model: str) -> bool:
+    """`org/name` (what transformers would look up on the Hub) rather than a local path: a path that is not
+    there (`/abs/...`, `./x`, `resources/models/x`) is reported as a missing folder, not a Hub error."""
+    return not model.startswith(("/", ".", "~")) and model.count("/") == 1
+
+
 def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | None = None) -> Backend:
     """Instantiate the backend named in a role config. `model` is a local folder (hf, vllm), an API model name
     (openai) or a label (scripted); `gpus` the GPUs given to the job; `stage` labels API ledger lines."""
@@ -27,7 +33,7 @@ def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | N
         # the openai backend parses its options itself (it drops nulls the `api:` defaults may carry)
         return OpenAIBackend(model, role.get("options"), stage=stage)
     options = parse_options(OPTIONS[kind], role.get("options"), kind)
-    if kind in ("hf", "vllm") and Path(model).is_dir():
+    if kind in ("hf", "vllm") and (Path(model).is_dir() or not _hub_repo_id(model)):
         check_model_folder(model, f"rebuild it: delete the folder and rerun (prepare_model or train makes {model})")
     if kind == "hf":
         from .hf import HFBackend

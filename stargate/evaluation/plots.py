@@ -86,8 +86,9 @@ def _logprobs(plt, path, rows, iterations, paper_lp, extra):
     if pax is not ax:
         pax.set_ylabel("paper (dotted, right axis)")
     ax.set_title("Test-split log p(gold), mean ± SEM; the paper's dotted")
-    handles = [h for a in {ax, pax} for h in a.get_legend_handles_labels()[0]]
-    labels = [lb for a in {ax, pax} for lb in a.get_legend_handles_labels()[1]]
+    axes = dict.fromkeys((ax, pax))  # in this order (a set's order changed between runs: not reproducible)
+    handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+    labels = [lb for a in axes for lb in a.get_legend_handles_labels()[1]]
     ax.legend(handles, labels, fontsize=6, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

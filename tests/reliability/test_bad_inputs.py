@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from stargate.cli import main
 from stargate.records import write_jsonl
 
-from .workflow import copy_data, snakemake, tiny_config, write_config
+from .workflow import REPO, copy_data, snakemake, tiny_config, write_config
 
 
 def short_and_clean(text: str) -> bool:
@@ -43,6 +42,29 @@ def test_config_errors_are_short_and_name_the_key(work):
     for needle, bad in cases.items():
         rc, err = dry_run(work, bad)
         assert rc != 0 and needle in err and short_and_clean(err), (needle, err)
+
+
+def test_a_bad_value_given_with_config_names_the_override(work):
+    write_config(work / "cfg.yaml", tiny_config(work / "model"))
+    r = snakemake("-n", "--configfile", "cfg.yaml", "--config", "top_k=abc", cwd=work, timeout=300)
+    err = r.stdout + r.stderr
+    assert r.returncode != 0 and "cfg.yaml with --config top_k):" in err, err
+    assert "top_k: 'abc' is not of type 'integer'" in err and short_and_clean(err), err
+
+
+def test_a_jsonl_field_of_the_wrong_type_names_file_line_and_field(tmp_path, capsys):
+    """A hand-made file (no sidecar, so no sha256 to check) with a wrong JSON type: file, line, field."""
+    convs = tmp_path / "c.jsonl"
+    good = {"pair": "t|p", "task_id": "t", "persona_id": "p", "conv": 0, "target_turns": 1, "turns": []}
+    convs.write_text(json.dumps(good) + "\n" + json.dumps({**good, "conv": 1, "turns": "abc"}) + "\n")
+    lps = tmp_path / "l.jsonl"
+    lps.write_text(json.dumps({"pair": "t|p", "conv": 0, "logprob": "high"}) + "\n")
+    assert main(["topk", "--conversations", str(convs), "--logprobs", str(lps), "--k", "1", "--output", "o"]) == 2
+    err = capsys.readouterr().err
+    assert f"{convs}:2: field 'turns' should be a list of turns, got \"abc\"" in err and short_and_clean(err), err
+    convs.write_text(json.dumps(good) + "\n")
+    assert main(["topk", "--conversations", str(convs), "--logprobs", str(lps), "--k", "1", "--output", "o"]) == 2
+    assert f"{lps}:1: field 'logprob' should be a number, got \"high\"" in capsys.readouterr().err
 
 
 def test_a_partial_configfile_is_explained(work):
@@ -95,8 +117,32 @@ def test_yaml_errors_of_stargate_commands_name_file_and_line(tmp_path, capsys):
     bad.write_text("run_name: x\n  iterations: [\n")
     rc = main(["cost", "--configfile", str(bad)])
     err = capsys.readouterr().err
-    assert rc == 2 and str(bad) in err and "line" in err and short_and_clean(err), err
-    assert yaml  # (the workflow's own --configfile is parsed by Snakemake before our code: see docs/reliability.md)
+    assert rc == 2 and f"{bad}, line 2, column 13: not valid YAML" in err and short_and_clean(err), err
+
+
+SNAKEMAKE_YAML_TEXT = "Config file is not valid JSON or YAML"
+
+
+def test_a_yaml_error_in_the_embedded_config_names_file_and_line(tmp_path):
+    """config/config.yaml (the `configfile:` of the Snakefile) is read by our loader first; a --configfile
+    is parsed by Snakemake before the Snakefile: its text, quoted in docs/reliability.md with the way to
+    get the line (`stargate cost --configfile FILE`)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "config").mkdir(parents=True)
+    (checkout / "Snakefile").write_text((REPO / "Snakefile").read_text())
+    broken = checkout / "config" / "config.yaml"
+    broken.write_text((REPO / "config" / "config.yaml").read_text() + "oops: [1, 2\n")
+    r = snakemake("-n", cwd=checkout, snakefile=checkout / "Snakefile", timeout=300)
+    lines = len(broken.read_text().splitlines())
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"{broken}, line {lines + 1}, column 1: not valid YAML" in out, out
+    assert short_and_clean(out)
+
+    (tmp_path / "bad.yaml").write_text("run_name: x\n  iterations: [\n")
+    r = snakemake("-n", "--configfile", "bad.yaml", cwd=tmp_path, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and SNAKEMAKE_YAML_TEXT in out, out  # if this changes, so must the docs
+    assert f"{SNAKEMAKE_YAML_TEXT}" in (REPO / "docs" / "reliability.md").read_text()
 
 
 def test_duplicated_tasks_or_personas_are_refused(tmp_path, capsys, caplog):
@@ -135,6 +181,10 @@ def test_a_model_folder_missing_a_file_names_folder_and_file(tmp_path, tiny_mode
         with pytest.raises(InputError) as err:
             load_backend({"backend": "hf"}, str(folder))
         assert str(err.value).startswith(f"{folder}: model folder lacks {needle}"), err.value
+    # a folder that is not there (absolute or relative path) is named as such, not sent to the Hub as a repo id
+    for gone in (str(tmp_path / "nope"), "resources/models/nope"):
+        with pytest.raises(InputError, match=f"^{gone}: model folder does not exist"):
+            load_backend({"backend": "hf"}, gone)
         # a path source with the same hole is refused by prepare-model, naming the folder
         out = tmp_path / "models" / gone
         assert main(["prepare-model", "--source", json.dumps({"path": str(folder)}), "--output", str(out)]) == 2

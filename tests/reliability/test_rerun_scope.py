@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import os
 import shutil
 from pathlib import Path
 
@@ -189,6 +190,9 @@ def set_key(cfg: dict, key: str, value, filled: dict) -> None:
     node[parts[-1]] = value
 
 
+# A model's folder and its recipe (rules/models.smk)
+PREPARE = {"model_recipe", "prepare_model"}
+
 # Which stages read what (the expectation, written from the rules, not derived from them).
 ROLE_STAGES = {
     "questioner": {"simulate"},
@@ -216,7 +220,7 @@ def expected(cfg: dict, key: str) -> set[str]:
     if key in ("iterations",):
         return {"train"}
     if key == "base_model":
-        return {"prepare_model"}
+        return PREPARE
     if key == "prompts":
         # every stage that renders a prompt (personas, names: their file variants too, as --prompts)
         return {"personas", "names", "oracle", "simulate", "score", "score_control",
@@ -226,7 +230,7 @@ def expected(cfg: dict, key: str) -> set[str]:
         users = [r for r, spec in cfg["roles"].items() if spec.get("model") == name and role_stages(cfg, r)]
         if "api" in cfg["models"][name]["source"]:
             return set().union(*(role_stages(cfg, r) for r in users))
-        return {"prepare_model"} if users or name == cfg["base_model"] else set()
+        return PREPARE if users or name == cfg["base_model"] else set()
     if p[0] == "data":
         if p[1] == "released_dir":
             return {"tasks", "personas", "names", "oracle"}
@@ -237,7 +241,7 @@ def expected(cfg: dict, key: str) -> set[str]:
         return {"topk"}
     if p[0] == "roles":
         stages = role_stages(cfg, p[1])
-        return stages | {"prepare_model"} if stages and p[-1] == "model" else stages  # the new model's folder
+        return stages | PREPARE if stages and p[-1] == "model" else stages  # the new model's folder
     if p[0] == "training" and p[1] in ("dpo", "rwr"):
         # read only by its own method (these variants train with sft): nothing reruns
         assert cfg["training"]["method"] == "sft", key
@@ -411,3 +415,34 @@ def test_issue_keys_rerun_their_stage(tmp_path):
         only=("data.personas.count.A", "data.personas.seed", "data.tasks.rows.B", "data.tasks.dataset",
               "data.tasks.column", "models.gpt.source.api", "run_name"),
     )  # fmt: skip
+
+
+def test_an_identical_model_rebuild_reruns_nothing_a_changed_model_its_consumers(tmp_path):
+    """Re-preparing a base model identically (a forced prepare_model, or its folder rebuilt: only newer)
+    plans nothing downstream; changing the model's source reruns every stage that loads it."""
+    work = tmp_path / "w"
+    work.mkdir()
+    prepare(work)
+    cfg = variant_file(work)
+    base = write_config(work / "base.yaml", cfg)
+    changed = copy.deepcopy(cfg)
+    changed["models"]["tiny"]["source"]["path"] += "-copy"
+    changed = write_config(work / "changed.yaml", changed)
+    done, edges = plans(work, [("materialize", base), ("edges", base)])
+    assert done == {"done": True}, done
+    consumers = {r for r, deps in edges["edges"].items() if "prepare_model" in deps} - {"all"}
+    assert {"simulate", "score", "train", "winrate_answer", "regularize", "oracle"} <= consumers, consumers
+
+    folder = work / "resources" / "models" / "tiny"
+    shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")  # rebuilt: same content, a later mtime than every result
+    later = folder.stat().st_mtime + 3600
+    os.utime(folder / "config.json", (later, later))
+    os.utime(folder, (later, later))
+    rebuilt, forced, real = plans(
+        work, [("plan", base), ("plan", base, ["prepare_model"]), ("plan", changed)]
+    )  # fmt: skip
+    assert rebuilt == {"rules": {}}, rebuilt
+    assert forced == {"rules": {"prepare_model": 1}}, forced
+    assert consumers | PREPARE <= set(real["rules"]), real

@@ -39,12 +39,13 @@ def snakemake(*args: str, cwd: Path, timeout: float = 900, snakefile: Path = REP
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(cwd), **kw)
 
 
-def plans(workdir: Path, steps: list[tuple[str, Path]], snakefile: Path = REPO / "Snakefile") -> list[dict]:
-    """Run dry-run steps (see plan_driver.py) in one process; one result per step."""
+def plans(workdir: Path, steps: list[tuple], snakefile: Path = REPO / "Snakefile") -> list[dict]:
+    """Run dry-run steps (op, config[, forcerun rules]) (see plan_driver.py) in one process; one result per
+    step."""
     spec = {
         "snakefile": str(snakefile),
         "workdir": str(workdir),
-        "steps": [{"op": o, "config": str(c)} for o, c in steps],
+        "steps": [{"op": s[0], "config": str(s[1]), "forcerun": list(s[2:][0]) if s[2:] else []} for s in steps],
     }
     r = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("plan_driver.py"))],
