@@ -113,7 +113,7 @@ NAMES = (
     "Ana", "Ben", "Chloe", "David", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Keiko", "Luis",
     "Maya", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sami", "Tara", "Umar", "Vera", "Wen", "Yara",
 )  # fmt: skip
-SPLIT_PERSONAS = {"A": 6, "B": 6, "test": 6}
+SPLIT_PERSONAS = {"A": 4, "B": 4, "test": 6}  # 32 training pairs per split, 48 test pairs
 ATTR_LINE = re.compile(r"^- (\w+): (\w+)$", re.M)
 
 
