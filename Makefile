@@ -1,5 +1,6 @@
 # The two commands a newcomer needs (see README):
-#   make run    set up .venv and run the whole pipeline on the embedded default (CPU, no key, no network)
+#   make run    set up .venv and run the whole loop in the learning world (CPU, no key, no network)
+#   make run-llm   the all-LLM embedded default (config/config.yaml: SmolLM2 plays every role)
 #   make test   set up .venv and run the test suite (fast tests; `make test-slow` for the slow ones)
 VENV ?= .venv
 CORES ?= 2
@@ -7,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: setup setup-vllm run test test-slow lint
+.PHONY: setup setup-vllm run run-llm test test-slow lint
 
 setup:
 	@bash scripts/setup.sh
@@ -15,7 +16,11 @@ setup:
 setup-vllm: setup
 	@bash scripts/setup-vllm.sh
 
+# the learning world (config/world.yaml): the loop visibly learns, results/summary/world.json
 run: setup
+	snakemake --cores $(CORES) --configfile config/world.yaml
+
+run-llm: setup
 	snakemake --cores $(CORES)
 
 test: setup
