@@ -352,8 +352,9 @@ def config_digest():
 
 def config_identity(wildcards, input):
     """Which config produced a run: its name, the files given (relative to the working directory where
-    inside it) and the digest. An unrecorded param (`wildcards, input`): renaming the run or the config
-    file reruns nothing; the digest, recorded on its own, changes with the content."""
+    inside it), the training method and regularizer (so summaries of several methods tell themselves
+    apart) and the digest. An unrecorded param (`wildcards, input`): renaming the run or the config file
+    reruns nothing; the digest, recorded on its own, changes with the content."""
     files = [
         os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
         for f in workflow.overwrite_configfiles
@@ -362,6 +363,7 @@ def config_identity(wildcards, input):
         {
             "run_name": config.get("run_name"),
             "configfiles": files or ["config/config.yaml"],
+            "training": {"method": METHOD, "regularizer": REGULARIZER},
             "config_sha256": config_digest(),
         },
         sort_keys=True,

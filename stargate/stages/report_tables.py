@@ -118,6 +118,14 @@ def counts_rows(counts: dict) -> list[dict]:
     return rows
 
 
+def training_line(run_id: dict) -> str:
+    """The training method and regularizer the summary names (absent from summaries before they did)."""
+    training = run_id.get("training")
+    if not training:
+        return ""
+    return f"Training: method {training.get('method')}, regularizer {training.get('regularizer')}. "
+
+
 def run(args: argparse.Namespace) -> None:
     summary = json.loads(Path(args.summary).read_text(encoding="utf-8"))
     try:
@@ -130,7 +138,8 @@ def run(args: argparse.Namespace) -> None:
     parts = [
         f"<h1>STaR-GATE evaluation: {html.escape(str(run_id.get('run_name')))}</h1>",
         f"<p>Config files: {html.escape(', '.join(run_id.get('configfiles', [])))}; effective config sha256 "
-        f"<code>{html.escape(str(run_id.get('config_sha256')))}</code>. Intervals: bootstrap 95 %, "
+        f"<code>{html.escape(str(run_id.get('config_sha256')))}</code>. {html.escape(training_line(run_id))}"
+        "Intervals: bootstrap 95 %, "
         f"{summary['bootstrap']['resamples']} resamples of pairs, seed {summary['bootstrap']['seed']}.</p>",
         "<h2>This run beside the paper</h2>",
         table(
