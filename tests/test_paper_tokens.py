@@ -344,8 +344,8 @@ def test_hf_backend_feeds_and_decodes_like_vllm_033(tok, ps, tiny_model):
         # a scripted continuation (a random model rarely starts with a "▁" piece): the space must survive
         seen = {}
 
-        def scripted(input_ids, attention, n, sampling, row_seeds):  # the decode loop's ids, stop token cut
-            seen["ids"] = input_ids[0][attention[0].bool()].tolist()
+        def scripted(rows, n, sampling, row_seeds):  # the decode loop's ids, stop token cut
+            seen["ids"] = list(rows[0])
             return [generated(tok, "q1")[:-1]]
 
         backend._decode = scripted
