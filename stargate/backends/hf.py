@@ -49,7 +49,7 @@ def _common_length(a: Sequence[int], b: Sequence[int], limit: int) -> int:
         if n >= limit or x != y:
             break
         n += 1
-    return min(n, limit)
+    return n
 
 
 def _resolve_dtype(torch, dtype: str, device: str):
@@ -151,44 +151,42 @@ class HFBackend(Backend):
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         return ids.to(self.device), attention.to(self.device), positions.to(self.device)
 
-    def _prefill(self, rows: list[list[int]], caps: list[int], keep: int = 1):
+    def _prefill(self, rows: list[list[int]], caps: list[int], keep: int = 1, cache: bool = True):
         """One forward pass over a batch of token id lists, with the prefix that neighbouring rows share
         encoded once. Rows are grouped while they share >= SHARED_MIN tokens with the group's first row (the
         caller orders them so); a group's prefix (at most each member's cap, so every row keeps a suffix)
         runs once, its KV cache is copied to the group's rows, and only the suffixes run batched after it
         (padding sits between prefix and suffix, masked; positions continue from the prefix). The paper's
         Questioner prompt is ~500 tokens of instruction after the user's name and before the task, so the
-        tasks of one persona share it. Returns the cache, the full attention mask, the suffix positions and
-        the logits of the last `keep` positions."""
+        tasks of one persona share it. Returns the cache (None without `cache` when nothing is shared: scoring
+        needs no cache), the full attention mask, the suffix positions and the logits of the last `keep`
+        positions."""
         torch = self.torch
-        groups: list[list[int]] = []
+        firsts: list[int] = []  # per group: its first row and the length its rows share
         shared: list[int] = []
+        group_of: list[int] = []
         for j, r in enumerate(rows):
-            if groups:
-                first = rows[groups[-1][0]]
-                n_same = _common_length(first, r, min(shared[-1], caps[j]))
+            if firsts:
+                n_same = _common_length(rows[firsts[-1]], r, min(shared[-1], caps[j]))
                 if n_same >= SHARED_MIN:
-                    groups[-1].append(j)
+                    group_of.append(len(firsts) - 1)
                     shared[-1] = n_same
                     continue
-            groups.append([j])
+            group_of.append(len(firsts))
+            firsts.append(j)
             shared.append(min(len(r), caps[j]))
-        if all(len(g) == 1 for g in groups):  # nothing shared: one plain pass
+        if len(firsts) == len(rows):  # nothing shared: one plain pass
             ids, attention, positions = self._padded(rows)
             out = self.model(
-                input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=keep
+                input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=cache, logits_to_keep=keep
             )
             return out.past_key_values, attention, positions, out.logits
-        group_of = [0] * len(rows)
-        for g, members in enumerate(groups):
-            for j in members:
-                group_of[j] = g
-        p_ids, p_att, p_pos = self._padded([rows[m[0]][:n] for m, n in zip(groups, shared, strict=True)])
-        cache = self.model(  # the prefix's logits are never used: the lm_head sees one position
+        p_ids, p_att, p_pos = self._padded([rows[f][:n] for f, n in zip(firsts, shared, strict=True)])
+        kv = self.model(  # the prefix's logits are never used: the lm_head sees one position
             input_ids=p_ids, attention_mask=p_att, position_ids=p_pos, use_cache=True, logits_to_keep=1
         ).past_key_values
         select = torch.tensor(group_of, device=p_ids.device)
-        cache.batch_select_indices(select)  # each row gets its group's prefix cache
+        kv.batch_select_indices(select)  # each row gets its group's prefix cache
         s_ids, s_att, s_pos = self._padded([r[shared[group_of[j]] :] for j, r in enumerate(rows)])
         prefix_len = torch.tensor([shared[g] for g in group_of], device=s_ids.device)[:, None]
         attention = torch.cat([p_att[select], s_att], dim=1)
@@ -197,7 +195,7 @@ class HFBackend(Backend):
             input_ids=s_ids,
             attention_mask=attention,
             position_ids=positions,
-            past_key_values=cache,
+            past_key_values=kv,
             use_cache=True,
             logits_to_keep=keep,
         )
@@ -333,7 +331,9 @@ class HFBackend(Backend):
         # each row ends at its last target token's context, so every target ends at the last position; a
         # shared prefix stops before the target's first context position (s - 1)
         with torch.no_grad():
-            *_, logits = self._prefill([ids[: e - 1] for ids, _, e in rows], [s - 1 for _, s, _ in rows], keep)
+            *_, logits = self._prefill(
+                [ids[: e - 1] for ids, _, e in rows], [s - 1 for _, s, _ in rows], keep, cache=False
+            )
         out = []
         for r, (ids, s, e) in enumerate(rows):
             # logits[:, j] predicts the token at width - keep + j + 1 of the padded row, i.e. ids[s:e]
