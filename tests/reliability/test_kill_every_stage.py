@@ -2,7 +2,7 @@
 to an uninterrupted run's, and nothing is left that a later run trips over or a user takes for a result.
 
 One crashed run: the whole workflow (a cut-down tiny config: every stage kind, 1 iteration) is started;
-whenever a job of a kind not met yet starts (its log file appears), the process group (head and jobs)
+whenever a job of a kind not met yet is seen running (its `stargate <stage>` process), the process group (head and jobs)
 is SIGKILLed after a seeded random delay within that kind's job duration in the clean run;
 then the same command is started again, until it finishes. A kill is recorded with the stage kinds whose
 process was running at that moment (a kill often meets two jobs).
@@ -70,9 +70,9 @@ def artifacts(work: Path) -> dict[str, bytes]:
 
 
 def durations(work: Path) -> dict[str, float]:
-    """How long after its log file appears a job of each kind still runs, from the clean run: the longest
+    """How long a job of each kind runs, from the clean run: the longest
     job's wall time (its benchmark) for the model-loading kinds; for the light ones (no benchmark), the
-    shortest job's span in Snakemake's records plus the interpreter's start (kill them while they run)."""
+    shortest job's span in Snakemake's records (`stargate topk` runs ~0.1 s, the interpreter's start included)."""
     spans: dict[str, list[float]] = {}
     for f in (work / ".snakemake" / "metadata").iterdir():
         m = json.loads(f.read_text())
@@ -80,12 +80,8 @@ def durations(work: Path) -> dict[str, float]:
     out = {}
     for k in KINDS:
         secs = [float(p.read_text().splitlines()[1].split("\t")[0]) for p in (work / "benchmarks" / k).glob("*.tsv")]
-        out[k] = max(secs) if secs else min(spans[k]) + 0.3
+        out[k] = max(secs) if secs else min(spans[k])
     return out
-
-
-def started_since(work: Path, kind: str, t0: float) -> bool:
-    return any(p.stat().st_mtime >= t0 for p in (work / "logs" / kind).glob("*.log"))
 
 
 def group_gone(pgid: int, wait: float = 10.0) -> bool:
@@ -116,26 +112,28 @@ def running_stages(pgid: int) -> set[str]:
 
 
 def crashed_run(work: Path, window: dict[str, float], rng: random.Random) -> list[tuple]:
-    """Run the command; when a job of a kind not met yet starts, arm a kill at a random moment within that
-    kind's job duration (the earliest armed moment wins), kill everything then, and start the same command
-    again. Returns (kinds running at the kill, seconds from the first arming) per kill."""
+    """Run the command; when a job of a kind not met yet is seen running, arm a kill at a random moment within
+    that kind's job duration (the earliest armed moment wins), kill everything then, and start the same command
+    again. A kind whose job ended before its moment is disarmed, and killed at first sight of its next job
+    (no kill is spent on it). Returns (kinds running at the kill, seconds from the first
+    arming) per kill."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *CMD]
-    kills, pending = [], set(KINDS)
+    kills, pending, scale = [], set(KINDS), dict.fromkeys(KINDS, 1.0)
     for attempt in range(3 * len(KINDS)):
-        t0 = time.time() - 0.5  # mtime granularity
         with open(work / f"attempt{attempt}.log", "w") as log:
             proc = subprocess.Popen(cmd, cwd=work, env=env(work), stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # fmt: skip
-        armed, first, kill_at = set(), None, None
+        armed: dict[str, float] = {}
+        first = None
         while proc.poll() is None:
-            now = time.time()
-            for k in KINDS:
-                if k in pending and k not in armed and started_since(work, k, t0):
-                    armed.add(k)
-                    at = now + rng.uniform(0, window[k])
-                    first, kill_at = first or now, min(kill_at or at, at)
-            if kill_at and now >= kill_at:
-                running = running_stages(proc.pid)
+            now, running = time.time(), running_stages(proc.pid)
+            for k in (running & pending) - armed.keys():
+                armed[k] = now + rng.uniform(0, window[k] * scale[k])
+                first = first or now
+            for k in [k for k, at in armed.items() if at <= now and k not in running]:
+                del armed[k]  # its job ended first (a light stage runs ~0.1 s): kill at sight of its next one
+                scale[k] = 0.0
+            if armed and now >= min(armed.values()):
                 os.killpg(proc.pid, signal.SIGKILL)  # the head and every job it runs
                 proc.wait()
                 assert group_gone(proc.pid), "a job outlived the killed head"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from stargate.cli import main
+from stargate.records import write_jsonl
 from stargate.training import tracking
 from stargate.training.spec import TrainingSpec
 
@@ -42,3 +43,16 @@ def test_train_clears_a_killed_trainings_build_folders_and_wandb_run(tmp_path):
     assert not killed.exists() and not (runs / "latest-run").is_symlink()
     assert finished.exists()
     assert list(models.iterdir()) == []
+
+
+def test_the_atomic_writer_removes_the_temporaries_a_killed_writer_of_the_same_file_left(tmp_path):
+    out = tmp_path / "topk" / "A.jsonl"
+    out.parent.mkdir()
+    killed = [out.parent / ".A.jsonl.k1ll3d_0.tmp", out.parent / ".A.jsonl.meta.json.x9y8z7w6.tmp"]
+    kept = [out.parent / ".B.jsonl.k1ll3d_0.tmp", out.parent / ".A.jsonl.notes.tmp", out.parent / ".A.jsonl.x"]
+    for p in killed + kept:
+        p.write_text("{")
+    write_jsonl(out, [{"a": 1}], meta={"stage": "topk"})
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(
+        ["A.jsonl", "A.jsonl.meta.json"] + [p.name for p in kept]
+    )
