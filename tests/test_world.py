@@ -98,7 +98,10 @@ def test_smollm2_reward_is_higher_when_the_relevant_attributes_were_elicited(tmp
 
     folder = tmp_path / "smollm2"
     convert_gguf(smollm2_dir(), "SmolLM2-135M-Instruct.Q4_1.gguf", folder)
-    backend = load_backend({"backend": "hf", "options": {"dtype": "float32"}}, str(folder))
+    from stargate.config import load_config
+
+    scorer = load_config(REPO / "config" / "world.yaml")["roles"]["scorer"]  # bf16, as the world scores
+    backend = load_backend({"backend": "hf", "options": scorer["options"]}, str(folder))
     prompts = load_prompt_set("fixed_v1")
     gold = world.gold(prompts.oracle(PERSONA, DINNER))
     q_good, q_bad = "What do you eat, and how experienced a cook are you?", "What is your budget?"
