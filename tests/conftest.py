@@ -117,3 +117,10 @@ def role_json(**sampling) -> str:
 
 
 from servers import counted_server, fake_openai, vllm_server  # noqa: E402,F401  (shared server fixtures)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The SLURM cluster tests run last. Once slurm-wlm is installed (they install it) and its controller is
+    stopped, every later Snakemake start pays ~10 s: the SLURM executor plugin runs `scontrol show config` when
+    Snakemake loads it, and scontrol retries the stopped controller. The sort is stable: the rest keep their order."""
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")
