@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def world_roles(run: Path) -> dict:
-    """The roles the run used, read back from its config (the learning world's)."""
+def world_roles() -> dict:
+    """The learning world's roles (config/world.yaml of this checkout)."""
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "world.yaml").read_text())
@@ -145,7 +145,7 @@ def main() -> None:
     a = p.parse_args()
     model = (a.model or a.run / "resources" / "models" / "smollm2").resolve()
     run = a.run.resolve()
-    roles = world_roles(run)
+    roles = world_roles()
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "PYTHONPATH": str(ROOT)}
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
     plan = [(2, 3, 1), (3, 3, 1), (6, 3, 1)]
