@@ -15,12 +15,13 @@ from .log import get_logger
 
 log = get_logger(__name__)
 
-# tempfile.mkdtemp names: prefix + 8 characters from this alphabet + suffix
+# tempfile.mkdtemp and mkstemp names: prefix + 8 characters from this alphabet + suffix
 _MKDTEMP_CHARS = r"[a-z0-9_]{8}"
 
 
 def build_dir_pattern(output: Path, suffix: str) -> re.Pattern[str]:
-    """The names `tempfile.mkdtemp(prefix=f".{output.name}.", suffix=suffix)` gives, and no other model's."""
+    """The names `tempfile.mkdtemp` / `mkstemp(prefix=f".{output.name}.", suffix=suffix)` give, and no other
+    output's."""
     return re.compile(rf"\.{re.escape(output.name)}\.{_MKDTEMP_CHARS}{re.escape(suffix)}")
 
 
@@ -35,7 +36,8 @@ def remove(path: Path, why: str) -> None:
 
 
 def remove_stale_builds(output: Path, suffix: str) -> None:
-    """Remove the mkdtemp build folders of `output` that a killed job left in its parent folder."""
+    """Remove the mkdtemp build folders (or mkstemp files) of `output` that a killed job left in its parent
+    folder."""
     if not output.parent.is_dir():
         return
     pattern = build_dir_pattern(output, suffix)

@@ -6,11 +6,9 @@ stage never leaves a half-written output that Snakemake (or a human) could mista
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -20,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .errors import DISK_FULL_ERRNOS, DiskFullError, InputError
+from .leftovers import remove_stale_builds
 
 # The JSON type of the fields the stages require (checked where a reader requires them): a hand-made or
 # converted file with a wrong type gets its file and line, not a TypeError deep in a stage.
@@ -86,20 +85,11 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporary files of `path` a killed writer left (SIGKILL skips every cleanup). Only one job writes a
-    given path at a time (Snakemake locks its outputs), so any such file is stale."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # mkstemp's names
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        if pattern.fullmatch(leftover.name):
-            leftover.unlink(missing_ok=True)
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """The one atomic file writer: a temporary file in the same folder, fsynced, renamed over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
+    remove_stale_builds(path, ".tmp")  # a killed writer's mkstemp file of this path
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

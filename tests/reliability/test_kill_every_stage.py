@@ -2,8 +2,8 @@
 to an uninterrupted run's, and nothing is left that a later run trips over or a user takes for a result.
 
 One crashed run: the whole workflow (a cut-down tiny config: every stage kind, 1 iteration) is started;
-whenever a job of a kind not met yet is seen running (its `stargate <stage>` process), the process group (head and jobs)
-is SIGKILLed after a seeded random delay within that kind's job duration in the clean run;
+whenever a job of a kind not met yet is seen running (its `stargate <stage>` process), the process group
+(head and jobs) is SIGKILLed after a seeded random delay within that kind's job duration in the clean run;
 then the same command is started again, until it finishes. A kill is recorded with the stage kinds whose
 process was running at that moment (a kill often meets two jobs).
 """
@@ -70,9 +70,9 @@ def artifacts(work: Path) -> dict[str, bytes]:
 
 
 def durations(work: Path) -> dict[str, float]:
-    """How long a job of each kind runs, from the clean run: the longest
-    job's wall time (its benchmark) for the model-loading kinds; for the light ones (no benchmark), the
-    shortest job's span in Snakemake's records (`stargate topk` runs ~0.1 s, the interpreter's start included)."""
+    """How long a job of each kind runs, from the clean run: the longest job's wall time (its benchmark) for
+    the model-loading kinds; for the light ones (no benchmark), the shortest job's span in Snakemake's records
+    (`stargate topk` runs ~0.1 s, the interpreter's start included)."""
     spans: dict[str, list[float]] = {}
     for f in (work / ".snakemake" / "metadata").iterdir():
         m = json.loads(f.read_text())
@@ -115,10 +115,9 @@ def crashed_run(work: Path, window: dict[str, float], rng: random.Random) -> lis
     """Run the command; when a job of a kind not met yet is seen running, arm a kill at a random moment within
     that kind's job duration (the earliest armed moment wins), kill everything then, and start the same command
     again. A kind whose job ended before its moment is disarmed, and killed at first sight of its next job
-    (no kill is spent on it). Returns (kinds running at the kill, seconds from the first
-    arming) per kill."""
+    (no kill is spent on it). Returns (kinds running at the kill, seconds from the first arming) per kill."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *CMD]
-    kills, pending, scale = [], set(KINDS), dict.fromkeys(KINDS, 1.0)
+    kills, pending, missed = [], set(KINDS), set()
     for attempt in range(3 * len(KINDS)):
         with open(work / f"attempt{attempt}.log", "w") as log:
             proc = subprocess.Popen(cmd, cwd=work, env=env(work), stdout=log, stderr=subprocess.STDOUT,
@@ -128,11 +127,11 @@ def crashed_run(work: Path, window: dict[str, float], rng: random.Random) -> lis
         while proc.poll() is None:
             now, running = time.time(), running_stages(proc.pid)
             for k in (running & pending) - armed.keys():
-                armed[k] = now + rng.uniform(0, window[k] * scale[k])
+                armed[k] = now if k in missed else now + rng.uniform(0, window[k])
                 first = first or now
             for k in [k for k, at in armed.items() if at <= now and k not in running]:
                 del armed[k]  # its job ended first (a light stage runs ~0.1 s): kill at sight of its next one
-                scale[k] = 0.0
+                missed.add(k)
             if armed and now >= min(armed.values()):
                 os.killpg(proc.pid, signal.SIGKILL)  # the head and every job it runs
                 proc.wait()
