@@ -12,6 +12,7 @@ import os
 import sys
 
 from .errors import DISK_FULL_ERRNOS, DiskFullError, StargateError
+from .jobclaim import claim_job
 
 STAGES = {
     "prepare-model": ("stargate.stages.prepare_model", "convert/download a model into a HF folder"),
@@ -76,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     try:
-        if hasattr(args, "gpus"):
-            from .gpus import claim_gpus
+        # an earlier run of this same job still alive (its head was killed): wait, and adopt its result
+        with claim_job(args.stage, argv) as claim:
+            if claim.adopted:
+                return 0
+            if hasattr(args, "gpus"):
+                from .gpus import claim_gpus
 
-            claim_gpus(args.gpus or 0)
-        args._run(args)
+                claim_gpus(args.gpus or 0)
+            args._run(args)
     except StargateError as exc:
         print(f"stargate {args.stage}: error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ against it and fills the defaults in, so no rule, stage or argparse default rest
 from __future__ import annotations
 
 import copy
+import math
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -123,12 +124,37 @@ def _raise_first(errors, source: str, prefix: str = "") -> None:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in first:
+                raise DuplicateKeyError(key, first[key], line)
+            first.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(Exception):
+    def __init__(self, key, first: int, second: int):
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
 def read_yaml(path: str | Path) -> Any:
     """A YAML file's content; a syntax error names the file, line and column (Snakemake's own loader, used
-    for a config file, names neither)."""
+    for a config file, names neither), a key given twice in one mapping both lines."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
+    except DuplicateKeyError as exc:
+        raise StargateError(
+            f"{path}, lines {exc.first} and {exc.second}: the key '{exc.key}' is given twice in one mapping "
+            "(YAML loaders keep the last one silently); remove one of them"
+        ) from None
     except FileNotFoundError:
         raise StargateError(f"config file {path} does not exist") from None
     except yaml.YAMLError as exc:
@@ -165,8 +191,29 @@ def fill_defaults(config: dict[str, Any], source: str = "config") -> dict[str, A
     return config
 
 
+def numeric_problems(node: Any, path: str = "") -> list[str]:
+    """NaN or an infinity anywhere, and a negative seed: a JSON schema lets them through (`minimum` is no
+    bound for NaN), and they fail only when a job runs, after Snakemake deleted that job's previous outputs
+    (`Invalid learning rate: nan` in train, numpy's seed error at the end of summarize)."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in numeric_problems(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in numeric_problems(v, f"{path}.{i}")]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{path}: {node} is not a finite number; give a finite value (NaN and infinities are refused)"]
+    last = path.rsplit(".", 1)[-1]
+    if (
+        (last == "seed" or last.endswith("_seed"))
+        and isinstance(node, int)
+        and not isinstance(node, bool)
+        and node < 0
+    ):
+        return [f"{path}: seeds must be >= 0 (numpy refuses negative seeds), got {node}"]
+    return []
+
+
 def check_config(config: dict[str, Any], source: str = "config") -> None:
-    problems = []
+    problems = numeric_problems(config)
     models = config.get("models", {})
     if config.get("base_model") not in models:
         problems.append(f"base_model: '{config.get('base_model')}' is not a key of models ({', '.join(models)})")
@@ -271,6 +318,35 @@ def check_data(data: dict[str, Any]) -> list[str]:
                 "persona lists ('prompt-i persona-j'), so data.personas must be source: file too"
             )
     return problems
+
+
+def check_model_paths(config: dict[str, Any], prepared_dir: str | Path = "resources/models") -> None:
+    """A `path` model source must be a model folder. Checked when the workflow loads because a bad path
+    costs more than an error later: the changed source rewrites the model's recipe, and Snakemake then
+    deletes the prepared folder before prepare_model fails (and reverting the typo replans every consumer).
+    A path that is a file (a model's config.json, say) is always refused; a missing path or a folder without
+    config.json only when the model is already prepared (else prepare_model says so when it runs)."""
+    problems = []
+    for name, model in config.get("models", {}).items():
+        path = model.get("source", {}).get("path")
+        if path is None:
+            continue
+        p, prepared = Path(path), (Path(prepared_dir) / name).exists()
+        where = f"models.{name}.source.path: {path}"
+        if p.is_file():
+            problems.append(
+                f"{where} is a file, not a model folder; give the folder that holds config.json ({p.parent})"
+            )
+        elif prepared and not p.exists():
+            problems.append(f"{where} does not exist (resources/models/{name} was prepared from another path)")
+        elif prepared and not (p / "config.json").is_file():
+            problems.append(f"{where} is not a Hugging Face model folder (it has no config.json)")
+    if problems:
+        raise StargateError(
+            "model sources named in the config are wrong:\n  - "
+            + "\n  - ".join(problems)
+            + "\n  (nothing was changed: the prepared model folder is kept; fix the path and run again)"
+        )
 
 
 def check_data_files(config: dict[str, Any], resolve) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -104,6 +105,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
             raise DiskFullError(path, os.strerror(exc.errno).lower()) from None
         raise
+
+
+def replace_dir(built: str | Path, output: str | Path) -> None:
+    """Rename a finished build folder into place as `output`. An `output` already there (an empty folder
+    Snakemake made, or a finished copy another writer put there, e.g. by hand) is moved aside first and then
+    removed, so the rename cannot fail with "Directory not empty" and no reader ever sees a half folder."""
+    built, output = Path(built), Path(output)
+    remove_stale_builds(output, ".old")  # a killed replace's moved-aside copy
+    old = None
+    if output.is_symlink() or output.is_file():
+        output.unlink()
+    elif output.exists():
+        old = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".old"))
+        os.replace(output, old / output.name)
+    os.replace(built, output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -13,7 +13,10 @@ and remote Snakemake processes do not call this).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import sys
+import time
 from pathlib import Path
 
 _held: list[int] = []  # the descriptor stays open (and the lock held) until the process exits
@@ -32,6 +35,10 @@ def claim_head_lock(workdir: str | Path = ".") -> list[str]:
         os.close(fd)  # another head runs here: its Snakemake locks are live
         return []
     _held.append(fd)
+    # who holds it, for a second start's message (live_head)
+    me = {"pid": os.getpid(), "started_at": time.time(), "argv": sys.argv}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
     removed = []
     locks = state / "locks"
     if locks.is_dir():
@@ -39,6 +46,37 @@ def claim_head_lock(workdir: str | Path = ".") -> list[str]:
             f.unlink(missing_ok=True)
             removed.append(str(f))
     return removed
+
+
+def live_head(workdir: str | Path = ".") -> dict | None:
+    """The head that holds the lock now ({pid, started_at, argv}; {} when it wrote nothing), or None."""
+    path = Path(workdir) / ".snakemake" / "stargate.head.lock"
+    if _held or not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # nobody holds it
+    except OSError:
+        try:
+            return json.loads(path.read_text() or "{}")
+        except ValueError:
+            return {}
+    finally:
+        os.close(fd)
+
+
+def live_head_message(head: dict) -> str:
+    """What a second start is told instead of Snakemake's "remove the lock with --unlock"."""
+    pid = head.get("pid", "?")
+    when = time.strftime("%H:%M:%S", time.localtime(head["started_at"])) if "started_at" in head else "?"
+    cmd = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(head.get("argv", [])))
+    return (
+        f"another snakemake run is live in this directory (pid {pid}, started {when}"
+        + (f": {cmd}" if cmd else "")
+        + f") and holds the outputs this run needs. Do not use --unlock: that run is alive and still writing. "
+        f"Wait for it to end, or stop it (kill {pid}), then run the same command again."
+    )
 
 
 def clear_orphan_sidecars(results: str | Path = "results") -> list[str]:

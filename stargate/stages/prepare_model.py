@@ -21,7 +21,7 @@ from ..errors import StargateError
 from ..leftovers import remove_stale_builds
 from ..log import get_logger
 from ..modelfolder import check_model_folder
-from ..records import write_json
+from ..records import replace_dir, write_json
 from .common import parse_json_arg
 
 log = get_logger(__name__)
@@ -100,8 +100,11 @@ def run(args: argparse.Namespace) -> None:
             )
         elif "path" in source:
             src = Path(source["path"]).resolve()
+            key = f"models.{out.name}.source.path"
+            if src.is_file():
+                raise StargateError(f"{key}: {src} is a file, not a model folder (give its folder: {src.parent})")
             if not (src / "config.json").exists():
-                raise StargateError(f"models.*.source.path: {src} is not a Hugging Face model folder (no config.json)")
+                raise StargateError(f"{key}: {src} is not a Hugging Face model folder (it has no config.json)")
             check_model_folder(
                 src, "complete the folder, or point models.<name>.source.path at a full HF model folder"
             )
@@ -110,9 +113,7 @@ def run(args: argparse.Namespace) -> None:
         else:
             raise StargateError(f"models.*.source: cannot prepare {source} (use gguf_package, hf or path)")
         write_json(tmp / "stargate_source.json", source)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

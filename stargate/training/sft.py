@@ -37,7 +37,7 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..modelfolder import check_model_folder
 from ..prompts import load_prompt_set, provenance
-from ..records import meta_path, read_meta, write_json
+from ..records import meta_path, read_meta, replace_dir, write_json
 from . import launch, tracking
 from .attention import choose_attn_implementation
 from .card import write_card
@@ -475,9 +475,7 @@ def train_sft(
         folder = tracking.finish_run({f"final/{k}": v for k, v in info["results"].items() if not isinstance(v, dict)})
         info["wandb"]["run_dir"] = str(folder) if folder else None
         write_json(partial / "train_metrics.json", info)
-    if output.exists():  # an empty folder Snakemake may have made
-        output.rmdir()
-    os.replace(partial, output)
+    replace_dir(partial, output)
     if not spec.save_checkpoints and work_dir.exists():
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info(

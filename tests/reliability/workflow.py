@@ -34,9 +34,11 @@ def env(tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def snakemake(*args: str, cwd: Path, timeout: float = 900, snakefile: Path = REPO / "Snakefile", **kw):
+def snakemake(*args: str, cwd: Path, timeout: float = 900, snakefile: Path = REPO / "Snakefile", extra_env=None, **kw):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(cwd), **kw)
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(cwd, **(extra_env or {})), **kw
+    )
 
 
 def plans(workdir: Path, steps: list[tuple], snakefile: Path = REPO / "Snakefile") -> list[dict]:
