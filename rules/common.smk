@@ -17,14 +17,21 @@ from stargate.config import (
     SELECTION_CONDITION,
     check_config,
     check_data_files,
+    check_model_paths,
     fill_defaults,
+    read_yaml,
     train_split,
 )
 from stargate.errors import StargateError
 from stargate.fingerprint import code_fingerprint
 from stargate.prompts import stage_template_digest
 from stargate.released import data_path, per_split_file
-from stargate.runlock import claim_head_lock, clear_orphan_sidecars
+from stargate.runlock import (
+    claim_head_lock,
+    clear_orphan_sidecars,
+    live_head,
+    live_head_message,
+)
 
 
 def config_problem(exc):
@@ -53,14 +60,40 @@ def resolved_data_file(kind, split):
 # The schema (config/schema.yaml) defines and defaults every key; after this, config[...] is complete.
 REPO = Path(workflow.basedir)
 try:
+    # Snakemake's loader keeps the last of two equal keys; ours refuses them, naming both lines
+    for _file in workflow.overwrite_configfiles:
+        read_yaml(_file)
     fill_defaults(config, "config")
     check_config(config)
     check_data_files(config, resolved_data_file)
+    check_model_paths(config)
 except StargateError as exc:
     config_problem(exc)
 
+# `--cores 0` would wait forever for a free core ("Provided cores: 0"); a dry-run needs none.
+if (
+    workflow.is_main_process
+    and not workflow.dryrun
+    and getattr(workflow.resource_settings, "cores", None) == 0
+):
+    raise SystemExit(
+        "stargate: --cores 0 gives the jobs no core, so nothing would ever start; use --cores N (N >= 1)"
+    )
+
 # A crashed head's stale Snakemake locks are removed when no other head runs here (stargate/runlock.py).
+# While another head is alive, Snakemake's own refusal would say "remove the lock with --unlock", the one
+# thing not to do: its message names the live run instead.
 if workflow.is_main_process:
+    _head = live_head()
+    if _head is not None:
+        import snakemake.exceptions
+
+        _live_text = live_head_message(_head)
+
+        def _live_lock_exception(self, _text=_live_text):
+            snakemake.exceptions.WorkflowError.__init__(self, f"stargate: {_text}")
+
+        snakemake.exceptions.LockException.__init__ = _live_lock_exception
     for stale in claim_head_lock():
         print(
             f"stargate: removed a stale Snakemake lock left by a killed run: {stale}",
