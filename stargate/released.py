@@ -14,6 +14,7 @@ match, a names list that is not parallel) stops with the file, the key and the f
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -54,16 +55,75 @@ def gold_key(task_index: int, persona_index: int) -> str:
     return f"prompt-{task_index} persona-{persona_index}"
 
 
+SPLITS = ("A", "B", "test")
+# what a file of each kind holds, and the config key that names it (for the messages)
+EXPECTED = {
+    "tasks": ('a JSON list of task strings, or an object {"A": [...], "B": [...], "test": [...]}', "data.tasks.path"),
+    "personas": (
+        'a JSON list of persona texts, or an object {"A": [...], "B": [...], "test": [...]}',
+        "data.personas.path",
+    ),
+}
+
+
 def read_json(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"{what} file does not exist", fix=f"check the data path of the {what} in the config")
+    expected, key = EXPECTED.get(what, (f"one JSON document of {what}", f"the {what} file"))
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+    if not text.strip():
+        size = path.stat().st_size
+        raise InputError(
+            path,
+            f"file is empty ({size} byte{'s' if size != 1 else ''}{', whitespace only' if size else ''}): "
+            f"{key} expects {expected}",
+            fix=f"write the {what} into {path.name}, or point {key} at the right file",
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and _looks_like_jsonl(text):
+            raise InputError(
+                path,
+                f"this looks like JSONL (one JSON value per line); this key ({key}) expects one JSON document: "
+                f"{expected}",
+                fix="put the values into one JSON list (or one object of splits) instead of one per line",
+            ) from None
+        raise InputError(path, f"not valid JSON ({exc.msg})", exc.lineno) from None
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    """Whether the first two non-blank lines are each a complete JSON value."""
+    lines = [line for line in text.splitlines() if line.strip()][:2]
+    if len(lines) < 2:
+        return False
+    try:
+        for line in lines:
+            json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def check_split_keys(data: dict, path: str | Path, what: str) -> None:
+    """An object of splits has only the keys A, B, test (and comments: keys starting with "_"); any other
+    key is a typo whose items would be silently ignored (`tset`, or a split `C`)."""
+    unknown = [k for k in data if k not in SPLITS and not str(k).startswith("_")]
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(str(k), SPLITS, n=1) or [s for s in SPLITS if s.lower() == str(k).lower()]
+        hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise InputError(
+        path,
+        f"unknown split key(s) {', '.join(hints)} in this object of {what} splits: its items would be ignored",
+        fix=f'the splits are {", ".join(SPLITS)}: rename the key, or start it with "_" to keep it as a comment',
+    )
 
 
 def string_list(data: Any, path: str | Path, what: str, where: str = "", strip: bool = True) -> list[str]:
@@ -124,6 +184,7 @@ def read_tasks(path: str | Path, split: str, rows: list[int] | None, per_split_f
     """One split's tasks from a JSON list (per-split file, or a slice of one list) or a {split: [...]} object."""
     data = read_json(path, "tasks")
     if isinstance(data, dict):
+        check_split_keys(data, path, "task")
         if rows is not None:
             raise InputError(
                 path,
@@ -158,6 +219,7 @@ def read_personas(path: str | Path, split: str, per_split_file: bool) -> list[st
     """One split's persona texts: the original's JSON list per split, or a {split: [...]} object."""
     data = read_json(path, "personas")
     if isinstance(data, dict):
+        check_split_keys(data, path, "persona")
         if split not in data:
             raise InputError(
                 path,

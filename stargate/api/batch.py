@@ -219,15 +219,19 @@ class _BatchRun:
         requests = self._requests(state)
         cache = self.responses.cache
         problems: dict[str, str] = {}
+        malformed: list[str] = []  # output lines that are not a result record: their requests have no result
         stored = 0
         for file_id in (b.output_file_id, b.error_file_id):
             if not file_id:
                 continue
             content = await self.client.files.content(file_id)
-            for line in content.text.splitlines():
+            for lineno, line in enumerate(content.text.splitlines(), 1):
                 if not line.strip():
                     continue
-                rec = json.loads(line)
+                rec = _result_record(line)
+                if isinstance(rec, str):
+                    malformed.append(f"line {lineno} of file {file_id} ({rec})")
+                    continue
                 key = rec.get("custom_id")
                 if key not in requests or cache.get(key) is not None:
                     continue
@@ -236,7 +240,8 @@ class _BatchRun:
                 body = resp.get("body") or {}
                 status = resp.get("status_code")
                 if rec.get("error") or status != 200:
-                    err = rec.get("error") or body.get("error") or {}
+                    err = rec.get("error") or (body.get("error") if isinstance(body, dict) else None) or {}
+                    err = err if isinstance(err, dict) else {"message": str(err)}
                     code = content_filter_code(err)
                     if status == 400 and code:
                         self.responses.store_refusal(call, "batch", 400, code, str(err.get("message", "")))
@@ -250,9 +255,23 @@ class _BatchRun:
                     continue
                 self.responses.store(call, body, kind="batch")
                 stored += 1
+        lost = ""
+        if malformed:
+            log.warning(
+                "%s: batch %s at %s: %d output line(s) are not a result record, e.g. %s",
+                self.stage,
+                b.id,
+                self.client.base_url,
+                len(malformed),
+                malformed[0],
+            )
+            lost = (
+                f"; {len(malformed)} line(s) of its output are malformed, e.g. {malformed[0]}: their answers "
+                f"cannot be read; a rerun submits the requests without a result again"
+            )
         for k in requests:
             if k not in problems and cache.get(k) is None:
-                problems[k] = f"no result in batch {b.id} (status {b.status})"
+                problems[k] = f"no result in batch {b.id} at {self.client.base_url} (status {b.status}){lost}"
         if b.status == "failed" and getattr(b, "errors", None):
             log.error("%s: batch %s failed: %s", self.stage, b.id, b.errors)
         state["status"] = "collected"
@@ -262,3 +281,17 @@ class _BatchRun:
             "%s: batch %s collected: %d results stored, %d without a result", self.stage, b.id, stored, len(problems)
         )
         return [(need[k], f"{need[k].where()}: {msg}") for k, msg in problems.items() if k in need]
+
+
+def _result_record(line: str) -> dict | str:
+    """One line of a batch output or error file as a result record, or why it is not one (a truncated or
+    mangled file: the line is skipped and its request counts as unanswered)."""
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    if not isinstance(rec.get("response"), dict | None):
+        return "its 'response' is not an object"
+    return rec

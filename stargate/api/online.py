@@ -1,7 +1,8 @@
 """The online runner: the calls missing from the cache, made concurrently with retries.
 
 Bounded concurrency (a semaphore of `max_concurrency`); retries with exponential backoff and equal jitter
-on 408/409/429/5xx, timeouts and connection errors, honouring Retry-After. Each answer is stored
+on 408/409/429/5xx, timeouts, connection errors and malformed replies (an HTTP 200 whose body is not JSON
+or not a chat completion), honouring Retry-After. Each answer is stored
 (`responses.py`: ledger line, then cache entry) before the next step uses it. A failure that concerns
 every call (retries exhausted, 401/403/404) stops new calls; a 400 concerns one request and lets the
 others finish. A 400 from a content filter is stored as a refusal (never re-paid).
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import openai
 
 from ..log import get_logger
-from .requests import ApiCall, ApiCallError, content_filter_code, validate_body
+from .requests import ApiCall, ApiCallError, content_filter_code, malformed_body, validate_body
 from .responses import Responses
 from .settings import RunOutcome, RunSettings
 
@@ -69,11 +72,7 @@ async def _call_with_retries(client, call: ApiCall, settings: RunSettings, respo
         tally.attempts += 1
         try:
             resp = await client.chat.completions.create(**body, timeout=settings.timeout_s)
-            data = resp.model_dump() if hasattr(resp, "model_dump") else dict(resp)
-            problem = validate_body(data, call.sampling["n"])
-            if problem is not None:
-                raise ApiCallError(f"{call.where()}: {problem}", fatal=False)
-            return responses.store(call, data, kind="paid")
+            data = _reply_data(resp)
         except openai.APIStatusError as exc:
             status = exc.status_code
             last = f"HTTP {status}: {_short(exc)}"
@@ -89,8 +88,18 @@ async def _call_with_retries(client, call: ApiCall, settings: RunSettings, respo
             last = f"timed out after {settings.timeout_s:g} s"
         except openai.APIConnectionError as exc:
             last = f"connection error to {client.base_url} ({_short(exc)}): is the server up and the URL right?"
-        except openai.APIError as exc:  # e.g. a body that is not valid JSON
+        except openai.APIError as exc:  # e.g. a body the SDK's strict mode refuses
             last = f"{type(exc).__name__}: {_short(exc)}"
+        except (ValueError, TypeError) as exc:  # HTTP 200 whose body the SDK cannot parse (truncated, not JSON)
+            last = f"malformed reply from {client.base_url} ({type(exc).__name__}: {_short(exc)})"
+        else:
+            problem = malformed_body(data)  # valid JSON, but not a chat completion: retried like a 5xx
+            if problem is None:
+                problem = validate_body(data, call.sampling["n"])  # a usable reply this request cannot use
+                if problem is not None:
+                    raise ApiCallError(f"{call.where()}: {problem}", fatal=False)
+                return responses.store(call, data, kind="paid")
+            last = f"malformed reply from {client.base_url}: {problem}"
         if attempt < settings.max_retries:
             delay = settings.backoff_delay(attempt, retry_after)
             tally.retries += 1
@@ -104,7 +113,15 @@ async def _call_with_retries(client, call: ApiCall, settings: RunSettings, respo
                 delay,
             )
             await asyncio.sleep(delay)
-    raise ApiCallError(f"{call.where()}: failed after {settings.max_retries + 1} attempts; last error: {last}")
+    url = "" if str(client.base_url) in last else f" to {client.base_url}"
+    raise ApiCallError(f"{call.where()}: failed after {settings.max_retries + 1} attempts{url}; last error: {last}")
+
+
+def _reply_data(resp: Any) -> Any:
+    """The reply as plain JSON data (a ChatCompletion from the SDK; whatever else a server sent, as is)."""
+    if hasattr(resp, "model_dump"):
+        return resp.model_dump(warnings=False)  # a mangled body: no pydantic serializer warnings
+    return dict(resp) if isinstance(resp, Mapping) else resp
 
 
 def _retry_after(exc) -> float | None:

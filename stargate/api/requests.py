@@ -140,19 +140,36 @@ def call_from_batch_line(rec: dict) -> ApiCall:
     return ApiCall(-1, 0, rec["custom_id"], body["messages"], sampling, estimate_prompt_tokens(body["messages"]))
 
 
-def validate_body(data: dict, n: int) -> str | None:
-    """Why a chat-completion body is unusable (None if it is fine)."""
+def malformed_body(data: Any) -> str | None:
+    """Why a reply is not a chat completion at all (None if it has the shape of one): a server or proxy
+    fault (an error page, a truncated or mangled body), retried like a 5xx."""
+    if not isinstance(data, dict):
+        return f"the reply is not a JSON object but {type(data).__name__} {str(data)[:80]!r}"
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
-        return "the response has no choices"
+        keys = sorted(k for k, v in data.items() if v is not None)[:8]
+        return f"the reply has no choices (not a chat completion: keys {keys})"
+    for c in choices:
+        if not isinstance(c, dict) or not isinstance(c.get("message"), dict):
+            return "a choice has no message"
+        if not isinstance(c["message"].get("content"), str | None):
+            return f"a choice's message content is {type(c['message']['content']).__name__}, not text"
+    if not isinstance(data.get("usage"), dict | None):
+        return f"the reply's usage is {type(data['usage']).__name__}, not an object"
+    return None
+
+
+def validate_body(data: Any, n: int) -> str | None:
+    """Why a chat-completion body is unusable (None if it is fine)."""
+    problem = malformed_body(data)
+    if problem is not None:
+        return problem
+    choices = data["choices"]
     if len(choices) != n:
         return (
             f"the server returned {len(choices)} choice(s) for n={n}; if it does not support n>1, "
             f"set the role option n_per_request: false"
         )
-    for c in choices:
-        if not isinstance(c, dict) or not isinstance(c.get("message"), dict):
-            return "a choice has no message"
     return None
 
 

@@ -43,6 +43,39 @@ class Sampling:
         return asdict(self)
 
 
+class PromptTooLong(StargateError):
+    """Prompts that leave no room to generate within the model's context (`count` of them; the first is
+    prompt `index`, `n_tokens` long). A generation stage names its item instead (`for_item`: the pair)."""
+
+    def __init__(self, index: int, n_tokens: int, limit: int, source: str, fix: str, count: int = 1, item=None):
+        self.index, self.n_tokens, self.limit, self.source, self.fix, self.count, self.item = (
+            index, n_tokens, limit, source, fix, count, item,
+        )  # fmt: skip
+        more = f" ({count - 1} more prompt(s) of this call are too long too)" if count > 1 else ""
+        super().__init__(
+            f"{item or f'prompt {index}'}: the prompt has {n_tokens} tokens, but the model's context holds "
+            f"{limit} ({source}): no room to generate{more}. Fix: {fix}"
+        )
+
+    def for_item(self, item: str) -> PromptTooLong:
+        """The same error naming `item` (e.g. "oracle: pair A-t0000|A-p00") instead of the prompt's index."""
+        return PromptTooLong(self.index, self.n_tokens, self.limit, self.source, self.fix, self.count, item)
+
+    def __reduce__(self):  # crosses a worker process's pipe (stages/role_process.py)
+        args = (self.index, self.n_tokens, self.limit, self.source, self.fix, self.count, self.item)
+        return (PromptTooLong, args)
+
+
+def check_context(encoded: Sequence[Sequence[int]], limit: int | None, source: str, fix: str) -> None:
+    """Refuse prompts (token ids) of `limit` tokens or more: the model could not generate one token after
+    them (a transformers model would run past its positions and answer garbage, silently)."""
+    if not limit:
+        return
+    over = [i for i, ids in enumerate(encoded) if len(ids) >= limit]
+    if over:
+        raise PromptTooLong(over[0], len(encoded[over[0]]), int(limit), source, fix, count=len(over))
+
+
 @dataclass(frozen=True)
 class Score:
     """Summed log-probability of a target span given its context, and the number of target tokens."""

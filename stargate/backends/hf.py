@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from ..errors import StargateError
 from ..log import get_logger
 from ..seeding import sample_seeds
-from .base import Backend, Prompt, Sampling, Score
+from .base import Backend, Prompt, Sampling, Score, check_context
 from .oom import run_halving
 from .options import HFOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
@@ -56,6 +56,20 @@ def _resolve_dtype(torch, dtype: str, device: str):
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return getattr(torch, dtype)
+
+
+CONTEXT_FIX = "shorten the persona (or the task) in the data file, or use a model with a longer context"
+
+
+def _context_limit(config, tokenizer) -> tuple[int | None, str]:
+    """The model's maximum context in tokens and where it comes from (None: unknown, nothing is checked)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, int) and limit > 0:
+        return limit, "max_position_embeddings in the model's config.json"
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**9:  # transformers' "unknown" is a huge sentinel
+        return limit, "the tokenizer's model_max_length"
+    return None, "unknown"
 
 
 def _stop_ids(tokenizer, model) -> set[int]:
@@ -96,6 +110,7 @@ class HFBackend(Backend):
             self.model.to(device)
         self.model.eval()
         self.stop_ids = _stop_ids(self.tokenizer, self.model)
+        self.context = _context_limit(self.model.config, self.tokenizer)
         log.info("loaded %s on %s (%s) in %.1fs", model, device, kwargs["dtype"], time.perf_counter() - t0)
 
     # --------------------------------------------------------------- generate
@@ -105,6 +120,7 @@ class HFBackend(Backend):
         torch = self.torch
         seeds = self._seeds(prompts, sampling, seeds)
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
+        check_context(encoded, *self.context, fix=CONTEXT_FIX)
         # neighbours share prefixes (the elicitation instruction after the same name), then similar lengths
         order = sorted(range(len(encoded)), key=lambda i: encoded[i])
         results: list[list[str | None]] = [[] for _ in encoded]

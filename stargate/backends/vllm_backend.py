@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import StargateError
 from ..log import get_logger
-from .base import Backend, Prompt, Sampling, Score
+from .base import Backend, Prompt, Sampling, Score, check_context
 from .options import VLLMOptions, parse_options
 from .spans import prompt_ids, render_for_scoring
 from .vllm033 import decode_output
@@ -141,11 +141,13 @@ class VLLMBackend(Backend):
         for i, ids in enumerate(encoded):
             if not ids:
                 raise StargateError(f"prompt {i} is empty")
-            if len(ids) >= self.max_model_len:
-                raise StargateError(
-                    f"prompt {i} has {len(ids)} tokens, which leaves no room to generate within "
-                    f"max_model_len={self.max_model_len}; raise the vllm option max_model_len or shorten the prompt"
-                )
+        check_context(
+            encoded,
+            self.max_model_len,
+            "vLLM's max_model_len",
+            fix="shorten the persona (or the task) in the data file, raise the vllm option max_model_len (up to "
+            "the model's max_position_embeddings), or use a model with a longer context",
+        )
         greedy = sampling.temperature <= 0
         # vLLM refuses n > 1 with greedy decoding; the n greedy outputs are identical, so ask once and copy
         n_request = 1 if greedy else sampling.n

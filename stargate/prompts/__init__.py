@@ -58,15 +58,7 @@ def load_prompt_set(name: str) -> PromptSet:
             f"config key 'prompts': unknown prompt set '{name}' (available: {', '.join(available_sets())})"
         )
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
-    texts = {}
-    for key in TEXT_NAMES:
-        for source in (folder, PROMPTS_DIR / manifest.get("texts_from", name)):
-            f = source / f"{key}.txt"
-            if f.exists():
-                texts[key] = f.read_text(encoding="utf-8")
-                break
-        else:
-            raise StargateError(f"prompt set '{name}' has no template {key}.txt")
+    texts = {key: _template_file(name, manifest, key).read_text(encoding="utf-8") for key in TEXT_NAMES}
     io = manifest.get("generation_io", "token_ids")
     if io not in GENERATION_IO:
         raise StargateError(
@@ -83,6 +75,37 @@ def load_prompt_set(name: str) -> PromptSet:
             raise StargateError(f"{folder / 'manifest.yaml'}: chat_template file {f.name} does not exist in {folder}")
         template = f.read_text(encoding="utf-8")
     return PromptSet(name=name, manifest=manifest, texts=texts, chat_template=template)
+
+
+def _missing_file(name: str, path: Path) -> StargateError:
+    """A file of a prompt set that is not there (deleted, or a checkout without it): the set, the file, the fix."""
+    try:
+        rel = f"stargate/prompts/{path.resolve().relative_to(PROMPTS_DIR.resolve()).as_posix()}"
+    except ValueError:  # a set outside the package (tests)
+        rel = str(path)
+    return StargateError(
+        f"prompt set '{name}': the template file {rel} is missing ({path}). Fix: restore it, e.g. "
+        f"`git checkout {rel}` in the checkout, or choose another set with the config key 'prompts' "
+        f"(available: {', '.join(available_sets())})"
+    )
+
+
+def _manifest(name: str) -> dict:
+    f = PROMPTS_DIR / name / "manifest.yaml"
+    if not f.is_file():
+        raise _missing_file(name, f)
+    return yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+
+
+def _template_file(name: str, manifest: dict, key: str) -> Path:
+    """The file holding template `key` of set `name`: its own folder's, else that of `texts_from`."""
+    own = PROMPTS_DIR / name / f"{key}.txt"
+    if own.is_file():
+        return own
+    shared = PROMPTS_DIR / manifest.get("texts_from", name) / f"{key}.txt"
+    if shared.is_file():
+        return shared
+    raise _missing_file(name, shared)
 
 
 # The templates each stage renders (besides the manifest, which every stage reads). The paper's raw
@@ -104,13 +127,14 @@ STAGE_TEXTS: dict[str, tuple[str, ...]] = {
 def template_files(name: str, keys: tuple[str, ...] = TEXT_NAMES) -> list[str]:
     """Files a prompt set reads for `keys`: Snakemake rules list them as inputs so edits rerun their users."""
     folder = PROMPTS_DIR / name
-    manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+    manifest = _manifest(name)
     files = [folder / "manifest.yaml"]
-    for key in keys:
-        f = folder / f"{key}.txt"
-        files.append(f if f.exists() else PROMPTS_DIR / manifest.get("texts_from", name) / f"{key}.txt")
+    files += [_template_file(name, manifest, key) for key in keys]
     if manifest.get("chat_template"):
-        files.append(folder / manifest["chat_template"])
+        f = folder / manifest["chat_template"]
+        if not f.is_file():
+            raise _missing_file(name, f)
+        files.append(f)
     return [str(f.resolve()) for f in files]
 
 

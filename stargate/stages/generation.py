@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import Backend, GenerationStats, Prompt, Sampling, Score, load_backend
+from ..backends.base import PromptTooLong
 from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import provenance
@@ -97,15 +98,32 @@ def generate(
         shared = backend()
         before, shared.stats = shared.stats, GenerationStats()
         try:
-            outputs = shared.generate(prompts, sampling, seeds_for(stage, sampling, keys))
+            outputs = _generate(shared, stage, prompts, sampling, keys)
             mine = shared.stats
         finally:
             shared.stats = before.merged(shared.stats)
         return Generated(outputs, _meta(stage, mine, role, args.model, sampling, prompt_set, shared))
     own = open_role(args, stage, role)
     with own:
-        outputs = own.generate(prompts, sampling, seeds_for(stage, sampling, keys))
+        outputs = _generate(own, stage, prompts, sampling, keys)
     return Generated(outputs, _meta(stage, own.stats, role, args.model, sampling, prompt_set, own))
+
+
+def _generate(backend: Backend, stage: str, prompts: Sequence[Prompt], sampling: Sampling, keys: Sequence[Key]):
+    """`backend.generate` with one seed per item; a prompt too long for the model's context is named by its
+    item (the backend knows its index only)."""
+    try:
+        return backend.generate(prompts, sampling, seeds_for(stage, sampling, keys))
+    except PromptTooLong as exc:
+        raise exc.for_item(f"{stage}: {_item(keys[exc.index])}") from None
+
+
+def _item(key: Key) -> str:
+    """An item's key as the user reads it: a pair id ("task|persona") first when it has one."""
+    if key and isinstance(key[0], str) and "|" in key[0]:
+        rest = f" {tuple(key[1:])}" if len(key) > 1 else ""
+        return f"pair {key[0]}{rest}"
+    return "item " + ", ".join(str(k) for k in key)
 
 
 def next_turn(

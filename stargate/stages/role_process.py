@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import Backend, GenerationStats, Prompt, Sampling
+from ..backends.base import PromptTooLong
 from ..errors import StargateError
 
 
@@ -35,6 +36,8 @@ def _serve(conn, role: dict[str, Any], model: str, gpus: int, stage: str, visibl
             backend.stats = GenerationStats()
             try:
                 conn.send(("ok", (backend.generate(prompts, sampling, seeds), backend.stats)))
+            except PromptTooLong as exc:  # raised as it is: the stage names the item (stages/generation.py)
+                conn.send(("too_long", exc))
             except BaseException:  # noqa: BLE001
                 conn.send(("error", traceback.format_exc()))
 
@@ -66,6 +69,8 @@ class RoleProcess(Backend):
             raise StargateError(f"{stage}: the role's worker process died (exit {self._proc.exitcode})") from None
         if kind == "error":
             raise StargateError(f"{stage}: the role's worker process failed:\n{payload}")
+        if kind == "too_long":
+            raise payload
         return kind, payload
 
     def generate(

@@ -4,6 +4,7 @@ results are byte-identical to an uninterrupted run; a second head in the same di
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -72,9 +73,12 @@ def test_a_live_head_keeps_its_locks(tmp_path):
     (locks / "0.input.lock").write_text("")
     fd = os.open(work / ".snakemake" / "stargate.head.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the live head
+    os.write(fd, json.dumps({"pid": 4242, "started_at": time.time(), "argv": ["snakemake", "--cores", "2"]}).encode())
     try:
         r = snakemake(*TARGETS, "--cores", "1", "--configfile", "cfg.yaml", cwd=work, timeout=300)
-        assert r.returncode != 0 and "lock" in (r.stdout + r.stderr).lower()
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "another snakemake run is live in this directory (pid 4242" in out, out
+        assert "kill 4242" in out and "--unlock argument" not in out  # Snakemake's advice, wrong here
         assert (locks / "0.output.lock").exists()
     finally:
         os.close(fd)  # the other head ends (or dies): its locks are now stale

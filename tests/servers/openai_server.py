@@ -12,6 +12,11 @@ Faults (`faults=[...]`, consumed in arrival order, one per chat request; None = 
     "timeout"            hold the request `timeout_sleep` seconds, then close without answering
     "drop"               close the connection without answering (the model never sees the call)
     "drop_after"         forward to the model, then close without answering (paid, but lost)
+    "truncated"          forward to the model, then answer HTTP 200 with the first half of its JSON body
+                         (paid, but unreadable)
+    "not_completion"     forward to the model, then answer HTTP 200 with valid JSON that is not a chat
+                         completion (paid, but unusable)
+`batch_malformed=K`: the first K lines of every batch output file are written truncated (not JSON).
 `fail_always="500"` answers every chat request with that status instead.
 `hold_after=K`: after K answers were delivered, hold every further chat request (never forwarded) until
 `release_held()`, then drop it; lets a test kill its client at a moment when no call is in flight upstream.
@@ -96,6 +101,7 @@ class OpenAITestServer:
         timeout_sleep: float = 3.0,
         hold_after: int | None = None,
         batch_line_delay_s: float = 0.0,
+        batch_malformed: int = 0,
         model: str = "fake-model",
         complete: Callable[[dict], dict | tuple[int, dict]] | None = None,
     ):
@@ -105,6 +111,7 @@ class OpenAITestServer:
         self.timeout_sleep = timeout_sleep
         self.hold_after = hold_after
         self.batch_line_delay_s = batch_line_delay_s
+        self.batch_malformed = batch_malformed
         self.model = model
         self._complete_fn = complete
         self.stats = ServerStats()
@@ -236,7 +243,10 @@ class OpenAITestServer:
                 "response": {"status_code": status, "request_id": f"req_{i}", "body": body},
                 "error": None,
             }
-            (out if status == 200 else err).append(json.dumps(rec))
+            text = json.dumps(rec)
+            if status == 200 and len(out) < self.batch_malformed:
+                text = text[: len(text) // 2]
+            (out if status == 200 else err).append(text)
             batch["request_counts"]["completed" if status == 200 else "failed"] += 1
         batch["status"] = "finalizing"
         with self.lock:
@@ -263,10 +273,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, obj: Any, headers: dict | None = None, raw: bytes | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        obj: Any,
+        headers: dict | None = None,
+        raw: bytes | None = None,
+        content_type: str | None = None,
+    ) -> None:
         data = raw if raw is not None else json.dumps(obj).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json" if raw is None else "application/octet-stream")
+        self.send_header(
+            "Content-Type", content_type or ("application/json" if raw is None else "application/octet-stream")
+        )
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -364,6 +383,11 @@ class _Handler(BaseHTTPRequestHandler):
         status, resp = o.complete(body)
         if fault == "drop_after":
             return self._drop()
+        if fault == "truncated":
+            data = json.dumps(resp).encode()
+            return self._send(status, None, raw=data[: len(data) // 2], content_type="application/json")
+        if fault == "not_completion":
+            return self._send(status, {"object": "list", "data": ["not a chat completion"]})
         self._send(status, resp)
         if status == 200:
             with o.lock:
