@@ -142,7 +142,10 @@ def prompt_digest(stage):
     """sha256 of the prompt templates `stage` reads (names relative to the prompt folder, contents): a
     param, so editing one reruns only its users while a moved checkout (other absolute paths) does not.
     """
-    return stage_template_digest(PROMPTS, stage)
+    try:
+        return stage_template_digest(PROMPTS, stage)
+    except StargateError as exc:
+        config_problem(exc)
 
 
 def model_dir(name):
@@ -236,14 +239,28 @@ def json_param(obj):
     )
 
 
-def role_cli(role, model=None, prefix=""):
-    """`--role JSON --model M --prompts SET` of a role-using stage, as one recorded param string
+# Backend options that set how fast a role's job runs, not what it computes: the role's rules pass the
+# whole role through an unrecorded param (`lambda wildcards, input:`) and record it without these
+# (`role_cli(..., recorded=True)`), and the summary's config leaves them out, so changing one reruns
+# nothing. Only the hf scorer's batch size: rows per forward pass of per-row sums (a row's score does not
+# depend on its batch beyond float rounding). A generation role's batch size stays recorded: a sampled
+# text can change with the batch it runs in (docs/reliability.md, "Reruns are exactly right").
+SPEED_ONLY_OPTIONS = {("scorer", "hf"): ("batch_size",)}
+
+
+def role_cli(role, model=None, prefix="", recorded=False):
+    """`--role JSON --model M --prompts SET` of a role-using stage, as one param string
     (`prefix`: `--{prefix}role`, `--{prefix}model` and no --prompts, for a stage running two roles).
 
     The role JSON is the role's config with every default filled in (see stargate.config.fill_defaults). M is the local model folder (also an input of the rule) or the API model name.
+    `recorded`: the same without the role's SPEED_ONLY_OPTIONS (what a rule records beside the whole role).
     """
     spec = dict(config["roles"][role])
     spec.pop("model", None)
+    speed_only = SPEED_ONLY_OPTIONS.get((role, spec["backend"]), ())
+    if recorded and speed_only:
+        options = spec.get("options") or {}
+        spec["options"] = {k: v for k, v in options.items() if k not in speed_only}
     if model is None:
         name = role_model_name(role)
         if is_api_model(name):
@@ -369,14 +386,56 @@ def file_arg(flag, kind, split):
 
 
 def config_without_run_name():
-    """The effective config as recorded by the summary rules: the run's name only labels it (renaming a run
-    reruns nothing)."""
-    return {k: v for k, v in config.items() if k != "run_name"}
+    """The effective config as recorded by the summary rules (its digest) and shown by the report: what
+    the results depend on. Left out, so changing them reruns nothing: the run's name (it only labels the
+    run); the roles no stage runs (the oracle when the gold responses come from files, the
+    persona_generator when personas are read from files and names are not asked of it, the judge without
+    win-rate variants, the answerer without them and without the self regularizer); the models only such
+    roles (or none) name; `api` when no role left calls an API; the other training methods' knobs (as
+    rules/train.smk); and the speed-only options (SPEED_ONLY_OPTIONS)."""
+    data = config["data"]
+    unused = set()
+    if data_from_file("oracle"):
+        unused.add("oracle")
+    if data["personas"]["source"] != "generate" and data["names"] != "llm":
+        unused.add("persona_generator")
+    if not WINRATE_VARIANTS:
+        unused.add("judge")
+        if REGULARIZER != "self":
+            unused.add("answerer")
+    roles = {}
+    for role, spec in config["roles"].items():
+        if role not in unused:
+            speed_only = SPEED_ONLY_OPTIONS.get((role, spec["backend"]), ())
+            options = {
+                k: v
+                for k, v in (spec.get("options") or {}).items()
+                if k not in speed_only
+            }
+            roles[role] = {**spec, "options": options}
+    models = {config["base_model"], *(q["model"] for q in EVAL["questioners"])}
+    models |= {spec["model"] for spec in roles.values() if "model" in spec}
+    out = {
+        k: v
+        for k, v in config.items()
+        if k not in ("run_name", "roles", "models", "api")
+    }
+    out["roles"] = roles
+    out["models"] = {k: v for k, v in config["models"].items() if k in models}
+    if "api" in config and any(s["backend"] == "openai" for s in roles.values()):
+        out["api"] = config["api"]
+    out["training"] = {
+        k: v
+        for k, v in config["training"].items()
+        if k not in ("dpo", "rwr") or k == METHOD
+    }
+    return out
 
 
 def config_digest():
-    """sha256 of the effective config (run_name aside): recorded by the summary rules, so the digest a
-    summary names is always the config its results came from."""
+    """sha256 of the effective config (config_without_run_name: what the results depend on): recorded by
+    the summary rules, so the digest a summary names is always that of the config its results came from,
+    and a key no stage reads (an unused model or role) does not restate it."""
     import hashlib
 
     text = json.dumps(config_without_run_name(), sort_keys=True, default=str)

@@ -10,6 +10,9 @@ GENERATED_PERSONAS = PERSONAS["source"] == "generate"
 LLM_NAMES = config["data"]["names"] == "llm"
 FILE_NAMES = data_from_file("names")
 FILE_GOLD = data_from_file("oracle")
+# The values given per split (data.tasks.rows, data.personas.count) reach a split's job cut to its own
+# split, {split: value} (the stages read spec[key][split]): recorded so, changing split A's rows or count
+# reruns split A's data and what follows it, not the test split's.
 
 
 rule tasks:
@@ -24,7 +27,17 @@ rule tasks:
     resources:
         **res(),
     params:
-        spec=lambda wc: file_spec("tasks", wc.split),
+        spec=lambda wc: json.dumps(
+            {
+                **json.loads(file_spec("tasks", wc.split)),
+                **(
+                    {"rows": {wc.split: TASKS["rows"][wc.split]}}
+                    if "rows" in TASKS
+                    else {}
+                ),
+            },
+            sort_keys=True,
+        ),
         code=code("tasks"),
     shell:
         "stargate tasks --split {wildcards.split} --spec {params.spec:q} --output {output} > {log} 2>&1"
@@ -52,7 +65,12 @@ rule personas:
     params:
         spec=lambda wc: (
             json.dumps(
-                {**PERSONAS, "seeds": repo_path(PERSONAS["seeds"])}, sort_keys=True
+                {
+                    **PERSONAS,
+                    "seeds": repo_path(PERSONAS["seeds"]),
+                    "count": {wc.split: PERSONAS["count"][wc.split]},
+                },
+                sort_keys=True,
             )
             if GENERATED_PERSONAS
             else file_spec("personas", wc.split)

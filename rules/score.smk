@@ -25,7 +25,10 @@ rule score:
     resources:
         **res(mem_mb=8000, runtime=240),
     params:
-        role=role_cli("scorer", model=base_model_dir()),
+        # the whole role, not recorded (a `wildcards, input` function); `scorer` records it without its
+        # speed-only options (the batch size: rules/common.smk, SPEED_ONLY_OPTIONS), so they rescore nothing
+        role=lambda wc, input: role_cli("scorer", model=base_model_dir()),
+        scorer=role_cli("scorer", model=base_model_dir(), recorded=True),
         templates=prompt_digest("score"),
         code=code("score"),
         # an input (tracked as such), so this param need not be recorded
@@ -54,7 +57,8 @@ use rule score as score_control with:
     resources:
         **res(mem_mb=8000, runtime=120),
     params:
-        role=role_cli("scorer", model=base_model_dir()),
+        role=lambda wc, input: role_cli("scorer", model=base_model_dir()),
+        scorer=role_cli("scorer", model=base_model_dir(), recorded=True),
         templates=prompt_digest("score"),
         code=code("score"),
         conversations="",

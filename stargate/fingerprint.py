@@ -1,9 +1,17 @@
 """A fingerprint of the package code a stage runs, so that editing a stage reruns it and what follows.
 
 Snakemake reruns a job when its params change. Every rule passes `code_fingerprint(<stage module>)` as
-a param: a hash over the source of the stage's module and of every `stargate` module it imports,
+a param: a hash over the code of the stage's module and of every `stargate` module it imports,
 directly or not (found statically with `ast`, so nothing is imported). Editing the judge stage changes
 the judge's fingerprint only; editing a module every stage imports (e.g. records.py) changes them all.
+
+A module's code is its parsed syntax tree written back as text (`ast.unparse`) without docstrings and
+other bare string statements: comments, docstrings and formatting (blank lines, line breaks, quotes,
+parentheses) change no fingerprint, so such an edit reruns nothing, while any change of a statement,
+expression or constant does. (A docstring is runtime-visible as `__doc__`; the package reads it only
+for `--help` texts.) The text is `ast.unparse`'s, not `ast.dump`'s, which lists every node field and so
+changes whenever a Python version adds one; unparse's text can still differ between Python versions in
+rare constructs, so moving a run to another Python version may rerun its stages once.
 """
 
 from __future__ import annotations
@@ -31,6 +39,14 @@ def module_path(module: str) -> Path:
     raise ModuleNotFoundError(f"{module} is not a module of the {PACKAGE} package")
 
 
+@cache
+def _tree(module: str) -> ast.Module:
+    """The module's parsed source, parsed once for its imports and its code (module_code strips its bare
+    strings in place: they hold no import)."""
+    path = module_path(module)
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
 def _resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
     if node.level == 0:
         return node.module or ""
@@ -56,7 +72,7 @@ def package_imports(module: str, parents: bool = True) -> frozenset[str]:
     only the modules named in its import statements (the dependency graph, for the cycle check).
     """
     path = module_path(module)
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = _tree(module)
     is_package = path.name == "__init__.py"
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -98,10 +114,45 @@ def closure(module: str) -> list[str]:
 ENTRY_POINT = f"{PACKAGE}.cli"  # runs before every stage: part of every fingerprint
 
 
+def _is_bare_string(node: ast.stmt) -> bool:
+    """A statement that is only a string: a docstring, or a string used as a comment (does nothing)."""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def normalized_code(source: str | ast.Module, filename: str = "<source>") -> str:
+    """`source` (or its parsed tree, changed in place) as its syntax tree written back (`ast.unparse`)
+    without bare string statements (docstrings): the same text for any two sources that differ only in
+    comments, docstrings or formatting."""
+    tree = ast.parse(source, filename=filename) if isinstance(source, str) else source
+    _strip_bare_strings(tree)
+    return ast.unparse(tree)
+
+
+def _strip_bare_strings(node: ast.AST) -> None:
+    """Drop the bare string statements of every statement list under `node` (bodies, else and finally
+    branches, except handlers, match cases; expressions hold no statements, so they are not visited)."""
+    for field, value in ast.iter_fields(node):
+        if not (
+            isinstance(value, list) and value and isinstance(value[0], ast.stmt | ast.excepthandler | ast.match_case)
+        ):
+            continue
+        if isinstance(value[0], ast.stmt):
+            value = [s for s in value if not _is_bare_string(s)] or [ast.Pass()]  # only a docstring: `pass`
+            setattr(node, field, value)
+        for child in value:
+            _strip_bare_strings(child)
+
+
+@cache
+def module_code(module: str) -> str:
+    return normalized_code(_tree(module))
+
+
 @cache
 def code_fingerprint(module: str) -> str:
-    """sha256 (16 hex digits) over the sources of `closure(module)` and of the command-line entry point."""
+    """sha256 (16 hex digits) over the code (`normalized_code`) of `closure(module)` and of the command-line
+    entry point."""
     h = hashlib.sha256()
     for m in sorted(set(closure(module)) | set(closure(ENTRY_POINT))):
-        h.update(m.encode() + b"\0" + module_path(m).read_bytes() + b"\0")
+        h.update(m.encode() + b"\0" + module_code(m).encode() + b"\0")
     return h.hexdigest()[:16]

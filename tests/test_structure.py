@@ -1,6 +1,8 @@
 """The package's shape: no import cycles, and every rule finds its stage in one hop."""
 
+import importlib.util
 import re
+import shutil
 from pathlib import Path
 
 from stargate.cli import STAGES
@@ -70,6 +72,55 @@ def test_every_rule_names_its_stage_module():
         assert f'code_fingerprint("{stage.replace("-", "_")}")' in body or "code=" in body, (
             f"rule {name} has no code param"
         )
+
+
+def _edited_fingerprints(tmp_path: Path, edits: dict) -> dict[str, str]:
+    """code_fingerprint of the topk stage in copies of the package, each with stargate/records.py (imported
+    by every stage) passed through one edit function; a fresh fingerprint module per copy (its own caches)."""
+    out = {}
+    for name, edit in edits.items():
+        pkg = tmp_path / name / PACKAGE_DIR.name
+        shutil.copytree(PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+        records = pkg / "records.py"
+        records.write_text(edit(records.read_text(encoding="utf-8")), encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(f"fingerprint_{name}", pkg / "fingerprint.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.PACKAGE_DIR == pkg
+        out[name] = module.code_fingerprint("stargate.stages.topk")
+    return out
+
+
+def _sub(pattern: str, repl: str, text: str) -> str:
+    new, n = re.subn(pattern, repl, text, count=1, flags=re.M)
+    assert n == 1, f"records.py no longer has {pattern!r}: pick another spot for this edit"
+    return new
+
+
+def test_fingerprint_ignores_comments_docstrings_and_formatting(tmp_path):
+    """A comment, docstring or formatting edit of a shared module (records.py) reruns nothing; a change of a
+    statement or a constant reruns every stage that imports it."""
+    assert "stargate.records" in closure("stargate.stages.topk")
+    fps = _edited_fingerprints(
+        tmp_path,
+        {
+            "same": lambda t: t,
+            "comment": lambda t: _sub(r"^(import \w+)$", r"\1  # an inline comment", t) + "\n# a last comment\n",
+            "docstring": lambda t: _sub(
+                r'(^def [^\n]*:\n    """)', r"\1Reworded. ", _sub(r'\A"""', '"""Reworded. ', t)
+            ),
+            "format": lambda t: _sub(
+                r"^from __future__ import annotations$", "from __future__ import (\n    annotations,\n)\n\n", t
+            ),
+            "statement": lambda t: t + "\nFINGERPRINT_PROBE = 1\n",
+            "constant": lambda t: t + "\nFINGERPRINT_PROBE = 2\n",
+        },
+    )
+    assert fps["comment"] == fps["same"], "a comment-only edit changed the fingerprint"
+    assert fps["docstring"] == fps["same"], "a docstring-only edit changed the fingerprint"
+    assert fps["format"] == fps["same"], "a formatting-only edit changed the fingerprint"
+    assert fps["statement"] != fps["same"], "a new statement did not change the fingerprint"
+    assert fps["constant"] != fps["statement"], "a changed constant did not change the fingerprint"
 
 
 def test_fingerprint_follows_imports(tmp_path, monkeypatch):

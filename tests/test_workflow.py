@@ -242,10 +242,12 @@ def test_moved_checkout_is_up_to_date_and_code_edit_reruns_its_stage(tiny_run, t
     moved = _moved(tiny_run, tmp_path / "moved")
     assert _dry_run(moved) == set()
     judge = moved / "stargate" / "stages" / "judge.py"
-    judge.write_text(judge.read_text() + "\n# an edit\n")
+    judge.write_text(judge.read_text() + "\n# a comment changes no code: nothing reruns\n")
+    assert _dry_run(moved) == set()
+    judge.write_text(judge.read_text() + "\n_EDITED = 1\n")
     assert _dry_run(moved) == {"judge", "summarize", "report_tables"}
     topk = moved / "stargate" / "stages" / "topk.py"
-    topk.write_text(topk.read_text() + "\n# an edit\n")
+    topk.write_text(topk.read_text() + "\n_EDITED = 1\n")
     planned = _dry_run(moved)
     assert "topk" in planned and "train" in planned and "regularize" in planned
     assert not planned & {"tasks", "personas", "names", "oracle", "prepare_model", "score_control"}, planned

@@ -1,5 +1,7 @@
 """A kill at a random moment of each stage kind, then the same command again: the results are byte-identical
 to an uninterrupted run's, and nothing is left that a later run trips over or a user takes for a result.
+A kill of the head alone (its jobs run on, as SLURM jobs do when a cluster head dies): the same command
+succeeds on the first try, adopts the orphans' results, and repeats no paid call and no training.
 
 One crashed run: the whole workflow (a cut-down tiny config: every stage kind, 1 iteration) is started;
 whenever a job of a kind not met yet is seen running (its `stargate <stage>` process), the process group
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import OpenAITestServer, fake_completion
 
 from .workflow import REPO, copy_data, env, snakemake, tiny_config, write_config
 
@@ -30,11 +33,32 @@ CMD = ["--cores", "2", "--configfile", "cfg.yaml"]
 # weights included, is byte-identical on CPU): times in the sidecars (`written_at`, a backend's `seconds`),
 # a trained model's card and metrics (training speed, the W&B run folder) and the report's wall-time table.
 VOLATILE_META = {"written_at", "seconds"}
+# and, for an API stage, what was paid and what came from the paid-call cache (a rerun after a kill answers
+# from the cache what the killed run paid for: the same answers, other accounting)
+VOLATILE_META |= {"api_calls", "attempts", "cache_hits", "cost_usd", "retries", "tokens_in", "tokens_out"}
 TIMED_FILES = {"README.md", "train_metrics.json", "tables.html"}
 
 
-def config(model: Path) -> dict:
+API_ENV = {"FAKE_API_KEY": "EMPTY"}
+
+
+def slow_completion(body: dict) -> dict:
+    """The fake model, 1.5 s a call: an API stage runs long enough to be killed in the middle and still run
+    when the next head starts its job."""
+    time.sleep(1.5)
+    return fake_completion(body)
+
+
+def config(model: Path, base_url: str) -> dict:
     cfg = tiny_config(model, iterations=1)
+    # the Oracle is an API role (a fake OpenAI-compatible server in this process): an API stage among the kinds
+    cfg["models"]["api"] = {"source": {"api": "fake-model"}}
+    cfg["roles"]["oracle"] = {
+        "backend": "openai",
+        "model": "api",
+        "options": {"base_url": base_url, "api_key_env": "FAKE_API_KEY", "max_concurrency": 1},
+        "sampling": {"temperature": 0.7, "max_tokens": 8},
+    }
     cfg["evaluation"]["conditions"] = ["qa-experimental", "shuffled", "neg-control"]
     cfg["evaluation"]["winrate"]["variants"] = [
         {"conversation": "random", "answerer": "mt", "positions": "randomized"},
@@ -43,11 +67,27 @@ def config(model: Path) -> dict:
     return cfg
 
 
-def checkout(work: Path, model: Path) -> Path:
+def checkout(work: Path, model: Path, base_url: str) -> Path:
     work.mkdir(parents=True)
     copy_data(work)
-    write_config(work / "cfg.yaml", config(model))
+    write_config(work / "cfg.yaml", config(model, base_url))
     return work
+
+
+@pytest.fixture(scope="module")
+def fake_api():
+    with OpenAITestServer(complete=slow_completion) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, tiny_model_dir, fake_api) -> tuple[Path, int]:
+    """An uninterrupted run of the command, and the paid calls it made."""
+    before = fake_api.stats.reached
+    clean = checkout(tmp_path_factory.mktemp("kill") / "clean", tiny_model_dir, fake_api.base_url)
+    r = snakemake(*CMD, cwd=clean, timeout=1800, extra_env=API_ENV)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return clean, fake_api.stats.reached - before
 
 
 def timeless(obj):
@@ -120,7 +160,7 @@ def crashed_run(work: Path, window: dict[str, float], rng: random.Random) -> lis
     kills, pending, missed = [], set(KINDS), set()
     for attempt in range(3 * len(KINDS)):
         with open(work / f"attempt{attempt}.log", "w") as log:
-            proc = subprocess.Popen(cmd, cwd=work, env=env(work), stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, cwd=work, env=env(work, **API_ENV), stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # fmt: skip
         armed: dict[str, float] = {}
         first = None
@@ -147,12 +187,11 @@ def crashed_run(work: Path, window: dict[str, float], rng: random.Random) -> lis
 
 
 @pytest.mark.slow
-def test_a_kill_in_every_stage_kind_then_the_same_command_gives_identical_results(tmp_path, tiny_model_dir):
-    clean = checkout(tmp_path / "clean", tiny_model_dir)
-    r = snakemake(*CMD, cwd=clean, timeout=1800)
-    assert r.returncode == 0, r.stderr[-4000:]
-
-    crashed = checkout(tmp_path / "crashed", tiny_model_dir)
+def test_a_kill_in_every_stage_kind_then_the_same_command_gives_identical_results(
+    tmp_path, tiny_model_dir, fake_api, clean_run
+):
+    clean, _ = clean_run
+    crashed = checkout(tmp_path / "crashed", tiny_model_dir, fake_api.base_url)
     kills = crashed_run(crashed, durations(clean), random.Random(11))
     print(f"killed while running: {kills}")
     # the kinds a kill met running (one whose jobs all ran within another kill's delay is missed: the rest
@@ -162,14 +201,70 @@ def test_a_kill_in_every_stage_kind_then_the_same_command_gives_identical_result
         kills
     )
 
+    assert_same_finished_results(clean, crashed)
+
+
+def assert_same_finished_results(clean: Path, crashed: Path) -> None:
     want, got = artifacts(clean), artifacts(crashed)
     assert sorted(got) == sorted(want)
-    assert [p for p in want if got[p] != want[p]] == []
+    differ = [p for p in want if got[p] != want[p]]
+    assert differ == [], {p: (want[p][:600], got[p][:600]) for p in differ[:3]}
     # nothing a later run trips over or a user takes for a result
     results, models = crashed / "results", crashed / "resources" / "models"
     assert not [
         p for p in (*results.rglob(".*"), *models.glob(".*")) if p.name.endswith((".tmp", ".partial", ".work"))
     ]
     assert not list((crashed / ".snakemake" / "incomplete").rglob("*"))
-    r = snakemake("-n", *CMD, cwd=crashed, timeout=600)
+    r = snakemake("-n", *CMD, cwd=crashed, timeout=600, extra_env=API_ENV)
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+
+
+# Kill the head only, once each while one of these runs: an API stage, the long generation, the training.
+HEAD_KILL_KINDS = ("oracle", "simulate", "train")
+
+
+def head_killed_run(work: Path, rng: random.Random) -> list[str]:
+    """Run the command; when a job of a kind in HEAD_KILL_KINDS not killed yet runs, SIGKILL the head alone
+    (its jobs run on, orphaned), then start the same command at once. Every start must succeed or be killed
+    by us: none may fail. Returns the kinds killed; waits for every orphan to end."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *CMD]
+    pending, killed, groups = list(HEAD_KILL_KINDS), [], []
+    for attempt in range(len(HEAD_KILL_KINDS) + 1):
+        with open(work / f"head{attempt}.log", "w") as log:
+            proc = subprocess.Popen(cmd, cwd=work, env=env(work, **API_ENV), stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+        groups.append(proc.pid)
+        while proc.poll() is None:
+            hit = [k for k in pending if k in running_stages(proc.pid)]
+            if hit:
+                time.sleep(rng.uniform(0.0, 0.5))  # early in the job: it still runs when the next head starts
+                os.kill(proc.pid, signal.SIGKILL)  # the head only: its job is orphaned and runs on
+                proc.wait()
+                pending.remove(hit[0])
+                killed.append(hit[0])
+                break
+            time.sleep(0.01)
+        else:
+            text = (work / f"head{attempt}.log").read_text()
+            assert proc.returncode == 0, f"start {attempt} after head kills {killed} failed:\n{text[-4000:]}"
+            for pgid in groups:  # the orphans ended (the last run waited for them)
+                assert group_gone(pgid, wait=60), f"an orphaned job of group {pgid} still runs"
+            return killed
+    raise AssertionError(f"the run did not finish after head kills {killed}")
+
+
+@pytest.mark.slow
+def test_a_killed_heads_orphaned_jobs_are_adopted_not_run_twice(tmp_path, tiny_model_dir, fake_api, clean_run):
+    clean, clean_calls = clean_run
+    crashed = checkout(tmp_path / "crashed", tiny_model_dir, fake_api.base_url)
+    before = fake_api.stats.reached
+    killed = head_killed_run(crashed, random.Random(5))
+    assert killed == list(HEAD_KILL_KINDS)
+    assert_same_finished_results(clean, crashed)
+    logs = "".join(p.read_text() for p in (crashed / "logs").rglob("*.log"))
+    assert logs.count("adopting the result of the earlier run of this job") >= len(HEAD_KILL_KINDS), logs[-3000:]
+    # no paid call repeated, one training (one W&B run) per model
+    assert fake_api.stats.reached - before == clean_calls
+    runs = [p for p in (crashed / "logs" / "train" / "wandb").rglob("*run-*") if p.is_dir()]
+    want = [p for p in (clean / "logs" / "train" / "wandb").rglob("*run-*") if p.is_dir()]
+    assert len(runs) == len(want) >= 1

@@ -192,6 +192,8 @@ def set_key(cfg: dict, key: str, value, filled: dict) -> None:
 
 # A model's folder and its recipe (rules/models.smk)
 PREPARE = {"model_recipe", "prepare_model"}
+# Backend options that change a job's speed only (rules/common.smk): (role, backend) -> options
+SPEED_ONLY_OPTIONS = {("scorer", "hf"): ("batch_size",)}
 
 # Which stages read what (the expectation, written from the rules, not derived from them).
 ROLE_STAGES = {
@@ -240,6 +242,8 @@ def expected(cfg: dict, key: str) -> set[str]:
     if key == "top_k":
         return {"topk"}
     if p[0] == "roles":
+        if p[2:3] == ["options"] and p[-1] in SPEED_ONLY_OPTIONS.get((p[1], cfg["roles"][p[1]]["backend"]), ()):
+            return set()  # how fast, not what: not recorded
         stages = role_stages(cfg, p[1])
         return stages | PREPARE if stages and p[-1] == "model" else stages  # the new model's folder
     if p[0] == "training" and p[1] in ("dpo", "rwr"):
@@ -258,7 +262,7 @@ def expected(cfg: dict, key: str) -> set[str]:
             "seed": {"winrate_answer", "judge"},
             "verdict": {"judge"},
             "max_dropped_fraction": {"judge"},
-            "variants": set(),
+            "variants": {"summarize"},  # fewer variants: no stage to redo, the summary restated
             "both_orders": {"judge"},
             "ratings": {"judge"},
             "bootstrap_resamples": {"summarize"},
@@ -374,10 +378,14 @@ def check_variant(work: Path, name: str, cfg: dict, only: tuple[str, ...] = ()) 
         if "error" in res:
             problems.append(f"{key}: dry-run failed: {res['error'][:300]}")
             continue
-        # the summary and its tables record the config's digest (they name the config behind them): any
-        # change restates them, and they run last
-        planned, want = set(res["rules"]) - SUMMARY_RULES, expected(filled, key) - SUMMARY_RULES
-        if not want <= planned:
+        # the summary and its tables record the digest of the config its results depend on (they name the
+        # config behind them): a change some stage reads restates them, and they run last; a key nothing
+        # reads plans nothing at all, the summary included
+        wanted = expected(filled, key)
+        planned, want = set(res["rules"]) - SUMMARY_RULES, wanted - SUMMARY_RULES
+        if not wanted and res["rules"]:
+            problems.append(f"{key}: read by no stage, yet plans {sorted(res['rules'])}")
+        elif not want <= planned:
             problems.append(f"{key}: should rerun {sorted(want - planned)}; planned {sorted(planned)}")
         elif not planned <= downstream(edges, want):
             problems.append(f"{key}: reruns {sorted(planned - downstream(edges, want))}, upstream of what reads it")
@@ -415,6 +423,106 @@ def test_issue_keys_rerun_their_stage(tmp_path):
         only=("data.personas.count.A", "data.personas.seed", "data.tasks.rows.B", "data.tasks.dataset",
               "data.tasks.column", "models.gpt.source.api", "run_name"),
     )  # fmt: skip
+
+
+def changed_configs(work: Path, cfg: dict, changes: dict[str, object]) -> dict[str, Path]:
+    """One config file per change of `cfg` (key -> new value), each changing that key alone."""
+    filled = load_config(copy.deepcopy(cfg))
+    out = {}
+    for key, value in changes.items():
+        changed = copy.deepcopy(cfg)
+        set_key(changed, key, value, filled)
+        out[key] = write_config(work / f"changed.{key}.yaml", changed)
+    return out
+
+
+@pytest.fixture(scope="module")
+def released_run(tmp_path_factory):
+    """The released variant (tasks cut by `rows` from one file; personas, names and gold responses from
+    files, so the oracle and persona_generator roles are unused) with a model no role uses, materialised."""
+    work = tmp_path_factory.mktemp("released-run")
+    prepare(work)
+    cfg = variant_released(work)
+    cfg["models"]["unused"] = {"source": {"path": str(work / "model2")}}
+    base = write_config(work / "base.yaml", cfg)
+    done, now = plans(work, [("materialize", base), ("plan", base)])
+    assert done == {"done": True} and now == {"rules": {}}, (done, now)
+    return work, cfg
+
+
+def split_scope_problems(key: str, own_rule: str, jobs: list) -> list[str]:
+    """What a change of split A's own value (`key`, read by `own_rule`) must not plan: another split's data,
+    or m0's jobs on B or test (m0's test-split evaluation, its win-rate answers)."""
+    problems, data_rules = [], ("tasks", "personas", "names", "oracle")
+    data = {(rule, wc["split"]) for rule, wc in jobs if rule in data_rules}
+    if (own_rule, "A") not in data:
+        problems.append(f"{key}: should rerun {own_rule} of split A; planned data jobs {sorted(data)}")
+    if other := sorted(d for d in data if d[1] != "A"):
+        problems.append(f"{key}: reruns another split's data {other}")
+    m0 = sorted(
+        f"{rule}{sorted(wc.items())}"
+        for rule, wc in jobs
+        if rule not in data_rules
+        and wc.get("t", "0") == "0"
+        and (wc.get("split") in ("B", "test") or rule == "winrate_answer")
+    )
+    if m0:
+        problems.append(f"{key}: reruns m0's jobs on B/test: {m0[:6]}")
+    return problems
+
+
+def test_a_splits_own_data_value_reruns_that_split_only(tmp_path, released_run):
+    """Changing split A's persona count or task rows regenerates split A's data and what follows it, not the
+    test split's (whose personas, tasks, gold responses and m0 evaluation stay): each split's job records
+    its own split's value only."""
+    gen_work = tmp_path / "generate"
+    gen_work.mkdir()
+    prepare(gen_work)
+    gen = variant_generate(gen_work)
+    gen_base = write_config(gen_work / "base.yaml", gen)
+    gen_cases = changed_configs(gen_work, gen, {"data.personas.count.A": 2, "data.tasks.rows.A": [0, 3]})
+    rel_work, rel = released_run
+    rel_cases = changed_configs(rel_work, rel, {"data.tasks.rows.A": [0, 3]})
+    own = {"data.personas.count.A": "personas", "data.tasks.rows.A": "tasks"}
+    results = plans(gen_work, [("materialize", gen_base)] + [("jobs", p) for p in gen_cases.values()])
+    assert results[0] == {"done": True}, results[0]
+    results += plans(rel_work, [("jobs", p) for p in rel_cases.values()])
+    problems = []
+    for (variant, key), res in zip(
+        [("generate", k) for k in gen_cases] + [("released", k) for k in rel_cases], results[1:], strict=True
+    ):
+        assert "jobs" in res, f"{variant} {key}: {res}"
+        problems += [f"{variant} {p}" for p in split_scope_problems(key, own[key], res["jobs"])]
+    assert not problems, "\n  ".join(problems)
+
+
+def test_the_scorers_batch_size_reruns_nothing(released_run):
+    """roles.scorer.options.batch_size sets how many rows the hf scorer runs per forward pass, not what a
+    row's score is: not recorded, so changing it plans nothing. A generation role's batch size stays
+    recorded (a sampled text can change with the batch it runs in)."""
+    work, cfg = released_run
+    cases = changed_configs(
+        work, cfg, {"roles.scorer.options.batch_size": 3, "roles.answerer.options.batch_size": 3}
+    )  # fmt: skip
+    scorer, answerer = plans(work, [("plan", p) for p in cases.values()])
+    assert scorer == {"rules": {}}, scorer
+    assert {"regularize", "winrate_answer"} <= set(answerer["rules"]), answerer
+
+
+def test_an_unused_model_or_role_reruns_nothing(released_run):
+    """A model no role uses, and the roles no stage runs (the persona_generator and the oracle when personas,
+    names and gold responses come from files), plan nothing, the summary included: the config digest it
+    records covers only what its results depend on."""
+    work, cfg = released_run
+    cases = changed_configs(
+        work, cfg,
+        {"models.unused.source.path": str(work / "model2-copy"), "roles.persona_generator.sampling.temperature": 0.5,
+         "roles.persona_generator.model": "unused", "roles.oracle.sampling.max_tokens": 99,
+         "roles.oracle.options.batch_size": 3},
+    )  # fmt: skip
+    results = plans(work, [("plan", p) for p in cases.values()])
+    planned = {key: res for key, res in zip(cases, results, strict=True) if res != {"rules": {}}}
+    assert not planned, planned
 
 
 def test_an_identical_model_rebuild_reruns_nothing_a_changed_model_its_consumers(tmp_path):
