@@ -16,7 +16,7 @@ setup:
 setup-vllm: setup
 	@bash scripts/setup-vllm.sh
 
-# the learning world (config/world.yaml): the loop visibly learns, results/summary/world.json
+# the learning world (config/world.yaml): the loop visibly learns, results/summary/world/world.json
 run: setup
 	snakemake --cores $(CORES) --configfile config/world.yaml
 

@@ -148,6 +148,11 @@ def prompt_digest(stage):
         config_problem(exc)
 
 
+# Each run keeps its own summary: results/summary/<run_name>/ (the learning world's and the all-LLM
+# default's summaries never overwrite each other; every file in it names the config that made it).
+SUMMARY = f"results/summary/{config['run_name']}"
+
+
 def model_dir(name):
     return f"resources/models/{name}"
 

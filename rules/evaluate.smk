@@ -87,28 +87,28 @@ rule summarize:
         **summary_inputs(),
         tasks=TEST_DATA["tasks"],
     output:
-        logprobs="results/summary/logprobs.csv",
-        differences="results/summary/logprob_differences.csv",
-        winrates="results/summary/winrates.csv",
-        paper="results/summary/paper_comparison.csv",
-        json="results/summary/summary.json",
+        logprobs=f"{SUMMARY}/logprobs.csv",
+        differences=f"{SUMMARY}/logprob_differences.csv",
+        winrates=f"{SUMMARY}/winrates.csv",
+        paper=f"{SUMMARY}/paper_comparison.csv",
+        json=f"{SUMMARY}/summary.json",
         logprobs_png=report(
-            "results/summary/logprobs.png",
+            f"{SUMMARY}/logprobs.png",
             category="Evaluation",
             caption="../report/logprobs.rst",
         ),
         winrates_png=report(
-            "results/summary/winrates.png",
+            f"{SUMMARY}/winrates.png",
             category="Evaluation",
             caption="../report/winrates.rst",
         ),
         bias_png=report(
-            "results/summary/position_bias.png",
+            f"{SUMMARY}/position_bias.png",
             category="Evaluation",
             caption="../report/position_bias.rst",
         ),
     log:
-        "logs/summarize/summary.log",
+        f"logs/summarize/{config['run_name']}.log",
     localrule: True
     conda:
         ENV
@@ -121,11 +121,12 @@ rule summarize:
         labels=EVAL["task_labels"],
         config_sha256=config_digest(),
         run=config_identity,
+        out_dir=SUMMARY,
         code=code("summarize"),
     shell:
         "stargate summarize --manifest {params.manifest:q} --variants {params.variants} {params.bootstrap}"
         " --task-labels {params.labels} --tasks {input.tasks} --run {params.run:q}"
-        " --out-dir results/summary > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # The report's tables (paper comparison, variants, sample conversations, counts, per-stage wall time from
@@ -134,15 +135,15 @@ rule summarize:
 rule report_tables:
     input:
         **TEST_DATA,
-        summary="results/summary/summary.json",
+        summary=f"{SUMMARY}/summary.json",
     output:
         report(
-            "results/summary/tables.html",
+            f"{SUMMARY}/tables.html",
             category="Evaluation",
             caption="../report/tables.rst",
         ),
     log:
-        "logs/report_tables/tables.log",
+        f"logs/report_tables/{config['run_name']}.log",
     localrule: True
     conda:
         ENV

@@ -13,6 +13,7 @@ import sys
 
 from .errors import DISK_FULL_ERRNOS, DiskFullError, StargateError
 from .jobclaim import claim_job
+from .progress import heartbeat
 
 STAGES = {
     "prepare-model": ("stargate.stages.prepare_model", "convert/download a model into a HF folder"),
@@ -85,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                 from .gpus import claim_gpus
 
                 claim_gpus(args.gpus or 0)
-            args._run(args)
+            alive = heartbeat(args.stage)  # a line every ~15 s in the log, however long one call takes
+            try:
+                args._run(args)
+            finally:
+                alive.set()
     except StargateError as exc:
         print(f"stargate {args.stage}: error: {exc}", file=sys.stderr)
         return 2

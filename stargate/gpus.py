@@ -31,6 +31,9 @@ def claim_gpus(n: int, lock_dir: str | None = None, total: int | None = None) ->
     """Set CUDA_VISIBLE_DEVICES for this process; returns its value."""
     if n <= 0:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        # DeepSpeed (imported by transformers' Trainer) would warn "Setting accelerator to CPU. If you have
+        # GPU ... we were unable to detect it" in every CPU job: here CPU is the choice, not a failed detection
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
         return ""
     if os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("SLURM_JOB_ID"):
         return os.environ.get("CUDA_VISIBLE_DEVICES", "")  # the scheduler already chose

@@ -226,7 +226,10 @@ def test_shipped_values_match_their_source_files():
 
     ref = Path(__file__).resolve().parents[2] / "shared/reference-data/stargate/experiments/star-gate"
     if not ref.exists():
-        pytest.skip(f"{ref} not present (the project never needs it at run time)")
+        pytest.skip(
+            "the paper's reference data (shared/reference-data/stargate beside the checkout) is not at hand; "
+            "the project never needs it at run time"
+        )
     r = paper.results()
     for spec in r["logprobs"].values():
         assert json.loads((ref / spec["source"][0]).read_text()) == spec["mean"]

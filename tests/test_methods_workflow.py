@@ -1,6 +1,6 @@
 """Every training method and every ablation of config/ablations/ run end to end: the real Snakefile through
 `snakemake`, the real stages, on the tiny config (tests/config/tiny.yaml, the 3M-parameter random Llama of
-tests/conftest.py in every role), each to the default targets (the trained models, results/summary/).
+tests/conftest.py in every role), each to the default targets (the trained models, results/summary/<run_name>/).
 
 sft with the self regularizer is tests/test_workflow.py's tiny run; here: training.method dpo and rwr, and
 the five overlays of config/ablations/. The regularizer variants (none, gold) are the no-regularizer and
@@ -154,11 +154,11 @@ def finished(runs: dict, name: str) -> Path:
     cfg = yaml.safe_load((work / f"{name}.yaml").read_text())
     res = work / "results"
     assert (res / "models/m1/config.json").exists() and not (res / "models/m2").exists()
-    summary = json.loads((res / "summary/summary.json").read_text())
+    summary = json.loads((res / "summary" / cfg["run_name"] / "summary.json").read_text())
     training = {k: cfg["training"].get(k, d) for k, d in (("method", "sft"), ("regularizer", "self"))}
     assert summary["run"]["run_name"] == cfg["run_name"]
     assert summary["run"]["training"] == training
-    tables = (res / "summary/tables.html").read_text()
+    tables = (res / "summary" / cfg["run_name"] / "tables.html").read_text()
     assert f"Training: method {training['method']}, regularizer {training['regularizer']}." in tables
     assert {r["t"] for r in summary["logprobs"] if r["condition"] == "qa-experimental"} == {0, 1}
     assert all(r["condition"].startswith("qa-experimental") for r in summary["logprobs"])  # and its breakdowns

@@ -138,8 +138,10 @@ def test_cli_writes_tables_and_plots(tmp_path):
     comp = {(r["name"], r["t"]): r for r in summary["paper_comparison"]}
     assert comp[("random-mt-randomized", 1)]["paper"] == pytest.approx(197 / 289)
     assert comp[("qa-experimental", 0)]["ours"] == -5.0 and comp[("qa-experimental", 0)]["config"] == "t"
-    assert (out / "logprobs.csv").read_text().splitlines()[0] == "condition,t,questioner,mean,sem,n"
-    assert (out / "paper_comparison.csv").read_text().startswith("metric,name,t,ours,paper,difference")
+    # every table names its run
+    assert (out / "logprobs.csv").read_text().splitlines()[:2][0] == "run,condition,t,questioner,mean,sem,n"
+    assert (out / "logprobs.csv").read_text().splitlines()[1].startswith("t,")
+    assert (out / "paper_comparison.csv").read_text().startswith("run,metric,name,t,ours,paper,difference")
     for png in ("winrates.png", "logprobs.png", "position_bias.png"):
         assert (out / png).stat().st_size > 1000
     assert main(["summarize", "--manifest", "{not json", "--out-dir", str(out)]) == 2
@@ -174,3 +176,18 @@ def test_extra_questioners_are_named_and_kept_out_of_the_paper_table(tmp_path):
     assert (d["questioner"], d["vs"], d["difference"]) == ("released-m1", 0, 2.0)
     assert {w["questioner"] for w in summary["winrates"]} == {"released-m1"}
     assert all(r["t"] != 1000 for r in summary["paper_comparison"])
+
+
+def test_a_win_rate_resting_on_few_decided_comparisons_leads_with_ties_as_half():
+    """3 wins, 0 losses, 45 ties: the win rate is 1.0 with a zero-width interval; the headline is the ties-as-half
+    rate with the decided count, and says that too few were decided."""
+    from stargate.evaluation.outcomes import headline
+
+    row = {"variant": "random-mt-randomized", "t": 2, "n": 48, "wins": 3, "losses": 0, "ties": 45,
+           "unparsable": 0, "refused": 0, "win_rate": 1.0, "ci_low": 1.0, "ci_high": 1.0,
+           "win_rate_ties_half": 51 / 96, "ties_half_ci_low": 0.5, "ties_half_ci_high": 0.57}  # fmt: skip
+    h = headline(row)
+    assert h["rate_kind"] == "ties_half" and h["rate"] == pytest.approx(51 / 96) and h["decided"] == 3
+    assert "3 of 48 comparisons decided" in h["note"] and "too few decided" in h["note"]
+    decided = {**row, "wins": 30, "losses": 10, "ties": 8}
+    assert headline(decided)["rate_kind"] == "win_rate" and "too few" not in headline(decided)["note"]

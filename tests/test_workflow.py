@@ -171,7 +171,7 @@ def test_end_to_end_artifacts(tiny_run):
         card = (res / f"models/m{t}/README.md").read_text()
         assert "Fine-tuned **from m0** (`resources/models/tiny`)" in card
         assert (res / f"models/m{t}/config.json").exists()
-    summary = json.loads((res / "summary/summary.json").read_text())
+    summary = json.loads((res / "summary/tiny/summary.json").read_text())
     conds = {r["condition"] for r in summary["logprobs"]}
     assert {"qa-experimental", "pos-control-1", "pos-control-2", "neg-control", "shuffled"} <= conds
     assert {r["t"] for r in summary["logprobs"]} == {0, 1, 2}
@@ -189,7 +189,7 @@ def test_end_to_end_artifacts(tiny_run):
     pairs = {tuple(sorted(json.loads(line)["pair"] for line in p.read_text().splitlines())) for p in answers}
     assert len(pairs) == 1
     assert summary["position_bias"] and summary["paper_comparison"]
-    assert (res / "summary/logprobs.png").stat().st_size > 1000
+    assert (res / "summary/tiny/logprobs.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -267,8 +267,9 @@ def test_run_name_retrains_nothing(tiny_run):
     cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     cfg["run_name"] = "renamed"
     (tiny_run / "renamed.yaml").write_text(yaml.safe_dump(cfg))
-    # the summary names the run and its config file, as labels: nothing is planned for a new name
-    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == set()
+    # a run keeps its own summary (results/summary/<run_name>/): a new name makes that summary, retrains and
+    # rescores nothing
+    assert _planned(snakemake("-n", "--configfile", "renamed.yaml", cwd=tiny_run)) == {"summarize", "report_tables"}
 
 
 def test_default_config_shape():
@@ -293,7 +294,7 @@ def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
     before the report's own scripts and writes what it saw into the page)."""
     browser = _chromium()
     if browser is None:
-        pytest.skip("no chromium on PATH: install Debian's `chromium` (scripts/setup.sh does, as root)")
+        pytest.skip("no chromium on PATH: install Debian's `chromium` (STARGATE_INSTALL_CHROMIUM=1 make setup does, as root)")
     report = tmp_path / "report.html"
     r = snakemake("--configfile", "tiny.yaml", "--report", str(report), cwd=tiny_run, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -322,7 +323,7 @@ def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
         assert any(h.startswith(section) for h in tables["headings"]), section
     # the PNGs are also plain files of the summary
     for name in figures:
-        assert (tiny_run / "results/summary" / name).stat().st_size > 1000
+        assert (tiny_run / "results/summary/tiny" / name).stat().st_size > 1000
 
 
 def test_extra_questioners_go_through_the_same_evaluation(tmp_path):

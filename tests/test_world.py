@@ -138,13 +138,21 @@ def test_a_bad_program_is_a_clear_error():
         load_backend({"backend": "scripted", "options": {"program": "stargate.world:nothing"}}, "x")
 
 
-def test_paired_bootstrap_interval():
+def test_paired_bootstrap_interval_is_the_summarys_own():
+    """world.json's m_t - m0 and logprob_differences.csv's are one computation: the same interval."""
+    import pandas as pd
+
+    from stargate.evaluation.logprobs import paired_difference
     from stargate.stages.world_report import paired_bootstrap
 
-    base = {f"p{i}": float(i) for i in range(40)}
-    up = {k: v + 2.0 + (0.5 if i % 2 else -0.5) for i, (k, v) in enumerate(base.items())}
-    same = {k: v + (1.0 if i % 2 else -1.0) for i, (k, v) in enumerate(base.items())}
+    rows = lambda values: [{"pair": f"p{i // 2}", "conv": i % 2, "logprob": v} for i, v in enumerate(values)]  # noqa: E731
+    base = rows([float(i) for i in range(80)])
+    up = rows([float(i) + 2.0 + (0.5 if i % 2 else -0.5) for i in range(80)])
+    same = rows([float(i) + (1.0 if (i // 2) % 2 else -1.0) for i in range(80)])
     shifted = paired_bootstrap(base, up, 2000, 1)
-    assert shifted["mean"] == pytest.approx(2.0) and 1.5 < shifted["ci95"][0] < 2.0 < shifted["ci95"][1] < 2.5
+    assert shifted["mean"] == pytest.approx(2.0) and shifted["n_pairs"] == 40
+    assert shifted["ci95"][0] <= 2.0 <= shifted["ci95"][1]
     noise = paired_bootstrap(base, same, 2000, 1)
-    assert noise["ci95"][0] < 0 < noise["ci95"][1] and noise["n_pairs"] == 40
+    assert noise["ci95"][0] < 0 < noise["ci95"][1]
+    summary = paired_difference(pd.DataFrame(base), pd.DataFrame(same), 2000, 1)
+    assert noise["ci95"] == [summary["ci_low"], summary["ci_high"]] and noise["mean"] == summary["difference"]

@@ -11,13 +11,13 @@ others finish. A 400 from a content filter is stored as a refusal (never re-paid
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import openai
 
 from ..log import get_logger
+from ..progress import Progress
 from .requests import ApiCall, ApiCallError, content_filter_code, malformed_body, validate_body
 from .responses import Responses
 from .settings import RunOutcome, RunSettings
@@ -153,23 +153,18 @@ def _short(exc: Exception, limit: int = 200) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
-class _Progress:
+class _Progress(Progress):
+    """API calls made (the standard progress line) with what they cost so far."""
+
     def __init__(self, stage: str, total: int):
-        self.stage, self.total, self.done, self.t0, self.last = stage, total, 0, time.monotonic(), time.monotonic()
+        super().__init__(f"{stage} api calls", total, "calls")
+        self.tally = None
 
     def tick(self, tally) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.done == self.total or now - self.last > 30 or self.done % 500 == 0:
-            self.last = now
-            log.info(
-                "%s: %d/%d calls made (%.0f s, %d retries, %d+%d tokens, %.4f USD)",
-                self.stage,
-                self.done,
-                self.total,
-                now - self.t0,
-                tally.retries,
-                tally.tokens_in,
-                tally.tokens_out,
-                tally.cost_usd,
-            )
+        self.tally = tally
+        self.advance(1)
+
+    def line(self) -> str:
+        t = self.tally
+        extra = f" ({t.retries} retries, {t.tokens_in}+{t.tokens_out} tokens, {t.cost_usd:.4f} USD)" if t else ""
+        return super().line() + extra

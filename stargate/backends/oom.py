@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from ..errors import StargateError
 from ..log import get_logger
+from ..progress import Progress
 
 log = get_logger(__name__)
 
@@ -29,12 +30,13 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def run_halving(
-    items: Sequence[T], batch_size: int, run_batch: Callable[[Sequence[T]], list[R]], what: str
+    items: Sequence[T], batch_size: int, run_batch: Callable[[Sequence[T]], list[R]], what: str, unit: str = "items"
 ) -> list[R]:
     """`run_batch` over `items` in batches of at most `batch_size`, in order; on out-of-memory the
     batch is retried at half the size (down to 1, then the error is raised naming the fix)."""
     out: list[R] = []
     size, start = max(1, batch_size), 0
+    progress = Progress(what, len(items), unit)
     while start < len(items):
         chunk = items[start : start + size]
         try:
@@ -53,6 +55,7 @@ def run_halving(
             continue
         out.extend(results)
         start += len(chunk)
+        progress.advance(len(chunk))
     return out
 
 

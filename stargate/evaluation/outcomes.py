@@ -142,11 +142,48 @@ def position_bias(records: Sequence[dict], resamples: int, seed: int) -> dict | 
         "first_minus_second": rate_a - rate_b if rate_a is not None and rate_b is not None else None,
         "ci_low": lo,
         "ci_high": hi,
+        "n_decided_first": int(va.sum()),
+        "n_decided_second": int(vb.sum()),
         "n_both_valid": int(both.sum()),
         "n_flipped": flips,
         "flip_rate": flips / int(both.sum()) if both.sum() else None,
         # how often the judge picked the answer shown as A, whatever its model: the raw position bias
         "share_first_chosen": _share_first(a, b),
+    }
+
+
+TOO_FEW_DECIDED = 10  # fewer decided comparisons than this: the headline says so plainly
+
+
+def headline(w: dict) -> dict:
+    """The figure to lead with for one win-rate row. The win rate drops ties and invalid verdicts, so when
+    they dominate (or both orders were judged, where a flip is a tie by design) it rests on few comparisons
+    (3 wins, 0 losses and 45 ties read as 1.0 with a zero-width interval): then the ties-as-half rate leads.
+    Always with the count of decided comparisons."""
+    decided = int(w["wins"]) + int(w["losses"])
+    undecided = int(w["ties"]) + int(w["unparsable"]) + int(w["refused"])
+    ties_half = w["variant"].endswith(BOTH_ORDERS) or undecided > decided
+    key, lo, hi = (
+        ("win_rate_ties_half", "ties_half_ci_low", "ties_half_ci_high")
+        if ties_half
+        else ("win_rate", "ci_low", "ci_high")
+    )
+    note = f"{w['wins']} wins, {w['losses']} losses, {w['ties']} ties"
+    if int(w["unparsable"]) + int(w["refused"]):
+        note += f", {int(w['unparsable']) + int(w['refused'])} unparsable or refused"
+    note += f": {decided} of {w['n']} comparisons decided"
+    if decided < TOO_FEW_DECIDED:
+        note += f" (too few decided for a win rate to mean much: fewer than {TOO_FEW_DECIDED})"
+    return {
+        "variant": w["variant"],
+        "t": w["t"],
+        "rate_kind": "ties_half" if ties_half else "win_rate",
+        "rate": w[key],
+        "ci_low": w[lo],
+        "ci_high": w[hi],
+        "decided": decided,
+        "n": w["n"],
+        "note": note,
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .variants import BOTH_ORDERS
+from .outcomes import TOO_FEW_DECIDED, headline
 
 MAIN_CONDITIONS = (
     "qa-experimental",
@@ -27,19 +27,34 @@ def plot_all(
     iterations: list[int],
     paper: dict,
     extra: dict[int, str] | None = None,
+    run_label: str = "",
 ):
-    """`extra`: extra questioners by iteration number, drawn as points after the m_t curve."""
+    """`extra`: extra questioners by iteration number, drawn as points after the m_t curve. `run_label` names
+    the config that made the run, printed at the foot of every figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _logprobs(plt, out / "logprobs.png", rows, iterations, paper["logprobs"], extra or {})
-    _winrates(plt, out / "winrates.png", wins, paper["winrates"], extra or {})
-    _bias(plt, out / "position_bias.png", bias, extra or {})
+    for name, draw in (
+        (
+            "logprobs.png",
+            lambda path: _logprobs(plt, path, rows, iterations, paper["logprobs"], extra or {}, run_label),
+        ),
+        ("winrates.png", lambda path: _winrates(plt, path, wins, paper["winrates"], extra or {}, run_label)),
+        ("position_bias.png", lambda path: _bias(plt, path, bias, extra or {}, run_label)),
+    ):
+        draw(out / name)
 
 
-def _logprobs(plt, path, rows, iterations, paper_lp, extra):
+def _save(fig, path, run_label: str) -> None:
+    if run_label:
+        fig.text(0.005, 0.005, run_label, fontsize=6, color="grey", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 if run_label else 0, 1, 1))
+    fig.savefig(path, dpi=120)
+
+
+def _logprobs(plt, path, rows, iterations, paper_lp, extra, run_label=""):
     fig, ax = plt.subplots(figsize=(8, 5))
     conds = [c for c in MAIN_CONDITIONS if any(r["condition"] == c for r in rows)]
     ours = [r["mean"] for r in rows if r["condition"] in conds and r["mean"] is not None]
@@ -90,26 +105,25 @@ def _logprobs(plt, path, rows, iterations, paper_lp, extra):
     handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
     labels = [lb for a in axes for lb in a.get_legend_handles_labels()[1]]
     ax.legend(handles, labels, fontsize=6, loc="lower right", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, run_label)
     plt.close(fig)
 
 
-def _rate(w: dict | None) -> tuple[float, float, float]:
-    """The bar of a variant: the paper's win rate (ties dropped), or ties-as-half for both-orders judging,
-    where ties are the point; with its interval."""
+def _rate(w: dict | None) -> tuple[float, float, float, str]:
+    """The bar of a variant: the headline rate (outcomes.headline: the win rate, or ties-as-half where ties
+    or invalid verdicts dominate or both orders were judged), its interval, and the counts behind it."""
     if w is None:
-        return np.nan, 0.0, 0.0
-    key, lo, hi = (
-        ("win_rate_ties_half", "ties_half_ci_low", "ties_half_ci_high")
-        if w["variant"].endswith(BOTH_ORDERS)
-        else ("win_rate", "ci_low", "ci_high")
-    )
-    rate = w[key] if w[key] is not None else np.nan
-    return rate, rate - w[lo] if w[lo] is not None else 0.0, w[hi] - rate if w[hi] is not None else 0.0
+        return np.nan, 0.0, 0.0, ""
+    h = headline(w)
+    rate = h["rate"] if h["rate"] is not None else np.nan
+    lo = rate - h["ci_low"] if h["ci_low"] is not None else 0.0
+    hi = h["ci_high"] - rate if h["ci_high"] is not None else 0.0
+    kind = " (ties = ½)" if h["rate_kind"] == "ties_half" else ""
+    few = ", too few" if h["decided"] < TOO_FEW_DECIDED else ""
+    return rate, lo, hi, f"{w['wins']}W {w['losses']}L {w['ties']}T: {h['decided']}/{h['n']} decided{few}{kind}"
 
 
-def _winrates(plt, path, wins, paper_wr, extra):
+def _winrates(plt, path, wins, paper_wr, extra, run_label=""):
     overall = [w for w in wins if w["group"] == "overall"]
     variants = sorted({w["variant"] for w in overall}, reverse=True)
     ts = sorted({w["t"] for w in overall})
@@ -122,26 +136,32 @@ def _winrates(plt, path, wins, paper_wr, extra):
             y + j * height, [b[0] for b in bars], height, xerr=[[b[1] for b in bars], [b[2] for b in bars]],
             capsize=2, label=f"{extra.get(t, f'm{t}')} vs m0",
         )  # fmt: skip
+        for i, b in enumerate(bars):  # the counts the bar rests on, at its foot
+            if b[3]:
+                ax.text(0.01, y[i] + j * height, b[3], fontsize=6, va="center", ha="left")
         for i, v in enumerate(variants):
             p = paper_wr.get(v)
             if p and t in p["t"]:
                 ax.plot(p["win_rate"][p["t"].index(t)], y[i] + j * height, "kd", markersize=5)
     ax.plot([], [], "kd", label="paper")
     ax.axvline(0.5, color="grey", linestyle=":")
-    labels = [f"{v} (ties = ½)" if v.endswith(BOTH_ORDERS) else v for v in variants]
+    labels = list(variants)
     ax.set_yticks(y + height * (len(ts) - 1) / 2, labels, fontsize=7)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("win rate vs m0 (ties and invalid verdicts dropped), bootstrap 95 % CI")
+    ax.set_xlabel("win rate vs m0, bootstrap 95 % CI (ties dropped; ties = ½ where ties or invalid verdicts dominate)")
     ax.set_title("Judge win rates by variant (conversation-answerer-positions)")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, run_label)
     plt.close(fig)
 
 
-def _bias(plt, path, bias, extra):
+def _bias(plt, path, bias, extra, run_label=""):
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(bias) + 2), 4))
-    labels = [f"{b['answer_set']}\n{extra.get(b['t'], 'm' + str(b['t']))}" for b in bias]
+    labels = [
+        f"{b['answer_set']}\n{extra.get(b['t'], 'm' + str(b['t']))}\n"
+        f"decided A {b.get('n_decided_first', '?')}, B {b.get('n_decided_second', '?')} of {b['n']}"
+        for b in bias
+    ]
     x = np.arange(len(bias))
     first = [b["win_rate_mt_first"] if b["win_rate_mt_first"] is not None else np.nan for b in bias]
     second = [b["win_rate_mt_second"] if b["win_rate_mt_second"] is not None else np.nan for b in bias]
@@ -153,6 +173,5 @@ def _bias(plt, path, bias, extra):
     ax.set_ylabel("win rate vs m0")
     ax.set_title("Judge position bias" if bias else "Judge position bias (both orders not judged)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, run_label)
     plt.close(fig)

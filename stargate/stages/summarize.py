@@ -190,14 +190,21 @@ def run(args: argparse.Namespace) -> None:
         [r for r in rows if r["t"] not in names], [w for w in wins if w["t"] not in names], run_id
     )
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "logprobs.csv", rows, ["condition", "t", "questioner", "mean", "sem", "n"])
+    # every file names the config that made it: a `run` column in the tables, a footer on the figures
+    run_name = str(run_id.get("run_name") or "")
+    label = run_label(run_id)
+    _write_csv(out / "logprobs.csv", rows, ["condition", "t", "questioner", "mean", "sem", "n"], run_name)
     _write_csv(
         out / "logprob_differences.csv",
         diffs,
         ["condition", "t", "questioner", "vs", "difference", "sem", "ci_low", "ci_high", "n", "n_pairs"],
+        run_name,
     )
-    _write_csv(out / "winrates.csv", wins, outcomes.WINRATE_FIELDS)
-    _write_csv(out / "paper_comparison.csv", comparison, list(comparison[0]) if comparison else ["metric"])
+    _write_csv(out / "winrates.csv", wins, outcomes.WINRATE_FIELDS, run_name)
+    _write_csv(out / "paper_comparison.csv", comparison, list(comparison[0]) if comparison else ["metric"], run_name)
+    headlines = [outcomes.headline(w) for w in wins if w["group"] == "overall"]
+    for h in headlines:
+        log.info("win rate %s m%s: %s %.2f; %s", h["variant"], h["t"], h["rate_kind"], h["rate"] or 0.0, h["note"])
     c = counts(m)
     write_json(
         out / "summary.json",
@@ -206,6 +213,8 @@ def run(args: argparse.Namespace) -> None:
             "logprobs": rows,
             "logprob_differences": diffs,
             "winrates": wins,
+            # the figure to lead with per variant and questioner, with the decided count behind it
+            "winrate_headlines": headlines,
             "position_bias": bias,
             "ratings": rated,
             "paper_comparison": comparison,
@@ -219,9 +228,18 @@ def run(args: argparse.Namespace) -> None:
             "manifest": {k: {str(a): b for a, b in v.items()} for k, v in m.items()},
         },
     )
-    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results(), names)
+    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results(), names, label)
     log.info("summary: %d log-prob rows, %d differences, %d win-rate rows", len(rows), len(diffs), len(wins))
 
 
-def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    atomic_write_text(path, pd.DataFrame.from_records(rows, columns=fields).to_csv(index=False))
+def run_label(run_id: dict) -> str:
+    """`run NAME: config FILES (sha256 PREFIX)`: the config a summary file came from, in one line."""
+    files = ", ".join(run_id.get("configfiles") or [])
+    digest = str(run_id.get("config_sha256") or "")[:12]
+    return f"run {run_id.get('run_name', '?')}: config {files or '?'}" + (f" (sha256 {digest})" if digest else "")
+
+
+def _write_csv(path: Path, rows: list[dict], fields: list[str], run_name: str = "") -> None:
+    frame = pd.DataFrame.from_records(rows, columns=fields)
+    frame.insert(0, "run", run_name)
+    atomic_write_text(path, frame.to_csv(index=False))

@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import argparse
-import random
+import json
 from collections import Counter
 from typing import Any
 
 from .. import world
 from ..errors import InputError
+from ..evaluation.logprobs import paired_difference
 from ..log import get_logger
 from ..records import read_jsonl, write_json
 from .common import load_conversations, pairs_by_key
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--personas", required=True)
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--run", default="{}", help="which config produced the run (JSON, as summarize's --run)")
     p.add_argument("--output", required=True, help="JSON report")
 
 
@@ -43,31 +45,35 @@ def per_pair_mean(values: list[tuple[str, float]]) -> dict[str, float]:
     return {p: sum(v) / len(v) for p, v in by.items()}
 
 
-def paired_bootstrap(a: dict[str, float], b: dict[str, float], resamples: int, seed: int) -> dict[str, float]:
-    """Mean of b - a over the pairs both have, and its percentile 95 % interval (pairs resampled)."""
-    keys = sorted(set(a) & set(b))
-    if not keys:
+def paired_bootstrap(a: list[dict], b: list[dict], resamples: int, seed: int) -> dict[str, Any]:
+    """Mean of b - a over the (pair, conversation) rows both have, and its 95 % interval with pairs resampled:
+    the summary's own computation (evaluation.logprobs.paired_difference, the same seed and resamples), so a
+    difference has one interval in world.json and in logprob_differences.csv."""
+    import pandas as pd
+
+    before, after = pd.DataFrame.from_records(a), pd.DataFrame.from_records(b)
+    if before.empty or after.empty or not set(before["pair"]) & set(after["pair"]):
         raise InputError("world-report", "the iterations share no scored pair")
-    diffs = [b[k] - a[k] for k in keys]
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
-    lo, hi = means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))]
-    return {"mean": sum(diffs) / len(diffs), "ci95": [lo, hi], "n_pairs": len(keys)}
+    d = paired_difference(before, after, resamples, seed)
+    return {"mean": d["difference"], "ci95": [d["ci_low"], d["ci_high"]], "n_pairs": d["n_pairs"]}
 
 
 def run(args: argparse.Namespace) -> None:
     if len(args.logprobs) != len(args.conversations):
         raise InputError(args.logprobs[0], "give one logprobs file and one conversations file per iteration")
     pairs = pairs_by_key(args.tasks, args.personas)
-    report: dict[str, Any] = {"iterations": []}
+    report: dict[str, Any] = {"run": json.loads(args.run), "iterations": []}
     base_lp = base_el = None
     for t, (lp_path, conv_path) in enumerate(zip(args.logprobs, args.conversations, strict=True)):
-        lps = per_pair_mean([(r["pair"], r["logprob"]) for r in read_jsonl(lp_path, required=("pair", "logprob"))])
+        scored = read_jsonl(lp_path, required=("pair", "conv", "logprob"))
+        lps = per_pair_mean([(r["pair"], r["logprob"]) for r in scored])
+        lp_rows = [{"pair": r["pair"], "conv": r["conv"], "logprob": r["logprob"]} for r in scored]
         convs = load_conversations(conv_path)
-        elicited, topics, relevant_asked, n_questions = [], Counter(), 0, 0
+        elicited, el_rows, topics, relevant_asked, n_questions = [], [], Counter(), 0, 0
         for c in convs:
             p = pairs[c["pair"]]
             elicited.append((c["pair"], world.elicited(c["turns"], p.persona, p.task)))
+            el_rows.append({"pair": c["pair"], "conv": c["conv"], "logprob": elicited[-1][1]})
             relevant = world.TASK_BY_TEXT[p.task.strip()].relevant
             for turn in c["turns"]:
                 if turn["role"] == "questioner":
@@ -85,10 +91,10 @@ def run(args: argparse.Namespace) -> None:
             "example": next((c for c in convs if c["pair"] == sorted(pairs)[0]), convs[0]),
         }
         if t == 0:
-            base_lp, base_el = lps, el
+            base_lp, base_el = lp_rows, el_rows
         else:
-            row["qa_experimental_vs_m0"] = paired_bootstrap(base_lp, lps, args.resamples, args.seed)
-            row["elicited_vs_m0"] = paired_bootstrap(base_el, el, args.resamples, args.seed)
+            row["qa_experimental_vs_m0"] = paired_bootstrap(base_lp, lp_rows, args.resamples, args.seed)
+            row["elicited_vs_m0"] = paired_bootstrap(base_el, el_rows, args.resamples, args.seed)
         report["iterations"].append(row)
         vs = row.get("qa_experimental_vs_m0")
         log.info(

@@ -218,7 +218,8 @@ def role_stages(cfg: dict, role: str) -> set[str]:
 def expected(cfg: dict, key: str) -> set[str]:
     p = key.split(".")
     if key == "run_name":
-        return set()  # a name (W&B run, model card): renaming retrains nothing
+        # a name (W&B run, model card) that retrains nothing; each run keeps its own summary folder
+        return {"summarize", "report_tables"}
     if key in ("iterations",):
         return {"train"}
     if key == "base_model":
@@ -413,7 +414,7 @@ def test_every_config_key_reruns_exactly_its_stages(tmp_path):
 
 def test_issue_keys_rerun_their_stage(tmp_path):
     """The keys once passed as unrecorded params: persona count/seed, task rows/dataset/column, an API
-    model's name; a data path change; and the one name-only key (run_name) plans nothing."""
+    model's name; a data path change; and the one name-only key (run_name) plans only its own summary."""
     cfg = variant_generate(tmp_path / "g")
     cfg["models"]["gpt"] = {"source": {"api": "gpt-x"}}
     cfg["roles"]["judge"] = {"backend": "openai", "model": "gpt"}
