@@ -8,13 +8,17 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: setup setup-vllm run run-llm test test-slow lint
+.PHONY: setup setup-vllm check-envs run run-llm test test-slow lint
 
 setup:
 	@bash scripts/setup.sh
 
 setup-vllm: setup
 	@bash scripts/setup-vllm.sh
+
+# each kind of rule's software environment (envs/) installs from the project's files and passes `pip check`
+check-envs: setup-vllm
+	bash scripts/check-envs.sh
 
 # the learning world (config/world.yaml): the loop visibly learns, results/summary/world/world.json
 run: setup

@@ -47,6 +47,7 @@ include: "rules/simulate.smk"
 include: "rules/score.smk"
 include: "rules/sft.smk"
 include: "rules/train.smk"
+include: "rules/specificity.smk"
 include: "rules/evaluate.smk"
 include: "rules/world.smk"
 
@@ -58,4 +59,5 @@ rule all:
         rules.report_tables.output,
         expand("results/models/m{t}", t=range(1, T + 1)),
         WORLD_TARGETS,
+        [SPECIFICITY_FILE] if SPECIFICITY_RATING else [],
     localrule: True

@@ -24,6 +24,7 @@ from stargate.config import (
 )
 from stargate.errors import StargateError
 from stargate.fingerprint import code_fingerprint
+from stargate.plan import check_fit, resources_of_workflow
 from stargate.prompts import stage_template_digest
 from stargate.released import data_path, per_split_file
 from stargate.runlock import (
@@ -70,6 +71,15 @@ try:
 except StargateError as exc:
     config_problem(exc)
 
+# A GPU job that cannot fit its card stops the workflow here, dry-run included, when the profile declares the
+# card's memory (resource gpu_memory_gb, e.g. profiles/slurm); CPU runs declare none. stargate/plan/fit.py;
+# `stargate plan --profile ...` prints every figure.
+if workflow.is_main_process:
+    try:
+        check_fit(config, resources_of_workflow(workflow.resource_settings))
+    except StargateError as exc:
+        raise SystemExit(f"stargate: {exc}")
+
 # `--cores 0` would wait forever for a free core ("Provided cores: 0"); a dry-run needs none.
 if (
     workflow.is_main_process
@@ -111,9 +121,41 @@ onerror:
 
 T = int(config["iterations"])
 SIM = config["simulation"]
-SHARDS = list(range(int(SIM["shards"])))
+
+
+def split_shards(split):
+    """Shard indices of a split's simulation (simulation.shards: one number for every split, or one per split)."""
+    n = SIM["shards"]
+    return list(range(int(n[split] if isinstance(n, dict) else n)))
+
+
 TURNS = list(range(1, int(SIM["max_turns"]) + 1))
-ENV = "../envs/stargate.yaml"
+# Software environments, one per kind of rule (envs/*.yaml), used with `snakemake --sdm conda`; without it
+# (the tested path) every rule runs in the environment snakemake was started from, and these change nothing.
+# vLLM pins its own torch and a transformers range; the training stack (TRL, DeepSpeed, flash-attn) has pins
+# of its own. Each rule gets the environment its stage needs (docs/vllm.md, docs/training.md).
+#   stargate  bookkeeping, API and hf-backend stages                  envs/stargate.yaml
+#   vllm      a stage running a role bound to the vllm backend         envs/vllm.yaml (GPU; CPU twin vllm-cpu.yaml)
+#   train     the train rule (transformers Trainer, TRL, DeepSpeed)    envs/train.yaml
+CONDA_ENVS = {
+    "stargate": "../envs/stargate.yaml",
+    "vllm": "../envs/vllm.yaml",
+    "train": "../envs/train.yaml",
+}
+
+
+def conda_env(kind="stargate", roles=()):
+    """The `conda:` env file of a rule: `kind` ("train" for training); a rule whose stage runs `roles` gets the
+    vLLM env when one of them is bound to the vllm backend in the config (the vLLM env also holds stargate's
+    own dependencies, so its other roles run there too)."""
+    if kind == "stargate" and any(
+        config["roles"][r]["backend"] == "vllm" for r in roles
+    ):
+        kind = "vllm"
+    return CONDA_ENVS[kind]
+
+
+ENV = conda_env()
 PROMPTS = config["prompts"]
 EVAL = config["evaluation"]
 PER_T_CONDITIONS = [c for c in EVAL["conditions"] if c in CONDITIONS_PER_ITERATION]
@@ -405,7 +447,10 @@ def config_without_run_name():
     if data["personas"]["source"] != "generate" and data["names"] != "llm":
         unused.add("persona_generator")
     if not WINRATE_VARIANTS:
-        unused.add("judge")
+        if not EVAL[
+            "specificity_rating"
+        ]:  # the specificity stage is the judge's other job
+            unused.add("judge")
         if REGULARIZER != "self":
             unused.add("answerer")
     roles = {}

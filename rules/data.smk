@@ -58,7 +58,7 @@ rule personas:
     benchmark:
         "benchmarks/personas/{split}.tsv"
     conda:
-        ENV
+        conda_env(roles=["persona_generator"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=4000, runtime=120),
@@ -97,7 +97,7 @@ rule names:
     log:
         "logs/names/{split}.log",
     conda:
-        ENV
+        conda_env(roles=["persona_generator"])
     resources:
         **res(mem_mb=4000, runtime=60),
     params:
@@ -125,7 +125,7 @@ rule oracle:
     benchmark:
         "benchmarks/oracle/{split}.tsv"
     conda:
-        ENV
+        conda_env(roles=["oracle"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=240),

@@ -25,7 +25,7 @@ rule winrate_answer:
         selection="random|top1",
         answerer="mt|m0",
     conda:
-        ENV
+        conda_env(roles=["answerer"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=120),
@@ -59,7 +59,7 @@ rule judge:
         selection="random|top1",
         answerer="mt|m0",
     conda:
-        ENV
+        conda_env(roles=["judge"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=4000, runtime=120),
@@ -86,6 +86,7 @@ rule summarize:
     input:
         **summary_inputs(),
         tasks=TEST_DATA["tasks"],
+        specificity=SPECIFICITY_FILE if SPECIFICITY_RATING else [],
     output:
         logprobs=f"{SUMMARY}/logprobs.csv",
         differences=f"{SUMMARY}/logprob_differences.csv",
@@ -120,12 +121,15 @@ rule summarize:
         bootstrap=f"--resamples {WINRATE['bootstrap_resamples']} --bootstrap-seed {WINRATE['bootstrap_seed']}",
         labels=EVAL["task_labels"],
         config_sha256=config_digest(),
+        specificity=lambda wc, input: (
+            f"--specificity {input.specificity}" if SPECIFICITY_RATING else ""
+        ),
         run=config_identity,
-        out_dir=SUMMARY,
+        out_dir=lambda wc, output: os.path.dirname(output.json),
         code=code("summarize"),
     shell:
         "stargate summarize --manifest {params.manifest:q} --variants {params.variants} {params.bootstrap}"
-        " --task-labels {params.labels} --tasks {input.tasks} --run {params.run:q}"
+        " --task-labels {params.labels} --tasks {input.tasks} {params.specificity} --run {params.run:q}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -20,7 +20,7 @@ rule score:
     wildcard_constraints:
         condition="|".join(CONDITIONS_PER_ITERATION),
     conda:
-        ENV
+        conda_env(roles=["scorer"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=240),
@@ -78,10 +78,11 @@ rule shuffle:
         **res(),
     params:
         seed=EVAL["shuffle_seed"],
+        prompts=PROMPTS,  # the prompt set's shuffle_rotation: paper_v1 rotates as the original did
         code=code("shuffle"),
     shell:
         "stargate shuffle --conversations {input.conversations} --tasks {input.tasks} --personas {input.personas}"
-        " --seed {params.seed} --output {output} > {log} 2>&1"
+        " --seed {params.seed} --prompts {params.prompts} --output {output} > {log} 2>&1"
 
 
 rule topk:

@@ -47,7 +47,7 @@ rule regularize:
     benchmark:
         "benchmarks/regularize/m{t}_{split}.tsv"
     conda:
-        ENV
+        conda_env(roles=["answerer"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=240),

@@ -3,8 +3,9 @@
 
 
 # One job per shard runs every turn: the Questioner m_t and the Roleplayer are loaded once each for all
-# turns (per-turn jobs loaded each model max_turns times: 168 loads in the paper DAG, now 56). Each turn's
-# conversations are still separate, immutable outputs of the job, and pooling checks them.
+# turns (per-turn jobs loaded each model max_turns times: 168 loads in the paper DAG; now 32, the test split
+# in one shard). Each turn's conversations are still separate, immutable outputs of the job, and pooling
+# checks them.
 #
 # Resources: when both roles load a local model the job needs the GPUs of both, held for the whole job:
 # `gpu` is their sum and `questioner_gpu` the Questioner's share (it runs in its own worker process on the
@@ -32,7 +33,7 @@ rule simulate:
     benchmark:
         "benchmarks/simulate/m{t}_{split}_shard{shard}.tsv"
     conda:
-        ENV
+        conda_env(roles=["questioner", "roleplayer"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=480, questioner_gpu=0),
@@ -42,8 +43,8 @@ rule simulate:
         ),
         roleplayer=role_cli("roleplayer", prefix="roleplayer-"),
         prompts=f"--prompts {PROMPTS}",
-        sim=f"--shards {len(SHARDS)} --conversations {SIM['conversations_per_pair']} --min-turns {SIM['min_turns']}"
-        f" --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
+        sim=lambda wc: f"--shards {len(split_shards(wc.split))} --conversations {SIM['conversations_per_pair']}"
+        f" --min-turns {SIM['min_turns']} --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
         templates=prompt_digest("questioner_turn") + prompt_digest("roleplayer_turn"),
         code=code("simulate"),
     shell:
@@ -60,14 +61,14 @@ rule pool:
             "results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
             t=wc.t,
             split=wc.split,
-            shard=SHARDS,
+            shard=split_shards(wc.split),
             k=TURNS,
         ),
         asked=lambda wc: expand(
             "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
             t=wc.t,
             split=wc.split,
-            shard=SHARDS,
+            shard=split_shards(wc.split),
             k=TURNS,
         ),
     output:

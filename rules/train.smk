@@ -31,7 +31,7 @@ rule train:
     wildcard_constraints:
         t=r"[1-9]\d*",
     conda:
-        ENV
+        conda_env("train")
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=16000, runtime=600),

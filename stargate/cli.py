@@ -35,11 +35,13 @@ STAGES = {
     "train": ("stargate.stages.train", "fine-tune m_{t+1} from m0"),
     "winrate-answer": ("stargate.stages.winrate_answer", "answers for the win-rate evaluation"),
     "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
+    "specificity": ("stargate.stages.specificity", "rate each test task general or user-specific (judge role)"),
     "summarize": ("stargate.stages.summarize", "log-prob curves and win rates (CSV, JSON, PNG)"),
     "report-tables": ("stargate.stages.report_tables", "the report's tables as one HTML page"),
     "world-report": ("stargate.stages.world_report", "learning-world figures: curve, bootstrap, what it asks"),
     "chat": ("stargate.stages.chat", "talk to a trained Questioner in the terminal"),
     "cost": ("stargate.stages.cost", "estimate API tokens and money a config will spend"),
+    "plan": ("stargate.plan.cli", "GPU memory fit and GPU-hours of a config on a profile, before submitting"),
 }
 
 

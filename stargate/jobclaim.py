@@ -38,7 +38,7 @@ log = get_logger(__name__)
 JOBS_DIR = Path(".snakemake") / "stargate-jobs"
 POLL_S = 1.0
 REPORT_EVERY_S = 60.0
-UNCLAIMED = frozenset({"chat", "cost"})  # interactive / read-only commands: never one of a workflow's jobs
+UNCLAIMED = frozenset({"chat", "cost", "plan"})  # interactive / read-only commands: never one of a workflow's jobs
 
 
 @dataclass

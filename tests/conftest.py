@@ -124,3 +124,21 @@ def pytest_collection_modifyitems(config, items):
     stopped, every later Snakemake start pays ~10 s: the SLURM executor plugin runs `scontrol show config` when
     Snakemake loads it, and scontrol retries the stopped controller. The sort is stable: the rest keep their order."""
     items.sort(key=lambda item: item.path.name == "test_slurm.py")
+    skip_without_cuda(items)
+
+
+def skip_without_cuda(items) -> None:
+    """`gpu`-marked tests (tests/test_gpu_smoke.py; `pytest -m gpu` selects them) are skipped, with the reason,
+    where no CUDA device is usable. torch is imported only when such a test was collected."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    why = "needs a CUDA GPU: " + (
+        "torch is a CPU build" if torch.version.cuda is None else "no CUDA device is visible"
+    )
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason=why))

@@ -240,7 +240,12 @@ def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
     total_line = next(line for line in out.splitlines() if line.startswith("total (API roles)"))
     assert total_line.split()[-2:] == [f"{est['total_usd_online']:,.2f}", f"{est['total_usd_batch']:,.2f}"]
     assert main(["cost", "--configfile", str(cfg_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 7200
+    # + one specificity rating per test task (evaluation.specificity_rating in paper.yaml)
+    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 7200 + 50
+    assert (
+        rows(est)["specificity"]["calls"] == 50
+        and rows(cost.estimate(PAPER, base_dir=REPO)).get("specificity") is None
+    )
     assert main(["cost", "--configfile", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

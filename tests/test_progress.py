@@ -42,7 +42,9 @@ def test_a_run_through_the_default_profile_shows_overall_and_in_job_progress(tmp
     assert r.returncode == 0, terminal[-3000:]
     overall = re.findall(r"^\[stargate\] (\d+)/(\d+) jobs done", terminal, re.M)
     assert overall and overall[-1][0] == overall[-1][1], terminal[-3000:]  # the last says every job is done
-    assert re.search(r"^\[stargate\] simulate\[t=0,split=A,shard=0\] · ", terminal, re.M), terminal[-3000:]  # a running job's line
+    assert re.search(r"^\[stargate\] simulate\[t=0,split=A,shard=0\] · ", terminal, re.M), terminal[
+        -3000:
+    ]  # a running job's line
     assert re.search(r"^\[stargate\] .*(running for|/s, (ETA|done))", terminal, re.M), terminal[-3000:]
     # and the stage wrote them into its log (where the README says the full logs are)
     assert "stargate.progress: " in (tmp_path / "logs" / "simulate" / "m0_A_shard0.log").read_text()

@@ -53,6 +53,10 @@ def test_paper_generation_prompts_go_as_vllm_text_and_fixed_ones_do_not():
         ({"generation_io": "vllm_text"}, "generation_io 'vllm_text' is not one of"),
         ({"chat_template": "missing.jinja"}, "chat_template file missing.jinja does not exist"),
         ({"score_span": "tokens"}, "score_span 'tokens' is not one of"),
+        ({"sft_labels": "tokens"}, "sft_labels 'tokens' is not one of"),
+        ({"tokenizer": "gpt2"}, "tokenizer 'gpt2' is not one of"),
+        ({"shuffle_rotation": "left"}, "shuffle_rotation 'left' is not one of"),
+        ({"blank_gold": "maybe"}, "blank_gold 'maybe' is not one of"),
     ],
 )
 def test_bad_manifest_names_the_file_and_key(tmp_path, monkeypatch, change, message):

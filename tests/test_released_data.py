@@ -452,6 +452,7 @@ def split_b(tmp_path):
 
 
 def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, capsys):
+    """fixed_v1 (and any set without `blank_gold: keep`): a blank gold response is dropped, like a refused one."""
     tasks = [t["text"] for t in read_jsonl(split_b["tasks"])]
 
     # task 0: refused by the content filter, task 1: blank, else an answer
@@ -464,7 +465,7 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, ca
         "--personas",
         split_b["personas"],
         "--prompts",
-        "paper_v1",
+        "fixed_v1",
         "--role",
         role,
         "--model",
@@ -508,7 +509,7 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, ca
             "--personas",
             split_b["personas"],
             "--prompts",
-            "paper_v1",
+            "fixed_v1",
             "--role",
             role,
             "--model",
@@ -523,6 +524,51 @@ def test_oracle_drops_and_counts_refused_and_blank_replies(tmp_path, split_b, ca
     assert sorted(read_meta(lp)["no_gold"]) == sorted(set(keys) - {r["pair"] for r in recs})
     assert run("topk", "--conversations", convs, "--logprobs", lp, "--k", 1, "--output", top) == 0
     assert {r["pair"] for r in read_jsonl(top)} == {r["pair"] for r in recs}
+
+
+def test_paper_v1_keeps_a_blank_gold_response_and_scores_it_as_the_original(tmp_path, split_b):
+    """Issue 21 item 5: the original kept a blank gold response, scored `gold.strip()` = "" (no token past the
+    context: log p 0 for every conversation of the pair) and took the pair on to top-1 and training. Under
+    paper_v1 only refusals are dropped; the blank pairs are listed in the sidecar (`blank`)."""
+    tasks = [t["text"] for t in read_jsonl(split_b["tasks"])]
+    role = scripted("Gold.", [(re.escape(tasks[0]), None), (re.escape(tasks[1]), "  ")])
+    out = tmp_path / "gold.jsonl"
+    common = ["--tasks", split_b["tasks"], "--personas", split_b["personas"], "--prompts", "paper_v1"]
+    argv = ["oracle", *common, "--role", role, "--model", "fake", "--output", out]
+    assert run(*argv, "--max-dropped-fraction", "0.25") == 0  # 3 refused of 12; the 3 blank are kept
+    recs, meta = read_jsonl(out), read_meta(out)
+    blank = sorted(f"B-t0001|B-p0{j}" for j in range(3))
+    assert (meta["n_refused"], meta["n_unusable"], meta["n_dropped"]) == (3, 0, 3)
+    assert sorted(meta["blank"]) == blank and len(recs) == 9
+    assert {r["pair"]: r["text"] for r in recs if r["pair"] in blank} == dict.fromkeys(blank, "  ")
+
+    convs = tmp_path / "convs.jsonl"
+    keys = [f"B-t000{i}|B-p0{j}" for j in range(3) for i in range(4)]
+    turns = [{"role": "questioner", "text": "Q?"}, {"role": "roleplayer", "text": "A."}]
+    convs.write_text(
+        "".join(
+            json.dumps({"pair": k, "conv": c, "target_turns": 1, "turns": turns}) + "\n"
+            for k in keys
+            for c in range(2)
+        )
+    )
+    lp, top = tmp_path / "lp.jsonl", tmp_path / "top.jsonl"
+    scorer = scripted("unused")
+    score = ["score", "--condition", "qa-experimental", "--conversations", convs, "--gold", out, *common]
+    assert run(*score, "--role", scorer, "--model", "fake", "--output", lp) == 0
+    scored = {(r["pair"], r["conv"]): r for r in read_jsonl(lp)}
+    assert len(scored) == 18
+    assert all((scored[(k, c)]["logprob"], scored[(k, c)]["n_tokens"]) == (0.0, 0) for k in blank for c in (0, 1))
+    assert all(r["n_tokens"] > 0 for (k, _), r in scored.items() if k not in blank)
+    assert run("topk", "--conversations", convs, "--logprobs", lp, "--k", 1, "--output", top) == 0
+    assert {(r["pair"], r["conv"]) for r in read_jsonl(top) if r["pair"] in blank} == {(k, 0) for k in blank}
+
+    # a blank text the oracle did not keep (a hand-edited file) is still an error
+    meta_file = Path(str(out) + ".meta.json")
+    edited = json.loads(meta_file.read_text())
+    edited["blank"] = blank[:1]
+    meta_file.write_text(json.dumps(edited))
+    assert run(*score, "--role", scorer, "--model", "fake", "--output", tmp_path / "lp2.jsonl") == 2
 
 
 def test_judge_drops_and_counts_refused_and_unparsable_verdicts(tmp_path, split_b, capsys):

@@ -159,6 +159,76 @@ def test_local_gpu_profile_dry_run(tmp_path):
     assert any(r == "simulate" and res["gpu"] == "3" and res["questioner_gpu"] == "1" for r, res in jobs)
 
 
+# ----------------------------------------------------------------------------- fast: sbatch lines
+PLUGIN = "snakemake-executor-plugin-slurm"
+
+
+class _Resources(dict):
+    """A job's resources as the plugin reads them: `.get(name)` and attribute access."""
+
+    def __getattr__(self, name):
+        return self[name] if name in self else None
+
+
+def plugin_sbatch_line(rule: str, resources: dict[str, str], threads: int) -> list[str]:
+    """The sbatch command the installed plugin builds for a job with these resources and threads (its own
+    get_submit_command + set_gres_string, the two calls of its run_job), split as the shell splits it."""
+    import shlex
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    values = _Resources({k: int(v) if re.fullmatch(r"-?\d+", v) else v for k, v in resources.items()})
+    job = SimpleNamespace(resources=values, threads=threads, name=rule)
+    params = {"run_uuid": "stargate_x", "slurm_logfile": "x.log", "comment_str": f"rule_{rule}", "account": "",
+              "partition": "", "workdir": "/w"}  # fmt: skip
+    return shlex.split(get_submit_command(job, params) + set_gres_string(job))
+
+
+def assert_one_task_line(argv: list[str], gpus: int, cpus: int, mem_mb: int, minutes: int) -> None:
+    """One task with N GPUs, the rule's threads as --cpus-per-task, its memory and its time."""
+    assert f"--gpus={gpus}" in argv, argv
+    assert f"--cpus-per-task={cpus}" in argv, argv
+    assert argv[argv.index("--mem") + 1] == str(mem_mb), argv
+    assert argv[argv.index("-t") + 1] == str(minutes), argv
+    # no task geometry: SLURM's default of one task (plugin 2.6.1 adds --ntasks-per-gpu=1 unless tasks_per_gpu: 0)
+    assert not [a for a in argv if a.startswith(("--ntasks", "-n"))], argv
+
+
+def test_slurm_profile_submits_every_gpu_rule_as_one_task(tmp_path):
+    """Every GPU job of the paper DAG, as the pinned plugin would submit it through profiles/slurm."""
+    wd = workdir_for_repo(tmp_path)
+    proc = snakemake(["-s", str(REPO / "Snakefile"), "-n", "--profile", str(SLURM_PROFILE)], cwd=wd)
+    assert proc.returncode == 0, output_of(proc)[-4000:]
+    from stargate.plan.hours import parse_dry_run
+
+    profile = slurm_profile()
+    seen = set()
+    for job in parse_dry_run(proc.stdout):
+        if job.rule == "all" or int(job.resources.get("gpu", 0)) == 0 or job.rule in seen:
+            continue
+        rule = job.rule
+        seen.add(rule)
+        # a dry-run through the slurm executor prints no threads: the job gets set-threads (rule threads otherwise)
+        argv = plugin_sbatch_line(rule, job.resources, job.threads or profile["set-threads"][rule])
+        want = profile["set-resources"][rule]
+        assert_one_task_line(
+            argv, want["gpu"], profile["set-threads"][rule], want["mem_mb"], int(expected_value(want["runtime"]))
+        )
+    assert seen == PAPER_GPU_RULES | {"score_control"}, seen
+
+
+def test_the_slurm_plugin_is_pinned_to_the_version_installed():
+    """The sbatch lines above depend on the plugin's version (2.6.1 adds --ntasks-per-gpu=1 by default)."""
+    from importlib.metadata import version
+
+    text = (REPO / "pyproject.toml").read_text()
+    pin = re.search(rf'"{PLUGIN}==([\d.]+)"', text)
+    assert pin, f"{PLUGIN} is not pinned with == in pyproject.toml"
+    assert version(PLUGIN) == pin.group(1)
+
+
 # ----------------------------------------------------------------------------- fast: bare profile name
 def isolated_env(tmp_path: Path) -> dict:
     env = dict(os.environ)
@@ -287,6 +357,40 @@ def job_name_from(out: str) -> str | None:
     return m.group(1) if m else None
 
 
+def recording_sbatch(tmp_path: Path) -> tuple[Path, Path]:
+    """A `sbatch` first on PATH that runs the real one and records what the plugin submitted: its argv, the job
+    id and `scontrol show job` of the job just queued (one JSON line per submission)."""
+    real = shutil.which("sbatch") or "/usr/bin/sbatch"
+    folder, record = tmp_path / "sbatch-recorder", tmp_path / "sbatch.jsonl"
+    folder.mkdir()
+    script = f"""#!{sys.executable}
+import json, subprocess, sys
+proc = subprocess.run([{real!r}, *sys.argv[1:]], stdin=sys.stdin, capture_output=True, text=True)
+sys.stdout.write(proc.stdout)
+sys.stderr.write(proc.stderr)
+job = proc.stdout.strip().split(";")[0]
+shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout if job else ""
+with open({str(record)!r}, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "rc": proc.returncode, "job": job, "scontrol": shown}}) + "\\n")
+sys.exit(proc.returncode)
+"""
+    (folder / "sbatch").write_text(script)
+    (folder / "sbatch").chmod(0o755)
+    return folder, record
+
+
+def submissions(record: Path, rule: str) -> list[dict]:
+    """The recorded sbatch calls of one rule (the plugin's --comment is rule_<rule>[_wildcards_...])."""
+    rows = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    out = []
+    for row in rows:
+        argv = row["argv"]
+        comment = argv[argv.index("--comment") + 1] if "--comment" in argv else ""
+        if re.match(rf"rule_{rule}(_wildcards_|$)", comment):
+            out.append(row)
+    return out
+
+
 @pytest.mark.slow
 def test_slurm_cluster_runs_cpu_and_gpu_jobs(slurm_cluster, tmp_path):
     """A throwaway two-rule workflow through the project's slurm profile: the quickest proof of the path."""
@@ -295,12 +399,13 @@ def test_slurm_cluster_runs_cpu_and_gpu_jobs(slurm_cluster, tmp_path):
         'rule tasks:\n    output: "cpu.txt"\n    threads: 1\n'
         "    resources: gpu=0, mem_mb=500, runtime=5\n"
         '    shell: "echo job=$SLURM_JOB_ID cvd=${{CUDA_VISIBLE_DEVICES:-none}} > {output}"\n\n'
-        'rule questioner_turn:\n    output: "gpu.txt"\n    threads: 1\n'
+        'rule questioner_turn:\n    output: "gpu.txt"\n    threads: 2\n'
         "    resources: gpu=1, mem_mb=500, runtime=5\n"
         '    shell: "echo job=$SLURM_JOB_ID gpus={resources.gpu} cvd=$CUDA_VISIBLE_DEVICES > {output}"\n'
     )
     (tmp_path / "tiny.yaml").write_text("{}\n")
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    recorder, record = recording_sbatch(tmp_path)
+    env = dict(os.environ, PATH=f"{recorder}:{BIN}:{os.environ['PATH']}")
     args = [
         *slurm_run_args("stargatesmoke"),
         "--workflow-profile",
@@ -327,6 +432,13 @@ def test_slurm_cluster_runs_cpu_and_gpu_jobs(slurm_cluster, tmp_path):
     assert all(r["State"] == "COMPLETED" for r in rows.values()), rows
     assert "gres/gpu=1" in rows["questioner_turn"]["ReqTRES"] and "gres/gpu=1" in rows["questioner_turn"]["AllocTRES"]
     assert "gres/gpu" not in rows["tasks"]["AllocTRES"]
+    # what the plugin submitted for the GPU rule: one task with its GPU, its 2 threads as CPUs, its memory and time
+    (gpu_job,) = submissions(record, "questioner_turn")
+    print(f"[slurm] GPU rule submitted as: {' '.join(gpu_job['argv'][:-1])} <command>")
+    assert_one_task_line(gpu_job["argv"], gpus=1, cpus=2, mem_mb=500, minutes=5)
+    assert re.search(r"\bNumTasks=1\b", gpu_job["scontrol"]) and re.search(r"\bNumCPUs=2\b", gpu_job["scontrol"]), (
+        gpu_job
+    )
 
 
 TINY_OVERLAY = {
@@ -391,7 +503,8 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
         (wd / "resources" / "model_recipes").mkdir(parents=True)
         (wd / "resources" / "model_recipes" / "smollm2.json").symlink_to(recipe)
     timeout = int(os.environ.get("STARGATE_SLURM_TEST_TIMEOUT", "1200"))
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", WANDB_MODE="offline")
+    recorder, record = recording_sbatch(tmp_path)
+    env = dict(os.environ, PATH=f"{recorder}:{BIN}:{os.environ['PATH']}", HF_HUB_OFFLINE="1", WANDB_MODE="offline")
     gpu_rules = ["simulate", "score"]  # hf backend: `--gpus 1` without CUDA falls back to CPU
     args = [
         "-s",
@@ -414,7 +527,7 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
     cancel_run(name)
     assert proc.returncode == 0, out[-6000:]
     print(f"[slurm] workflow ({config or 'tiny overlay on config/config.yaml'}) through SLURM: {elapsed:.1f} s")
-    assert (wd / "results" / "summary" / "summary.json").exists()
+    assert list((wd / "results" / "summary").glob("*/summary.json"))  # results/summary/<run_name>/
 
     rows = sacct_jobs(name)
     by_rule: dict[str, list[dict]] = {}
@@ -432,3 +545,15 @@ def test_default_workflow_through_slurm(slurm_cluster, tmp_path):
             assert "gres/gpu=1" in r["ReqTRES"] and "gres/gpu=1" in r["AllocTRES"], r
     for r in by_rule["train"]:
         assert "gres/gpu" not in r["AllocTRES"], r
+    # the project's GPU rule as the plugin submitted it: one task, its GPU, its threads (capped at 2 by
+    # --max-threads) as CPUs, and the memory and time the workflow gives the rule
+    dry = snakemake([*args, "-n", "--forceall"], cwd=wd, env=env)
+    from stargate.plan.hours import parse_dry_run
+
+    planned = [j for j in parse_dry_run(dry.stdout) if j.rule == "simulate"]
+    sims = submissions(record, "simulate")
+    assert planned and sims, (output_of(dry)[-3000:], sims)
+    res = planned[0].resources
+    for sub in sims:
+        assert_one_task_line(sub["argv"], gpus=1, cpus=2, mem_mb=int(res["mem_mb"]), minutes=int(res["runtime"]))
+        assert re.search(r"\bNumTasks=1\b", sub["scontrol"]), sub

@@ -425,6 +425,67 @@ def test_attention_choice_on_cpu():
             choose_attn_implementation("flash_attention_2", on_gpu=True, bf16=True)
 
 
+def _fake_flash_attn(root: Path, init: str) -> None:
+    """An installed flash-attn (module and dist-info metadata) whose `__init__` is `init`."""
+    (root / "flash_attn").mkdir(parents=True)
+    (root / "flash_attn" / "__init__.py").write_text(init)
+    (root / "flash_attn-2.7.4.dist-info").mkdir()
+    (root / "flash_attn-2.7.4.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: flash_attn\nVersion: 2.7.4\n"
+    )
+
+
+@pytest.fixture
+def attn_log():
+    """The stargate logger's records (it does not propagate to the root logger that caplog watches)."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("stargate")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_flash_attn_that_does_not_import_falls_back_to_sdpa(tmp_path, monkeypatch, attn_log):
+    """Issue 20 finding 5: a flash-attn wheel built for another torch is installed (metadata present) but its
+    import fails with "undefined symbol": auto picks sdpa and logs why; asking for it explicitly is an error."""
+    import importlib.metadata
+    import sys
+
+    _fake_flash_attn(
+        tmp_path,
+        'raise ImportError("/site/flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so: undefined symbol: '
+        '_ZN3c105ErrorC2ENS_14SourceLocationESs")\n',
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
+    assert importlib.metadata.version("flash_attn") == "2.7.4"  # installed, as far as metadata goes
+    choice, why = choose_attn_implementation("auto", on_gpu=True, bf16=True)
+    assert choice == "sdpa" and "does not import" in why and "undefined symbol" in why
+    logged = "\n".join(r.getMessage() for r in attn_log)
+    assert "falling back to sdpa" in logged and "undefined symbol" in logged
+    assert "attention implementation: sdpa" in logged
+    with pytest.raises(StargateError, match="flash_attention_2 requested but flash-attn is installed but does not"):
+        choose_attn_implementation("flash_attention_2", on_gpu=True, bf16=True)
+    assert choose_attn_implementation("auto", on_gpu=False, bf16=True) == ("sdpa", "training on CPU")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback when the kernel cannot run")
+def test_flash_attn_whose_kernel_fails_falls_back_to_sdpa(tmp_path, monkeypatch, attn_log):
+    """flash-attn imports, but its tiny kernel call fails (here: no CUDA at all): sdpa, with the reason."""
+    import sys
+
+    _fake_flash_attn(tmp_path, '__version__ = "2.7.4"\n\ndef flash_attn_func(q, k, v, causal=False):\n    return q\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
+    choice, why = choose_attn_implementation("auto", on_gpu=True, bf16=True)
+    assert choice == "sdpa" and why.startswith("flash-attn 2.7.4 imports but its kernel failed"), why
+    assert any("falling back to sdpa" in r.getMessage() for r in attn_log)
+
+
 def test_multi_gpu_relaunch_command_and_gpu_checks(monkeypatch):
     cmd = launch.launch_command(4, ["--gpus", "4"], port=29500)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"]

@@ -76,6 +76,7 @@ def test_defaults_come_from_the_schema():
         "device": "auto",
         "batch_size": 16,
         "attn_implementation": None,
+        "tokenizer": "prompt_set",
     }
     assert cfg["roles"]["roleplayer"]["sampling"]["top_p"] == 1.0
 
@@ -143,8 +144,9 @@ def test_paper_dry_run_has_the_whole_dag(tmp_path):
     counts = job_counts(out)
     assert counts["train"] == 3 and counts["judge"] == 4 * 3 and counts["winrate_answer"] == 2 * (4 + 3)
     assert counts["topk"] == 3 + 4  # training splits, and the test split for the top-1 variants
-    # one job per shard holds both models for every turn: (train iterations + evals) x shards
-    assert counts["simulate"] == (3 + 4) * 4 and "questioner_turn" not in counts and "roleplayer_turn" not in counts
+    # one job per shard holds both models for every turn: train iterations x 4 shards + evals x 1 (the test split's
+    # 500 pairs in one job: simulation.shards {A: 4, B: 4, test: 1})
+    assert counts["simulate"] == 3 * 4 + 4 and "questioner_turn" not in counts and "roleplayer_turn" not in counts
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +296,9 @@ def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
     before the report's own scripts and writes what it saw into the page)."""
     browser = _chromium()
     if browser is None:
-        pytest.skip("no chromium on PATH: install Debian's `chromium` (STARGATE_INSTALL_CHROMIUM=1 make setup does, as root)")
+        pytest.skip(
+            "no chromium on PATH: install Debian's `chromium` (STARGATE_INSTALL_CHROMIUM=1 make setup does, as root)"
+        )
     report = tmp_path / "report.html"
     r = snakemake("--configfile", "tiny.yaml", "--report", str(report), cwd=tiny_run, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -21,9 +21,13 @@ def _hub_repo_id(model: str) -> bool:
     return not model.startswith(("/", ".", "~")) and model.count("/") == 1
 
 
-def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | None = None) -> Backend:
+def load_backend(
+    role: dict[str, Any], model: str, gpus: int = 0, stage: str | None = None, prompt_set: str | None = None
+) -> Backend:
     """Instantiate the backend named in a role config. `model` is a local folder (hf, vllm), an API model name
-    (openai) or a label (scripted); `gpus` the GPUs given to the job; `stage` labels API ledger lines."""
+    (openai) or a label (scripted); `gpus` the GPUs given to the job; `stage` labels API ledger lines;
+    `prompt_set` the run's prompt set, whose pinned tokenizer (if any) a local backend tokenizes with
+    (stargate.tokenization.load_tokenizer)."""
     kind = role.get("backend")
     if kind not in OPTIONS:
         raise StargateError(f"unknown backend '{kind}' (choose {', '.join(OPTIONS)}); fix roles.<role>.backend")
@@ -38,11 +42,11 @@ def load_backend(role: dict[str, Any], model: str, gpus: int = 0, stage: str | N
     if kind == "hf":
         from .hf import HFBackend
 
-        return HFBackend(model, options, gpus=gpus)
+        return HFBackend(model, options, gpus=gpus, prompt_set=prompt_set)
     if kind == "vllm":
         from .vllm_backend import VLLMBackend
 
-        return VLLMBackend(model, options, gpus=gpus)
+        return VLLMBackend(model, options, gpus=gpus, prompt_set=prompt_set)
     from .scripted import ScriptedBackend
 
     return ScriptedBackend(model, options, gpus=gpus)

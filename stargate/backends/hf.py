@@ -32,6 +32,26 @@ log = get_logger(__name__)
 # Rows sharing at least this many leading tokens have them encoded once (a shorter shared prefix does not
 # repay the extra forward pass).
 SHARED_MIN = 32
+
+
+def _cache_argument() -> str:
+    """transformers >= 5.2x names the KV cache `cache` (argument and output field) and warns on every call with
+    the old name `past_key_values`, which the 5.19 of the vLLM environment still needs."""
+    try:
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+    except ImportError:
+        return "past_key_values"
+
+
+CACHE_ARG = _cache_argument()
+
+
+def _cache_of(out):
+    return getattr(out, CACHE_ARG)
+
+
 # Top-p sampling first looks for the nucleus among this many most likely tokens (see HFBackend._pick).
 NUCLEUS_FIRST = 256
 
@@ -83,10 +103,14 @@ def _stop_ids(tokenizer, model) -> set[int]:
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(self, model: str, options: HFOptions | dict | None = None, *, gpus: int = 0) -> None:
+    def __init__(
+        self, model: str, options: HFOptions | dict | None = None, *, gpus: int = 0, prompt_set: str | None = None
+    ) -> None:
         super().__init__()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from ..tokenization import load_tokenizer
 
         opts = parse_options(HFOptions, options, "hf")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -97,7 +121,7 @@ class HFBackend(Backend):
         self.device = device
         self.batch_size = int(opts.batch_size)
         t0 = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer = load_tokenizer(model, prompt_set, opts.tokenizer)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         kwargs = {"dtype": _resolve_dtype(torch, opts.dtype, device)}
@@ -137,7 +161,7 @@ class HFBackend(Backend):
 
         # per-row seeds: a batch halved on out-of-memory samples the same texts
         n_new = 0
-        for i, samples in zip(order, run_halving(order, per_batch, run_batch, "generate"), strict=True):
+        for i, samples in zip(order, run_halving(order, per_batch, run_batch, "generate", "prompts"), strict=True):
             for toks in samples:
                 n_new += len(toks)
                 results[i].append(decode_output(self.tokenizer, prompts[i], encoded[i], toks))
@@ -196,11 +220,13 @@ class HFBackend(Backend):
             out = self.model(
                 input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=cache, logits_to_keep=keep
             )
-            return out.past_key_values, attention, positions, out.logits
+            return _cache_of(out), attention, positions, out.logits
         p_ids, p_att, p_pos = self._padded([rows[f][:n] for f, n in zip(firsts, shared, strict=True)])
-        kv = self.model(  # the prefix's logits are never used: the lm_head sees one position
-            input_ids=p_ids, attention_mask=p_att, position_ids=p_pos, use_cache=True, logits_to_keep=1
-        ).past_key_values
+        kv = _cache_of(
+            self.model(  # the prefix's logits are never used: the lm_head sees one position
+                input_ids=p_ids, attention_mask=p_att, position_ids=p_pos, use_cache=True, logits_to_keep=1
+            )
+        )
         select = torch.tensor(group_of, device=p_ids.device)
         kv.batch_select_indices(select)  # each row gets its group's prefix cache
         s_ids, s_att, s_pos = self._padded([r[shared[group_of[j]] :] for j, r in enumerate(rows)])
@@ -211,11 +237,11 @@ class HFBackend(Backend):
             input_ids=s_ids,
             attention_mask=attention,
             position_ids=positions,
-            past_key_values=kv,
+            **{CACHE_ARG: kv},
             use_cache=True,
             logits_to_keep=keep,
         )
-        return out.past_key_values, attention, positions, out.logits
+        return _cache_of(out), attention, positions, out.logits
 
     def _decode(self, rows: list[list[int]], n: int, sampling: Sampling, row_seeds: list[int]) -> list[list[int]]:
         """Token ids of n continuations per prompt (without the stop token). The prompts are encoded once
@@ -258,10 +284,10 @@ class HFBackend(Backend):
                 input_ids=nxt[:, None],
                 attention_mask=attention,
                 position_ids=pos,
-                past_key_values=cache,
+                **{CACHE_ARG: cache},
                 use_cache=True,
             )
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            cache, logits = _cache_of(out), out.logits[:, -1, :]
         return tokens
 
     def _pick(self, logits, sampling: Sampling, generators, done: list[bool]):
@@ -322,7 +348,9 @@ class HFBackend(Backend):
                 todo.append(i)
         todo.sort(key=lambda i: rendered[i][0][: rendered[i][2] - 1])  # a pair's conversations side by side
         t0, n_fed = time.perf_counter(), 0
-        lps = run_halving(todo, self.batch_size, lambda idx: self._score_batch([rendered[i] for i in idx]), "score")
+        lps = run_halving(
+            todo, self.batch_size, lambda idx: self._score_batch([rendered[i] for i in idx]), "score", "pairs"
+        )
         for i, lp in zip(todo, lps, strict=True):
             scores[i] = Score(logprob=lp, n_tokens=rendered[i][2] - rendered[i][1])
             n_fed += rendered[i][2] - 1

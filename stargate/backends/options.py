@@ -20,6 +20,7 @@ class HFOptions:
     device: str = "auto"
     batch_size: int = 16
     attn_implementation: str | None = None
+    tokenizer: str = "prompt_set"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class VLLMOptions:
     score_chunk_tokens: int = 131_072
     kv_cache_space_gb: float | None = None
     engine_args: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str = "prompt_set"
 
 
 @dataclass(frozen=True)

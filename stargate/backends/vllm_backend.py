@@ -2,8 +2,8 @@
 
 * One engine per process (one model load per rule invocation). Every prompt of a `generate` call is
   submitted in one `LLM.generate` call; vLLM schedules the batch itself.
-* Prompts are tokenized here with the model's own transformers tokenizer through `spans.py`, exactly as
-  the hf backend does, and submitted as token ids (`TokensPrompt`): chats with the chat template plus the
+* Prompts are tokenized here with the model's transformers tokenizer as `stargate.tokenization.load_tokenizer`
+  gives it (the prompt set's pinned tokenizer under paper_v1), through `spans.py`, exactly as the hf backend does, and submitted as token ids (`TokensPrompt`): chats with the chat template plus the
   generation prompt, raw strings as-is with no BOS added (vLLM would otherwise prepend one to a text
   prompt, spec §9 item 13). Outputs are decoded with the same tokenizer (`skip_special_tokens=True`).
 * Sampling: `n` samples per prompt come from one request (`SamplingParams(n=...)`). Each request gets
@@ -75,7 +75,9 @@ def chunk_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 class VLLMBackend(Backend):
     name = "vllm"
 
-    def __init__(self, model: str, options: VLLMOptions | dict | None = None, *, gpus: int = 0) -> None:
+    def __init__(
+        self, model: str, options: VLLMOptions | dict | None = None, *, gpus: int = 0, prompt_set: str | None = None
+    ) -> None:
         super().__init__()
         opts = parse_options(VLLMOptions, options, "vllm")
         if int(opts.score_chunk_tokens) < 1:
@@ -91,7 +93,7 @@ class VLLMBackend(Backend):
                 f"the vllm backend needs the `vllm` package ({exc}); install it in its own environment "
                 "(see docs/vllm.md) or bind this role to the hf backend"
             ) from exc
-        from transformers import AutoTokenizer
+        from ..tokenization import load_tokenizer
 
         self._SamplingParams, self._TokensPrompt = SamplingParams, TokensPrompt
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -109,7 +111,7 @@ class VLLMBackend(Backend):
         kwargs.update(opts.engine_args or {})
 
         t0 = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(kwargs.get("tokenizer") or model))
+        self.tokenizer = load_tokenizer(str(kwargs.get("tokenizer") or model), prompt_set, opts.tokenizer)
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # engine start-up failures: name the model and the settings

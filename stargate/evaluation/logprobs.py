@@ -65,9 +65,10 @@ def frames(logprobs: dict[int, dict[str, str]], controls: dict[str, str]) -> dic
 
 
 def with_breakdown(
-    fr: dict[tuple[str, int], pd.DataFrame], label_of_task: dict[str, str] | None
+    fr: dict[tuple[str, int], pd.DataFrame], label_of_task: dict[str, str] | None, tag: str = ""
 ) -> dict[tuple[str, int], pd.DataFrame]:
-    """qa-experimental (all and top-1) split by task label (spec §6.1: general vs specific)."""
+    """qa-experimental (all and top-1) split by task label (spec §6.1: general vs specific), as rows
+    `{cond}-{tag}{label}`: tag "" for the hand labels, "rated-" for the judge's specificity ratings."""
     if not label_of_task:
         return fr
     out = dict(fr)
@@ -76,7 +77,7 @@ def with_breakdown(
             continue
         labels = df["pair"].map(lambda k: label_of_task.get(k.split("|")[0]))
         for label in ("general", "specific"):
-            out[(f"{cond}-{label}", t)] = df[labels == label]
+            out[(f"{cond}-{tag}{label}", t)] = df[labels == label]
     return out
 
 

@@ -8,7 +8,9 @@ A set may ship its own chat template (`chat_template: <file>` in the manifest): 
 with that file, never with whatever template the model's Hub snapshot carries today (paper_v1 ships the
 Mistral-7B-Instruct-v0.2 template of March 2024). `generation_io: vllm_0.3.3_text` makes the set's
 local-model prompts `VllmTextPrompt`s, encoded and decoded as the original's vLLM 0.3.3 did (see
-`stargate.backends.vllm033`).
+`stargate.backends.vllm033`). `tokenizer: <name>` pins the tokenizer every local model is tokenized with
+(`stargate.tokenization`); `sft_labels`, `shuffle_rotation` and `blank_gold` choose the original's rules for
+SFT labels, the shuffled control and a blank gold response (paper_v1's manifest says what each does).
 """
 
 from __future__ import annotations
@@ -41,9 +43,23 @@ TEXT_NAMES = (
     "name_extraction",
 )
 
+# Texts of the analyses outside the loop (the query-specificity rating, prompts file §11): read when a stage
+# asks for them, and not part of `provenance`'s prompt_files_sha256 (which covers TEXT_NAMES).
+ANALYSIS_TEXTS = ("specificity_system", "specificity_user")
+SPECIFIC_MAX = 4  # a rating <= 4 is "specific", >= 5 "general" (gpt-4-general-vs-specific/plot-categories.py)
+
 Turn = dict[str, str]  # {"role": "questioner" | "roleplayer", "text": ...}
 GENERATION_IO = ("token_ids", "vllm_0.3.3_text")
 SCORE_SPANS = ("char_offsets", "prompt_length")
+SFT_LABELS = ("char_offsets", "prefix_length")
+# tokenizers a set may pin for local models (manifest key `tokenizer`; built in stargate.tokenization)
+PINNED_TOKENIZERS = ("mistral_v1_legacy",)
+# manifest keys with a fixed set of values (the first is the default when the key is absent)
+CHOICES = {
+    "sft_labels": SFT_LABELS,
+    "shuffle_rotation": ("plus", "original"),
+    "blank_gold": ("drop", "keep"),
+}
 
 
 def available_sets() -> list[str]:
@@ -67,6 +83,16 @@ def load_prompt_set(name: str) -> PromptSet:
     if manifest.get("score_span", "char_offsets") not in SCORE_SPANS:
         raise StargateError(
             f"{folder / 'manifest.yaml'}: score_span '{manifest['score_span']}' is not one of {', '.join(SCORE_SPANS)}"
+        )
+    for key, values in CHOICES.items():
+        if manifest.get(key, values[0]) not in values:
+            raise StargateError(
+                f"{folder / 'manifest.yaml'}: {key} '{manifest[key]}' is not one of {', '.join(values)}"
+            )
+    if manifest.get("tokenizer") is not None and manifest["tokenizer"] not in PINNED_TOKENIZERS:
+        raise StargateError(
+            f"{folder / 'manifest.yaml'}: tokenizer '{manifest['tokenizer']}' is not one of "
+            f"{', '.join(PINNED_TOKENIZERS)}"
         )
     template = None
     if manifest.get("chat_template"):
@@ -121,6 +147,7 @@ STAGE_TEXTS: dict[str, tuple[str, ...]] = {
     "sft_data": (),
     "winrate_answer": (),
     "judge": ("judge_system", "judge_user"),
+    "specificity": ANALYSIS_TEXTS,
 }
 
 
@@ -203,6 +230,23 @@ class PromptSet:
     @property
     def strip_always(self) -> bool:
         return self.manifest.get("strip") == "always"
+
+    @property
+    def tokenizer(self) -> str | None:
+        """The tokenizer the set pins for local models (stargate.tokenization), or None: the model's own."""
+        return self.manifest.get("tokenizer")
+
+    @property
+    def sft_labels(self) -> str:
+        """How SFT labels are placed: "char_offsets" (every assistant character's tokens, the project's) or
+        "prefix_length" (the original's `_tokenize_fn`: positions between the token lengths of rendered
+        prefixes, so a token merging "]" with an assistant turn's first character is left out)."""
+        return self.manifest.get("sft_labels", "char_offsets")
+
+    @property
+    def keeps_blank_gold(self) -> bool:
+        """A blank gold response is kept and scored over no token (log p 0), as the original did (paper_v1)."""
+        return self.manifest.get("blank_gold") == "keep"
 
     @property
     def vllm_text(self) -> bool:
@@ -298,6 +342,39 @@ class PromptSet:
         m = re.search(r"Final Response:\s*[\"'*<\[(]*\s*([AB])\b", text, re.IGNORECASE)
         return m.group(1).lower() if m else None
 
+    # ------------------------------------------------------------ analyses
+    def analysis_text(self, key: str) -> str:
+        if key not in ANALYSIS_TEXTS:
+            raise StargateError(f"unknown analysis template '{key}' (known: {', '.join(ANALYSIS_TEXTS)})")
+        return _template_file(self.name, self.manifest, key).read_text(encoding="utf-8")
+
+    def specificity(self, task: str) -> list[dict]:
+        """The query-specificity rating of a task (prompts file §11): RATING_SYS_PROMPTS[0] and
+        RATING_PROMPTS[0] with the stripped task, as gpt-4-general-vs-specific/rate-specificity.py sent them."""
+        user = self.analysis_text("specificity_user").format(task=task.strip())
+        return [
+            {"role": "system", "content": self.analysis_text("specificity_system")},
+            {"role": "user", "content": user},
+        ]
+
+    def parse_specificity(self, text: str | None) -> int | None:
+        """The 1-6 rating. paper: `int(text after 'Final Response:')`, 0 when that fails (a refused or
+        unparsable reply then counts as "specific", as it did); robust: the first digit 1-6 after the anchor,
+        None (unrated) without one."""
+        text = text or ""
+        anchor = "Final Response:"
+        if self.manifest.get("verdict") == "paper":
+            try:
+                return int(text[text.find(anchor) + len(anchor) :].strip())
+            except ValueError:
+                return 0
+        m = re.search(r"Final Response:\s*[\"'*<\[(]*\s*([1-6])\b", text, re.IGNORECASE)
+        return int(m.group(1)) if m else None
+
+    @staticmethod
+    def specificity_label(rating: int | None) -> str | None:
+        return None if rating is None else ("specific" if rating <= SPECIFIC_MAX else "general")
+
     # ------------------------------------------------- answers and training data
     def _answer_messages(self, name: str, task: str, turns: list[Turn], first_prefix: str) -> list[dict]:
         """Spec §3.5-§3.6 / prompts §7-§9: Q/A turns, the task repeated after the last answer."""
@@ -333,6 +410,8 @@ class PromptSet:
         name, task = name.strip(), task.strip()
         with_persona = condition in ("pos-control-1", "pos-control-2")
         with_conv = condition in CONDITIONS_PER_ITERATION
+        if self.raw:  # likelihood-pos-control-{1,2}.py: f"...about me:\n\n{persona.strip()}\n\n..."
+            persona = persona.strip()
         intro = f"My name is {name}." + (f" Here is some information about me:\n\n{persona}" if with_persona else "")
         if condition not in CONDITIONS:
             raise StargateError(f"unknown log-prob condition '{condition}'")

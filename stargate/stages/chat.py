@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> None:
     if not name or not task:
         raise StargateError("a name and a request are needed (--name, --task or two lines on standard input)")
     turns: list[dict[str, str]] = []
-    with load_backend(role, args.model, gpus=args.gpus, stage="chat") as backend:
+    with load_backend(role, args.model, gpus=args.gpus, stage="chat", prompt_set=args.prompts) as backend:
 
         def say(prompt) -> str:
             seed = sampling.seed + len(turns)  # a new seed per turn; the same dialogue replays the same

@@ -96,13 +96,17 @@ def lookup_pair(pairs: dict[str, Pair], key: str, path, lineno: int) -> Pair:
 
 
 def load_gold(path: str | Path, pairs: dict[str, Pair]) -> dict[str, str]:
-    """Gold text per pair. Pairs the oracle stage dropped (refused/blank, listed in its .meta.json) have none."""
-    recs = read_jsonl(path, required=("pair", "text"), nonempty=("text",))
+    """Gold text per pair. Pairs the oracle stage dropped (refused/blank, listed in its .meta.json) have none;
+    a blank text is accepted only for the pairs its .meta.json lists as kept blank (`blank`, paper_v1)."""
+    meta = read_meta(path)
+    kept_blank = set(meta.get("blank", []))
+    recs = read_jsonl(path, required=("pair", "text"))
     gold = {}
     for lineno, r in enumerate(recs, start=1):
         lookup_pair(pairs, r["pair"], path, lineno)
+        if not isinstance(r["text"], str) or (not r["text"].strip() and r["pair"] not in kept_blank):
+            raise InputError(path, "field 'text' is empty", lineno)
         gold[r["pair"]] = r["text"]
-    meta = read_meta(path)
     dropped = set(meta.get("refused", [])) | set(meta.get("unusable", []))
     missing = [k for k in pairs if k not in gold and k not in dropped]
     if missing:

@@ -7,6 +7,7 @@ Each step that can call an API is priced twice, online and through the Batch API
     oracle    oracle, one call per persona-task pair of the splits used (none with data.oracle.source: file)
     judge     judge, pairs_per_group x turn groups (or every test pair) x T comparisons x answer sets
               (conversation x answerer of evaluation.winrate.variants) x orders (2 with both_orders)
+    specificity  judge, one rating per test task with evaluation.specificity_rating (none without)
 
 Input is measured on the real prompt texts where they exist (the prompt set's templates, task and persona
 files, the seed personas of each split); text that does not exist yet (generated personas, the answers the
@@ -221,6 +222,12 @@ def estimate(
         response_b=answer,
     )
     steps.append(("judge", "judge", [(judge_calls, judge_prompt)], what))
+    if (config.get("evaluation") or {}).get("specificity_rating"):
+        prompt = _render(pset, "specificity", task=_x(inputs.mean_task_chars("test")))
+        n = inputs.task_counts.get("test", 0)
+        steps.append(
+            ("specificity", "judge", [(n, prompt)], "one rating per test task (evaluation.specificity_rating)")
+        )
 
     rows = []
     for step, role, groups, what in steps:

@@ -55,7 +55,8 @@ def read_role(args: argparse.Namespace) -> dict[str, Any]:
 def open_role(args: argparse.Namespace, stage: str, role: dict[str, Any]) -> Backend:
     """The role's backend, loaded once for the job; the job's GPU count and the stage are runtime facts."""
     log.info("stage %s: backend=%s model=%s", stage, role.get("backend"), args.model)
-    return load_backend(role, args.model, gpus=int(getattr(args, "gpus", 0) or 0), stage=stage)
+    gpus = int(getattr(args, "gpus", 0) or 0)
+    return load_backend(role, args.model, gpus=gpus, stage=stage, prompt_set=getattr(args, "prompts", None))
 
 
 def sampling_of(role: dict[str, Any], **overrides: Any) -> Sampling:

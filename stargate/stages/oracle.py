@@ -3,7 +3,10 @@
 With `--gold-file` no oracle is called: the authors' released gold responses of the split (a dict
 "prompt-{i} persona-{j}" -> [response], i and j indexing the split's task and persona lists) are checked
 to cover exactly the split's pairs and converted. A refused (None) or blank reply is dropped and counted
-(`dropped`), and the stage fails when more than --max-dropped-fraction of the pairs are dropped.
+(`dropped`), and the stage fails when more than --max-dropped-fraction of the pairs are dropped. Under a
+prompt set with `blank_gold: keep` (paper_v1) a blank reply is kept instead, as the original kept it: its
+scorer summed log p over `gold.strip()` = no token, i.e. 0, for every conversation of the pair, and the pair
+went on to top-1 and training; such pairs are listed in the sidecar (`blank`) and logged.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def gold_from_file(path: str, tasks_path: str, personas_path: str, pairs: list[P
 
 def run(args: argparse.Namespace) -> None:
     pairs = load_pairs(args.tasks, args.personas)
+    keep_blank = bool(args.prompts) and load_prompt_set(args.prompts).keeps_blank_gold
     if args.gold_file:
         keyed = gold_from_file(args.gold_file, args.tasks, args.personas, pairs)
         released_keys, texts = [k for k, _ in keyed], [t for _, t in keyed]
@@ -65,17 +69,28 @@ def run(args: argparse.Namespace) -> None:
         )
         released_keys, texts = [None] * len(pairs), [o[0] for o in gen.outputs]
         meta = {**gen.meta, "source": "generate"}
-    dropped, recs = Dropped(len(pairs)), []
+    dropped, recs, blank = Dropped(len(pairs)), [], []
     for p, text, released_key in zip(pairs, texts, released_keys, strict=True):
         if text is None:
             dropped.refused.append(p.key)
-        elif not text.strip():  # an empty gold answer cannot be scored
+        elif not text.strip() and not keep_blank:  # an empty gold answer cannot be scored
             dropped.unusable.append(p.key)
         else:
+            if not text.strip():
+                blank.append(p.key)
             rec = {"pair": p.key, "task_id": p.task_id, "persona_id": p.persona_id, "text": text}
             if released_key:
                 rec["released_key"] = released_key  # provenance: the authors' "prompt-i persona-j"
             recs.append(rec)
     dropped.check(args.max_dropped_fraction, "gold responses", CAP_KEY)
+    if blank:
+        meta["blank"] = blank
+        log.warning(
+            "%d blank gold response(s) kept (prompt set %s: blank_gold keep), scored as the original scored them: "
+            "log p 0 over no token; e.g. %s",
+            len(blank),
+            args.prompts,
+            blank[0],
+        )
     write_jsonl(args.output, recs, {**meta, **dropped.meta(args.max_dropped_fraction)})
     log.info("wrote %d gold responses", len(recs))

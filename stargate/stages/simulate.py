@@ -90,7 +90,9 @@ class LazyRole:
             if self.isolate:
                 from .role_process import RoleProcess
 
-                self.backend = RoleProcess(read_role(self.ns), self.ns.model, self.ns.gpus, self.stage, self.visible)
+                self.backend = RoleProcess(
+                    read_role(self.ns), self.ns.model, self.ns.gpus, self.stage, self.visible, self.ns.prompts
+                )
             else:
                 self.backend = open_role(self.ns, self.stage, read_role(self.ns))
         return self.backend

@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-seed", type=int, default=1)
     p.add_argument("--task-labels", choices=["paper_hand", "none"], default="none")
     p.add_argument("--tasks", help="the test tasks (needed for --task-labels)")
+    p.add_argument(
+        "--specificity",
+        help="the judge's specificity ratings of the test tasks (stargate specificity): a second general/specific "
+        "breakdown, rows qa-experimental[-top1]-rated-{general,specific}",
+    )
     p.add_argument("--run", default="{}", help="JSON naming the config that produced this run")
     p.add_argument("--out-dir", required=True)
 
@@ -166,6 +171,26 @@ def _labels(args: argparse.Namespace) -> tuple[dict[str, str] | None, str | None
     return {t["task_id"]: paper.task_label(t["task_id"]) for t in tasks}, note
 
 
+def _rated(args: argparse.Namespace, hand: dict[str, str] | None) -> tuple[dict[str, str] | None, dict | None]:
+    """The specificity ratings as task labels, and what summary.json says about them (None without them)."""
+    path = getattr(args, "specificity", None)
+    if not path:
+        return None, None
+    recs = read_jsonl(path, required=("task_id", "label"))
+    labels = {r["task_id"]: r["label"] for r in recs if r["label"] in ("general", "specific")}
+    about = {
+        "source": str(path),
+        "n_tasks": len(recs),
+        "n_general": sum(1 for v in labels.values() if v == "general"),
+        "n_specific": sum(1 for v in labels.values() if v == "specific"),
+        "n_unrated": len(recs) - len(labels),
+    }
+    if hand:  # how often the judge's label is the hand label (the original's plot-correlations.py)
+        both = [k for k in labels if k in hand]
+        about["agreement_with_hand_labels"] = sum(labels[k] == hand[k] for k in both) / len(both) if both else None
+    return labels, about
+
+
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out_dir)
     m = _manifest(args.manifest)
@@ -177,7 +202,9 @@ def run(args: argparse.Namespace) -> None:
     except json.JSONDecodeError as exc:
         raise StargateError(f"--run is not valid JSON: {exc}") from None
     labels, label_note = _labels(args)
-    fr = lp.with_breakdown(lp.frames(m["logprobs"], m["controls"]), labels)
+    rated, rated_about = _rated(args, labels)
+    fr = lp.frames(m["logprobs"], m["controls"])
+    fr = lp.with_breakdown(lp.with_breakdown(fr, labels), rated, tag="rated-")
     rows = lp.rows(fr)
     diffs = lp.differences(fr, args.resamples, args.bootstrap_seed)
     wins = winrate_rows(m["judge"], configured, args.resamples, args.bootstrap_seed)
@@ -221,6 +248,7 @@ def run(args: argparse.Namespace) -> None:
             "configured_variants": configured,
             "bootstrap": {"resamples": args.resamples, "seed": args.bootstrap_seed, "level": 0.95, "unit": "pair"},
             "task_labels": {"source": args.task_labels, "note": label_note},
+            **({"specificity": rated_about} if rated_about else {}),
             "counts": c,
             # kept under their old names for readers of earlier summaries
             "judge_dropped": {k: {"n_dropped": v["n_dropped"]} for k, v in c["judge"].items()},

@@ -80,11 +80,17 @@ class EncodedSplit:
         }
 
 
-def encode_records(tokenizer: Any, records: list[dict], max_length: int, encode=None) -> EncodedSplit:
-    """Tokenize every record (`encode(tokenizer, record, max_length)`; default: its `messages` chat)."""
+def encode_records(
+    tokenizer: Any, records: list[dict], max_length: int, encode=None, labels: str = "char_offsets"
+) -> EncodedSplit:
+    """Tokenize every record (`encode(tokenizer, record, max_length)`; default: its `messages` chat, labelled by
+    the rule `labels`, see masking.encode_chat)."""
     out = EncodedSplit(n_records=len(records))
     for rec in records:
-        enc = encode(tokenizer, rec, max_length) if encode else encode_chat(tokenizer, rec["messages"], max_length)
+        if encode:
+            enc = encode(tokenizer, rec, max_length)
+        else:
+            enc = encode_chat(tokenizer, rec["messages"], max_length, labels)
         out.lengths.append(enc.full_length)
         if enc.truncated:
             out.n_truncated += 1

@@ -56,9 +56,10 @@ def check_records(records: list[dict], path: str | Path) -> None:
                 raise InputError(path, f"pair '{rec.get('pair')}' {side}: {why}", lineno, "rebuild it with sft_data")
 
 
-def encode_pair(tokenizer: Any, record: dict, max_length: int) -> PairEncoded:
+def encode_pair(tokenizer: Any, record: dict, max_length: int, labels: str = "char_offsets") -> PairEncoded:
     return PairEncoded(
-        encode_chat(tokenizer, record["chosen"], max_length), encode_chat(tokenizer, record["rejected"], max_length)
+        encode_chat(tokenizer, record["chosen"], max_length, labels),
+        encode_chat(tokenizer, record["rejected"], max_length, labels),
     )
 
 

@@ -17,6 +17,13 @@ none). Two refinements over the original, both template-agnostic:
 
 Truncation is on the right at ``max_length`` tokens, after labelling, as the paper did; the caller
 counts how many examples were cut.
+
+A prompt set can ask for the original's rule instead (``sft_labels: prefix_length``, paper_v1):
+`encode_chat_prefix_length` places the labels where `_tokenize_fn` placed them, by the token *lengths* of
+the separately tokenized prefixes. The two rules differ only where a token straddles a turn boundary:
+Mistral's SentencePiece merges the "]" of "[/INST]" with an assistant turn's first character when that is
+"(", "*", ".", ":" ... ("](", "]*"), and the prefix-length rule leaves that token out of the loss (it ends the
+user turn's prefix), where the character-offset rule trains it.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.spans import assistant_spans, overlapping_tokens, tokenize_with_offsets
+from ..backends.spans import assistant_spans, overlapping_tokens, render_chat, tokenize_with_offsets
 from ..errors import StargateError
 
 IGNORE_INDEX = -100
+LABEL_RULES = ("char_offsets", "prefix_length")
 
 
 @dataclass
@@ -77,8 +85,13 @@ def assistant_char_spans(tokenizer: Any, messages: list[dict]) -> tuple[str, lis
     return full, [(t.start, t.end) for t in spans]
 
 
-def encode_chat(tokenizer: Any, messages: list[dict], max_length: int) -> Encoded:
-    """Token ids and labels of one chat; labels are the ids on assistant spans and -100 elsewhere."""
+def encode_chat(tokenizer: Any, messages: list[dict], max_length: int, labels: str = "char_offsets") -> Encoded:
+    """Token ids and labels of one chat; labels are the ids on assistant spans and -100 elsewhere. `labels`:
+    the rule placing them, "char_offsets" (default) or the original's "prefix_length" (module docstring)."""
+    if labels == "prefix_length":
+        return encode_chat_prefix_length(tokenizer, messages, max_length)
+    if labels != "char_offsets":
+        raise StargateError(f"unknown SFT label rule '{labels}' (known: {', '.join(LABEL_RULES)})")
     full, spans = assistant_char_spans(tokenizer, messages)
     ids, offsets = tokenize_with_offsets(tokenizer, full)
     labels = [IGNORE_INDEX] * len(ids)
@@ -86,6 +99,31 @@ def encode_chat(tokenizer: Any, messages: list[dict], max_length: int) -> Encode
         for i in overlapping_tokens(offsets, s, e):
             labels[i] = ids[i]
     return Encoded(ids[:max_length], labels[:max_length], len(ids))
+
+
+def encode_chat_prefix_length(tokenizer: Any, messages: list[dict], max_length: int) -> Encoded:
+    """The original's `_tokenize_fn` (spec §5): p_k = the chat template applied to ``messages[:k]`` and
+    tokenized (no special tokens added, truncated at `max_length`); the labels are the full chat's ids with
+    every non-assistant message k masked from ``len(p_k)`` to ``len(p_{k+1})`` (p_0 = nothing: the first user
+    turn is masked from position 0, its BOS included)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise StargateError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; SFT needs the base "
+            "model's chat template to find the assistant turns"
+        )
+
+    def ids_of(msgs: list[dict]) -> list[int]:
+        return list(
+            tokenizer(render_chat(tokenizer, msgs, add_generation_prompt=False), add_special_tokens=False)["input_ids"]
+        )
+
+    ids = ids_of(messages)
+    labels = list(ids[:max_length])
+    bounds = [0] + [min(len(ids_of(messages[:k])), max_length) for k in range(1, len(messages) + 1)]
+    for k, m in enumerate(messages):
+        if m["role"] != "assistant":
+            labels[bounds[k] : bounds[k + 1]] = [IGNORE_INDEX] * max(0, bounds[k + 1] - bounds[k])
+    return Encoded(ids[:max_length], labels, len(ids))
 
 
 def end_of_turn_ids(tokenizer: Any, encoded: Encoded) -> set[int]:

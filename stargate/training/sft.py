@@ -23,6 +23,7 @@ killed job never leaves a folder that looks finished.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -36,8 +37,10 @@ from .. import __version__
 from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..modelfolder import check_model_folder
+from ..progress import Progress
 from ..prompts import load_prompt_set, provenance
 from ..records import meta_path, read_meta, replace_dir, write_json
+from ..tokenization import load_tokenizer
 from . import launch, tracking
 from .attention import choose_attn_implementation
 from .card import write_card
@@ -103,6 +106,16 @@ def _trainer_class(warmup_ratio: float, loss_weighting: str, base: type | None =
                 # Trainer divides by the accumulation steps, i.e. the mean of micro-batch means (transformers 4.39)
                 self.model_accepts_loss_kwargs = False
 
+        def create_optimizer(self, *args, **kwargs):
+            # AdamW one parameter at a time (torch's single-tensor implementation): the same elementwise operations
+            # in the same order as the multi-tensor (foreach) default on CUDA, without the step's temporary copy of
+            # every second moment (13.5 GiB for Mistral-7B in bf16, the difference between fitting an 80 GB card
+            # and not: stargate/plan/memory.py, docs/performance.md). CPU runs used this implementation already.
+            optimizer = super().create_optimizer(*args, **kwargs)
+            for group in optimizer.param_groups:
+                group["foreach"] = False
+            return optimizer
+
         def create_scheduler(self, num_training_steps: int, optimizer=None):
             if self.lr_scheduler is None:
                 self.warmup_steps = warmup_steps_for(warmup_ratio, num_training_steps)
@@ -119,20 +132,39 @@ def _trainer_class(warmup_ratio: float, loss_weighting: str, base: type | None =
     return StargateTrainer
 
 
-def use_prompt_set_template(tokenizer: Any, data: Path) -> dict[str, Any]:
-    """Render SFT examples with the chat template of the prompt set the data was written under, if it ships one
-    (paper_v1: Mistral v0.2's March-2024 template). Returns the provenance hashes for train_metrics.json."""
+def data_prompt_set(data: Path) -> str | None:
+    """The prompt set the SFT data was written under (its .meta.json), checked to load; None if unrecorded."""
     name = read_meta(data).get("prompt_set")
     if not name:
-        return provenance_without_set(tokenizer)
+        return None
     try:
-        prompt_set = load_prompt_set(name)
+        load_prompt_set(name)
     except StargateError as exc:
         raise InputError(
             meta_path(data),
             f"names prompt set '{name}', which cannot be loaded ({exc})",
             fix="rebuild the SFT data with the sft_data stage under a prompt set of this checkout",
         ) from None
+    return name
+
+
+def training_tokenizer(base_model: str | Path, data: Path) -> tuple[Any, dict[str, Any], str]:
+    """The base model's tokenizer as `stargate.tokenization.load_tokenizer` gives it under the data's prompt set
+    (paper_v1: the pinned Mistral tokenizer; it is also what the trained model's folder gets), with the set's
+    chat template; the provenance hashes for train_metrics.json; and the set's SFT label rule."""
+    name = data_prompt_set(data)
+    tokenizer = load_tokenizer(base_model, name)
+    provenance_ = use_prompt_set_template(tokenizer, data)
+    return tokenizer, provenance_, load_prompt_set(name).sft_labels if name else "char_offsets"
+
+
+def use_prompt_set_template(tokenizer: Any, data: Path) -> dict[str, Any]:
+    """Render SFT examples with the chat template of the prompt set the data was written under, if it ships one
+    (paper_v1: Mistral v0.2's March-2024 template). Returns the provenance hashes for train_metrics.json."""
+    name = data_prompt_set(data)
+    if not name:
+        return provenance_without_set(tokenizer)
+    prompt_set = load_prompt_set(name)
     if prompt_set.chat_template is not None:
         tokenizer.chat_template = prompt_set.chat_template
         log.info("SFT examples rendered with prompt set %s's own chat template", name)
@@ -167,7 +199,16 @@ def _log_callback():
     from transformers import TrainerCallback
 
     class LogToStderr(TrainerCallback):
-        """One plain log line per Trainer log event (tqdm bars are off: logs go to a file)."""
+        """One plain log line per Trainer log event (tqdm bars are off: logs go to a file), and a progress
+        line (steps, rate, ETA) at least every ~15 s."""
+
+        progress = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                if self.progress is None:
+                    self.progress = Progress("train", state.max_steps, "steps")
+                self.progress.advance(state.global_step - self.progress.done)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
@@ -227,7 +268,7 @@ def train_sft(
 
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+    from transformers import AutoModelForCausalLM, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     transformers.utils.logging.disable_progress_bar()  # logs go to a file: no progress bars
@@ -235,16 +276,17 @@ def train_sft(
     warnings.filterwarnings("ignore", message=r".*torch\.distributed\.\w+` is deprecated", category=FutureWarning)
 
     # ---------------------------------------------------------------- data
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    prompt_provenance = use_prompt_set_template(tokenizer, data)
+    tokenizer, prompt_provenance, label_rule = training_tokenizer(base_model, data)
     records = load_records(spec.method, data)
     train_idx, eval_idx = split_by_pair(records, spec.validation_fraction, spec.split_seed)
     eval_pairs = sorted({records[i]["pair"] for i in eval_idx})
     encode = None
     if spec.method == "dpo":
-        from .dpo import encode_pair as encode
-    train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length, encode)
-    eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length, encode)
+        from .dpo import encode_pair
+
+        encode = functools.partial(encode_pair, labels=label_rule)
+    train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length, encode, label_rule)
+    eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length, encode, label_rule)
     if not train_split.examples:
         raise InputError(
             data,
