@@ -36,7 +36,7 @@ test-slow: setup setup-vllm
 	pytest -m slow
 
 lint: setup
-	ruff check stargate tests bench
-	ruff format --check stargate tests bench
+	ruff check stargate tests bench plugins
+	ruff format --check stargate tests bench plugins
 	snakefmt --check Snakefile rules
 	snakemake --lint

@@ -27,7 +27,9 @@ fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
-pip install -q -e ".[dev]"
+# setuptools prints a boxed "Editable installation ... folders in your working directory with the same name as
+# your package may take precedence" for every editable install: true of any checkout, nothing to act on
+PYTHONWARNINGS="ignore:Editable installation" pip install -q -e ".[dev]"
 # the project's Snakemake logger (progress in the terminal; profiles/default sets it): a package of its own,
 # since Snakemake finds logger plugins by module name, which an editable install hides from it
 pip install -q --force-reinstall --no-deps ./plugins/snakemake-logger-plugin-stargate

@@ -3,9 +3,9 @@ runs now, and what each running job is doing.
 
 `snakemake --logger stargate` (set in profiles/default/config.yaml, so `make run` shows it). Every record is
 printed exactly as Snakemake's default handler prints it (its filter, formatter and colours); on top:
-- after each finished job: `[stargate] 12/48 jobs done (25%) · 2 running: simulate[t=0,split=A,shard=0], score[...] ·
-  3 min elapsed · ~5 min of job time left (earlier benchmarks)`; the estimate sums, over the jobs not done,
-  the mean wall time of their rule in benchmarks/ (earlier runs) or in this run, when either exists;
+- after each finished job: `[stargate] 12/48 jobs done (25%) · 2 running: simulate[t=0,split=A,shard=0], score[...]
+  · 3 min elapsed · ~5 min of job time left (...)`; the estimate sums, over the jobs not done, the mean wall time
+  of their rule in benchmarks/ (earlier runs) or in this run, shown once every rule still to run has one;
 - every ~15 s, the newest progress line of each running job (its log file's `stargate.progress` lines:
   `generate: 64/192 prompts (33%), 2.1/s, ETA 1 min`, or `train: running for 45 s`), one whole line per job
   and only when it changed, so two jobs running at once never interleave.
@@ -154,23 +154,28 @@ class LogHandler(LogHandlerBase):
         parts.append(f"{_duration(time.monotonic() - self.t0)} elapsed")
         left = self._left()
         if left is not None and self.done < self.total:
-            parts.append(f"~{_duration(left)} of job time left (earlier benchmarks)")
+            parts.append(f"~{_duration(left)} of job time left (from earlier timings of the same rules)")
         return " · ".join(parts)
 
     def _left(self) -> float | None:
-        """Seconds of job time the jobs not done yet took before (earlier benchmarks, else this run)."""
+        """Seconds of job time the jobs not done yet took before: per rule, the mean of earlier runs'
+        benchmarks, else of this run's finished jobs. None until every rule still to run has a timing (a
+        partial sum would promise an end that is not near)."""
         if not self.planned:
             return None
         if self.means is None:
-            self.means = benchmark_means()
-        total, known = 0.0, False
+            self.means = benchmark_means()  # read once, at the start: earlier runs only
+        total = 0.0
         for rule, n in self.planned.items():
-            left = n - len(self.finished.get(rule, []))
-            seen = self.finished.get(rule)
+            seen = self.finished.get(rule, [])
+            left = n - len(seen)
+            if left <= 0:
+                continue
             mean = self.means.get(rule, sum(seen) / len(seen) if seen else None)
-            if left > 0 and mean is not None:
-                total, known = total + left * mean, True
-        return total if known else None
+            if mean is None:
+                return None
+            total += left * mean
+        return total
 
     # -------------------------------------------------------------------- in-job progress
     def _start_tailer(self) -> None:
