@@ -48,3 +48,44 @@ def test_a_run_through_the_default_profile_shows_overall_and_in_job_progress(tmp
     assert re.search(r"^\[stargate\] .*(running for|/s, (ETA|done))", terminal, re.M), terminal[-3000:]
     # and the stage wrote them into its log (where the README says the full logs are)
     assert "stargate.progress: " in (tmp_path / "logs" / "simulate" / "m0_A_shard0.log").read_text()
+
+
+def test_the_logger_plugin_follows_the_jobs_and_estimates_only_when_every_rule_is_timed(tmp_path, monkeypatch):
+    import io
+    import logging as lg
+    from types import SimpleNamespace
+
+    from snakemake_interface_logger_plugins.common import LogEvent
+    from snakemake_logger_plugin_stargate import LogHandler
+
+    monkeypatch.chdir(tmp_path)  # no benchmarks/ of earlier runs here
+    settings = SimpleNamespace(nocolor=True, stdout=True, quiet=None, debug_dag=False, verbose=False, dryrun=False,
+                               printshellcmds=False, show_failed_logs=False)  # fmt: skip
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    h = LogHandler(settings, None)
+
+    def record(**extra):
+        r = lg.LogRecord("snakemake", lg.INFO, __file__, 1, "", None, None)
+        r.__dict__.update(extra)
+        return r
+
+    h.emit(record(event=LogEvent.RUN_INFO, stats={"simulate": 1, "train": 1, "total": 2}))
+    info = dict(rule_name="simulate", rule_msg=None, local=True, input=[], output=[], log=["logs/s.log"],
+                benchmark=None, wildcards={"t": "0"}, reason="", resources={}, priority=0, threads=1, indent=False,
+                is_checkpoint=False)  # fmt: skip
+    h.emit(record(event=LogEvent.JOB_INFO, jobid=1, **info))
+    h.emit(record(event=LogEvent.PROGRESS, done=0, total=2))
+    h.emit(record(event=LogEvent.JOB_FINISHED, job_id=1))
+    h.emit(record(event=LogEvent.PROGRESS, done=1, total=2))
+    h.close()
+    lines = [x for x in out.getvalue().splitlines() if x.startswith("[stargate]")]
+    assert lines[0].startswith("[stargate] 0/2 jobs done (0%) · 1 running: simulate[t=0]"), lines
+    assert "left" not in lines[1]  # train has no timing yet: no estimate that promises an end
+    (tmp_path / "benchmarks" / "train").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "train" / "m1.tsv").write_text("s\th:m:s\n120.0\t0:02:00\n")
+    h2 = LogHandler(settings, None)
+    h2.emit(record(event=LogEvent.RUN_INFO, stats={"train": 1, "total": 1}))
+    h2.emit(record(event=LogEvent.PROGRESS, done=0, total=1))
+    h2.close()
+    assert "~2 min of job time left" in out.getvalue().splitlines()[-1], out.getvalue()
