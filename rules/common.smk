@@ -432,6 +432,19 @@ def file_arg(flag, kind, split):
     return f"{flag} {shlex.quote(data_files(kind, split)[0])}"
 
 
+def gpu_sharing_cli():
+    """` --gpu-sharing MODE ...` of the simulate job, only for a mode other than the default `separate`
+    (docs/vllm.md); questioner_memory_share only under shared_memory, the one mode that reads it.
+    """
+    mode = SIM.get("gpu_sharing", "separate")
+    if mode == "separate":
+        return ""
+    out = f" --gpu-sharing {mode}"
+    if mode == "shared_memory":
+        out += f" --questioner-memory-share {SIM.get('questioner_memory_share', 0.25)}"
+    return out
+
+
 def config_without_run_name():
     """The effective config as recorded by the summary rules (its digest) and shown by the report: what
     the results depend on. Left out, so changing them reruns nothing: the run's name (it only labels the
@@ -439,7 +452,9 @@ def config_without_run_name():
     persona_generator when personas are read from files and names are not asked of it, the judge without
     win-rate variants, the answerer without them and without the self regularizer); the models only such
     roles (or none) name; `api` when no role left calls an API; the other training methods' knobs (as
-    rules/train.smk); and the speed-only options (SPEED_ONLY_OPTIONS)."""
+    rules/train.smk); the speed-only options (SPEED_ONLY_OPTIONS); and simulation.gpu_sharing when it is the
+    default `separate`, questioner_memory_share unless it is shared_memory (rules/simulate.smk passes them
+    only then)."""
     data = config["data"]
     unused = set()
     if data_from_file("oracle"):
@@ -478,6 +493,13 @@ def config_without_run_name():
         k: v
         for k, v in config["training"].items()
         if k not in ("dpo", "rwr") or k == METHOD
+    }
+    sharing = config["simulation"].get("gpu_sharing", "separate")
+    out["simulation"] = {
+        k: v
+        for k, v in config["simulation"].items()
+        if not (k == "gpu_sharing" and sharing == "separate")
+        and not (k == "questioner_memory_share" and sharing != "shared_memory")
     }
     return out
 

@@ -13,6 +13,10 @@
 # 1 (Mistral-7B) + 2 (Mixtral-8x7B) = 3 GPUs. The alternative, a job per turn and role, frees GPUs while the
 # other role works but reloads each model every turn (Mixtral: minutes per load on 2 GPUs). At paper scale
 # the Questioner's GPU idles during the Roleplayer's (hours-long) turns: docs/performance.md weighs both.
+# simulation.gpu_sharing shared_memory / sleep runs both vLLM engines on all the job's GPUs instead (then
+# questioner_gpu is unused; docs/vllm.md); only a mode other than the default `separate` is passed.
+
+
 rule simulate:
     input:
         unpack(split_data),
@@ -44,7 +48,8 @@ rule simulate:
         roleplayer=role_cli("roleplayer", prefix="roleplayer-"),
         prompts=f"--prompts {PROMPTS}",
         sim=lambda wc: f"--shards {len(split_shards(wc.split))} --conversations {SIM['conversations_per_pair']}"
-        f" --min-turns {SIM['min_turns']} --max-turns {SIM['max_turns']} --seed {SIM['seed']}",
+        f" --min-turns {SIM['min_turns']} --max-turns {SIM['max_turns']} --seed {SIM['seed']}"
+        + gpu_sharing_cli(),
         templates=prompt_digest("questioner_turn") + prompt_digest("roleplayer_turn"),
         code=code("simulate"),
     shell:

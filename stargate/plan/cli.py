@@ -24,8 +24,16 @@ import yaml
 
 from ..config import load_config
 from ..errors import StargateError
-from .fit import SKIP_ENV, plan_fit, require_card, resources_of_profile
-from .hours import Hours, estimate, load_table, parse_dry_run
+from .fit import (
+    GPU_SHARING,
+    SKIP_ENV,
+    gpu_sharing,
+    plan_fit,
+    require_card,
+    resources_of_profile,
+    rule_memory,
+)
+from .hours import Hours, Job, estimate, load_table, parse_dry_run
 from .memory import GiB
 
 MEASURED = Path("docs") / "gpu-runs.md"
@@ -128,6 +136,76 @@ def format_hours(hours: Hours, table: dict) -> list[str]:
     return lines
 
 
+def with_gpus(jobs: list[Job], rule: str, gpus: int) -> list[Job]:
+    """The jobs with `rule`'s GPU count replaced (what a profile's set-resources `rule: gpu: N` would give)."""
+    return [
+        Job(j.rule, j.wildcards, {**j.resources, "gpu": str(gpus)}, j.threads) if j.rule == rule else j for j in jobs
+    ]
+
+
+def sharing_modes(config: dict, resources: dict, root: Path, jobs: list[Job] | None, table: dict | None, card_gb):
+    """Each simulation.gpu_sharing mode of the simulate job: its memory fit on the job's GPUs and, with the
+    dry-run's jobs, the GPU-hours held by simulate and in total; a shared mode that does not fit on the job's
+    GPUs is also tried on fewer (the fewest on which it fits, as a profile change to consider)."""
+    res = resources.get("simulate")
+    if res is None or res.gpu <= 0:
+        return []
+    rows = []
+    for mode in GPU_SHARING:
+        cfg = {**config, "simulation": {**config["simulation"], "gpu_sharing": mode}}
+        tries = [res.gpu] + ([g for g in range(1, res.gpu)] if mode != "separate" else [])
+        for gpus in tries:
+            r = type(res)(**{**res.__dict__, "gpu": gpus})
+            fit = rule_memory(cfg, "simulate", r, root)
+            row = {"mode": mode, "gpus": gpus, "as_configured": gpus == res.gpu, "fits": not fit.problems}
+            row["problems"] = fit.problems
+            row["notes"] = fit.notes + [
+                f"{m.what.split(', gpu_sharing')[0]}: {n}" for m in fit.engines for n in m.notes
+            ]
+            if jobs is not None and table is not None and (row["fits"] or gpus == res.gpu):
+                hours = estimate(with_gpus(jobs, "simulate", gpus), cfg, root, table, card_gb)
+                row["simulate_held_gpu_h"] = hours.per_rule.get("simulate", {}).get("held", 0.0) / 3600
+                row["simulate_busy_gpu_h"] = hours.per_rule.get("simulate", {}).get("busy", 0.0) / 3600
+                row["held_gpu_h"] = hours.held / 3600
+            if gpus == res.gpu or row["fits"]:
+                rows.append(row)
+            if row["fits"] and gpus != res.gpu:
+                break  # the fewest GPUs on which it fits
+    return rows
+
+
+def cheapest(rows: list[dict]) -> dict | None:
+    """The mode that holds the fewest GPU-hours among those that fit on the job's GPUs as configured."""
+    ok = [r for r in rows if r["as_configured"] and r["fits"] and "simulate_held_gpu_h" in r]
+    return min(ok, key=lambda r: r["simulate_held_gpu_h"]) if ok else None
+
+
+def format_sharing(rows: list[dict], configured: str) -> list[str]:
+    lines = ["simulate: GPU sharing of the two engines (simulation.gpu_sharing; configured: " + configured + ")"]
+    for r in rows:
+        where = f"on {r['gpus']} GPU(s)" + ("" if r["as_configured"] else " (set-resources simulate gpu)")
+        hours = ""
+        if "simulate_held_gpu_h" in r:
+            hours = (
+                f"; simulate {r['simulate_held_gpu_h']:.1f} GPU-h held ({r['simulate_busy_gpu_h']:.1f} busy),"
+                f" total {r['held_gpu_h']:.1f}"
+            )
+        lines.append(f"  {r['mode']:<14}{where}: {'fits' if r['fits'] else 'DOES NOT FIT'}{hours}")
+        for note in r["notes"]:
+            lines.append(f"  {'':<14}  {note}")
+        for p in r["problems"]:
+            lines.append(f"  {'':<14}  why not: {p}")
+    best = cheapest(rows)
+    if best is not None:
+        lines.append(f"  cheapest that fits as configured: {best['mode']}")
+    lines.append(
+        "  (the throughput table takes a GPU's rate as the same whatever its KV cache: shared_memory's smaller"
+        " caches may decode slower than these hours say; sleep adds each turn's weight moves, assumption"
+        " sleep.offload_gb_per_s)"
+    )
+    return lines
+
+
 def run(args: argparse.Namespace) -> None:
     profile = read_profile(args.profile)
     configfile = args.configfile or profile.get("configfile")
@@ -160,6 +238,7 @@ def run(args: argparse.Namespace) -> None:
         }
         for f in fits
     ]
+    jobs = table = None
     if not args.no_hours:
         table = load_table(Path(args.measured))
         jobs = dry_run_jobs(Path(args.snakefile), Path(configfile), args.profile)
@@ -174,6 +253,11 @@ def run(args: argparse.Namespace) -> None:
             "floor_gpu_h": hours.floor / 3600,
             "floor_loads_gpu_h": hours.floor_loads / 3600,
         }
+    rows = sharing_modes(config, resources, root, jobs, table, card_gb)
+    if rows:
+        lines += format_sharing(rows, gpu_sharing(config))
+        best = cheapest(rows)
+        out["gpu_sharing"] = {"configured": gpu_sharing(config), "cheapest": best and best["mode"], "modes": rows}
     print(json.dumps(out, indent=1) if args.json else "\n".join(lines))
     if any(f.problems for f in fits):
         raise SystemExit(1)

@@ -74,8 +74,30 @@ def engine_memory(shape: Shape, config: dict, role: str, gpus: int, card: float 
     return hf_memory(shape, role, options, spec.get("sampling") or {}, gpus, card)
 
 
+GPU_SHARING = ("separate", "shared_memory", "sleep")
+
+
+def gpu_sharing(config: dict) -> str:
+    return (config.get("simulation") or {}).get("gpu_sharing") or "separate"
+
+
+def shared_config(config: dict, mode: str) -> dict:
+    """`config` with simulation.gpu_sharing `mode` and, for a shared mode, the two roles' options as the
+    simulate stage runs them (stargate.stages.simulate.shared_roles: split gpu_memory_utilization, or sleep
+    mode on)."""
+    from ..stages.simulate import shared_roles
+
+    roles = dict(config["roles"])
+    if mode != "separate" and all(roles[r]["backend"] == "vllm" for r in ("questioner", "roleplayer")):
+        share = float(config["simulation"].get("questioner_memory_share", 0.25))
+        roles["questioner"], roles["roleplayer"] = shared_roles(mode, roles["questioner"], roles["roleplayer"], share)
+    return {**config, "roles": roles, "simulation": {**config["simulation"], "gpu_sharing": mode}}
+
+
 def rule_memory(config: dict, rule: str, res: RuleResources, root: Path | None = None) -> RuleFit:
     """Peak memory of one GPU per engine/process of a job of `rule` (nothing for a CPU job)."""
+    if rule == "simulate" and gpu_sharing(config) != "separate":
+        return shared_memory_fit(config, res, root)
     fit = RuleFit(rule, res)
     if res.gpu <= 0:
         return fit
@@ -104,6 +126,7 @@ def rule_memory(config: dict, rule: str, res: RuleResources, root: Path | None =
             fit.engines.append(mem)
     vllm_roles = [r for r in roles if config["roles"][r]["backend"] == "vllm"]
     if rule == "simulate" and len(vllm_roles) == 2 and res.questioner_gpu == 0 and fit.engines:
+        # (gpu_sharing shared_memory splits the utilization itself: shared_memory_fit)
         # both engines on the same GPUs: each takes its gpu_memory_utilization of every card
         utils = {m.what.split(":")[0]: m.extra["utilization"] for m in fit.engines}
         if sum(utils.values()) > 1.0:
@@ -111,6 +134,65 @@ def rule_memory(config: dict, rule: str, res: RuleResources, root: Path | None =
                 f"simulate: both vLLM engines share the job's {res.gpu} GPU(s) (questioner_gpu 0) but their"
                 f" gpu_memory_utilization add up to {sum(utils.values()):.2f} > 1; fix: give the Questioner its own"
                 " GPUs (resources questioner_gpu) or split gpu_memory_utilization between the two roles"
+            )
+    return fit
+
+
+def shared_memory_fit(config: dict, res: RuleResources, root: Path | None = None) -> RuleFit:
+    """simulate with gpu_sharing shared_memory or sleep: both vLLM engines on all the job's GPUs.
+
+    shared_memory: both engines live at once, each with its share of gpu_memory_utilization, and each must hold
+    its weights and one max_model_len sequence in it. sleep: one engine awake at a time at its own
+    gpu_memory_utilization; the sleeping one's weights wait in host memory (the job's mem_mb)."""
+    mode = gpu_sharing(config)
+    fit = RuleFit("simulate", res)
+    if res.gpu <= 0:
+        return fit
+    card = res.gpu_memory_gb * GiB if res.gpu_memory_gb else None
+    backends = [config["roles"][r]["backend"] for r in ("questioner", "roleplayer")]
+    if backends != ["vllm", "vllm"]:
+        fit.notes.append(
+            f"simulate: gpu_sharing {mode} runs two vLLM engines, but the roles use {backends[0]} and {backends[1]}"
+        )
+        mem = Memory(what=f"simulate: gpu_sharing {mode}", gpus=res.gpu, card=card)
+        mem.problems.append(
+            f"simulate: gpu_sharing {mode} needs the vllm backend for the questioner and the roleplayer;"
+            " fix: simulation.gpu_sharing separate"
+        )
+        fit.engines.append(mem)
+        return fit
+    run = shared_config(config, mode)
+    host = 0.0
+    for role in ("questioner", "roleplayer"):
+        for name in role_models(run, role):
+            shape = shape_of(name, run, root)
+            if shape is None:
+                fit.notes.append(f"simulate: no config.json known for {name} ({role}): memory not computed")
+                continue
+            mem = engine_memory(shape, run, role, res.gpu, card)
+            mem.what += f", gpu_sharing {mode}"
+            mem.problems = [
+                f"{p} (gpu_sharing {mode}: both engines on the job's {res.gpu} GPU(s))" for p in mem.problems
+            ]
+            fit.engines.append(mem)
+            host = max(host, shape.weight_bytes())
+    utils = {m.what.split(":")[0]: m.extra.get("utilization", 0.0) for m in fit.engines}
+    if mode == "shared_memory":
+        fit.notes.append(
+            "simulate: gpu_sharing shared_memory: gpu_memory_utilization "
+            + " + ".join(f"{k} {v:.4g}" for k, v in utils.items())
+            + f" = {sum(utils.values()):.4g} of every card"
+        )
+    else:
+        fit.notes.append(
+            f"simulate: gpu_sharing sleep: one engine awake at a time; the sleeping one's weights (up to"
+            f" {host / GiB:.1f} GiB) wait in host memory"
+        )
+        mem_mb = res.other.get("mem_mb")
+        if fit.engines and isinstance(mem_mb, int | float) and mem_mb * 1e6 < host:
+            fit.engines[0].problems.append(
+                f"simulate: gpu_sharing sleep offloads up to {host / GiB:.1f} GiB of weights to host memory but the"
+                f" job asks for {mem_mb / 1000:.0f} GB (mem_mb); fix: raise mem_mb of rule simulate"
             )
     return fit
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..config import CONDITIONS_CONTROL, train_split
-from .fit import LOCAL_BACKENDS, role_models
+from .fit import LOCAL_BACKENDS, gpu_sharing, role_models
 from .memory import CHECKPOINTING_COMPUTE, GiB, min_gpus_to_fit
 from .shapes import shape_of
 
@@ -174,7 +174,8 @@ def job_uses(job: Job, w: Workload, table: dict) -> tuple[list[Use], list[str]]:
         open_n = [pairs * w.n * s for s in w.open_share]
         roles = [r for r in ("questioner", "roleplayer") if _local(cfg, r)]
         qg = job.res_int("questioner_gpu")
-        split = len(roles) == 2 and 0 < qg < gpu
+        # gpu_sharing shared_memory / sleep: both engines on all the job's GPUs (stargate/stages/simulate.py)
+        split = len(roles) == 2 and 0 < qg < gpu and gpu_sharing(cfg) == "separate"
         uses = []
         for role in roles:
             g = (qg if role == "questioner" else gpu - qg) if split else gpu
@@ -206,12 +207,25 @@ def load_seconds(shape_name: str | None, config: dict, root: Path, table: dict) 
     return rate(table, "load.fixed_s") + weights_gb / rate(table, "load.read_gb_per_s")
 
 
+def sleep_seconds(job: Job, uses: list[Use], w: Workload, table: dict) -> float:
+    """gpu_sharing sleep: each turn after the first, each engine wakes once and sleeps once (level 1: its
+    weights to host memory and back, every GPU moving its shard at once)."""
+    if job.rule != "simulate" or gpu_sharing(w.config) != "sleep" or len(uses) != 2:
+        return 0.0
+    secs = 0.0
+    for u in uses:
+        shape = shape_of(u.shape_name, w.config, w.root) if u.shape_name else None
+        per_gpu_gb = shape.weight_bytes() / 1e9 / max(u.gpus, 1) if shape else 0.0
+        secs += 2 * per_gpu_gb / rate(table, "sleep.offload_gb_per_s")
+    return secs * max(int(w.config["simulation"]["max_turns"]) - 1, 0) + secs / 2
+
+
 def job_hours(job: Job, w: Workload, table: dict) -> JobHours | None:
     gpu = job.res_int("gpu")
     if gpu <= 0:
         return None
     uses, notes = job_uses(job, w, table)
-    loads = sum(load_seconds(u.shape_name, w.config, w.root, table) for u in uses)
+    loads = sum(load_seconds(u.shape_name, w.config, w.root, table) for u in uses) + sleep_seconds(job, uses, w, table)
     wall = loads + sum(u.gpu_seconds / max(u.gpus, 1) for u in uses)
     return JobHours(job, uses, loads, wall, gpu, notes)
 

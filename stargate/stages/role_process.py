@@ -91,6 +91,13 @@ def _serve(
         conn.send(("ready", getattr(getattr(backend, "tokenizer", None), "name_or_path", None)))
         with backend:
             while (msg := conn.recv()) is not None:
+                if msg in ("sleep", "wake_up"):  # simulation.gpu_sharing: sleep (vLLM sleep mode)
+                    try:
+                        getattr(backend, msg, lambda: None)()
+                        conn.send(("ok", None))
+                    except Exception:  # noqa: BLE001
+                        conn.send(("error", traceback.format_exc()))
+                    continue
                 prompts, sampling, seeds = msg
                 backend.stats = GenerationStats()
                 try:
@@ -211,6 +218,20 @@ class RoleProcess(Backend):
         _, (outputs, stats) = self._recv(self.stage)
         self.stats = self.stats.merged(stats)
         return outputs
+
+    def _control(self, what: str) -> None:
+        if self._closed:
+            raise StargateError(f"{self.stage}: the role's worker process is closed")
+        self._busy = True
+        self._conn.send(what)
+        self._recv(self.stage)
+
+    def sleep(self) -> None:
+        """The worker's engine to sleep (vLLM sleep mode; nothing for a backend without one)."""
+        self._control("sleep")
+
+    def wake_up(self) -> None:
+        self._control("wake_up")
 
     def close(self, abort: bool = False) -> None:
         """Stop the worker and wait for it: asked to stop when idle, terminated (then killed) when busy, still

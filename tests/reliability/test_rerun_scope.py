@@ -120,6 +120,9 @@ NEW_VALUES = {
     "roles.*.options.reply": "other {last}",
     "roles.*.options.rules": [{"match": "x", "reply": "y"}],
     "roles.*.options.rules_file": "rules.json",
+    "roles.*.options.seeding": "per_batch",
+    "roles.*.options.tokenizer": lambda v: "model" if v == "prompt_set" else "prompt_set",
+    "simulation.gpu_sharing": "shared_memory",
     "training.method": None,  # switching the method changes the DAG's rules (select): tests/test_methods.py
     "training.regularizer": lambda v: "gold" if v == "self" else "self",
     "roles.*.options.program": None,  # a scripted world's code: tests/test_world.py
@@ -238,6 +241,8 @@ def expected(cfg: dict, key: str) -> set[str]:
         if p[1] == "released_dir":
             return {"tasks", "personas", "names", "oracle"}
         return {p[1]}
+    if key == "simulation.questioner_memory_share" and cfg["simulation"]["gpu_sharing"] != "shared_memory":
+        return set()  # read only under gpu_sharing shared_memory (rules/simulate.smk passes it then)
     if p[0] == "simulation":
         return {"simulate", "pool"} if p[1] == "conversations_per_pair" else {"simulate"}
     if key == "top_k":
@@ -269,6 +274,7 @@ def expected(cfg: dict, key: str) -> set[str]:
             "bootstrap_resamples": {"summarize"},
             "bootstrap_seed": {"summarize"},
             "task_labels": {"summarize"},
+            "specificity_rating": {"specificity", "summarize"},  # the judge rates the test tasks, summarize reads it
         }[p[-1]]
     if p[0] == "api":
         openai = [r for r, s in cfg["roles"].items() if s["backend"] == "openai"]
