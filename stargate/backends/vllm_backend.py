@@ -94,6 +94,10 @@ def chunk_by_tokens(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 
 class VLLMBackend(Backend):
     name = "vllm"
+    # the state an engine starts in (also what a backend built around a scripted engine in a test has)
+    seeding = "per_request"
+    asleep = False
+    sleep_mode = False
 
     def __init__(
         self, model: str, options: VLLMOptions | dict | None = None, *, gpus: int = 0, prompt_set: str | None = None
