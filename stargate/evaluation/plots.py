@@ -148,7 +148,7 @@ def _winrates(plt, path, wins, paper_wr, extra, run_label=""):
     labels = list(variants)
     ax.set_yticks(y + height * (len(ts) - 1) / 2, labels, fontsize=7)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("win rate vs m0, bootstrap 95 % CI (ties dropped; ties = ½ where ties or invalid verdicts dominate)")
+    ax.set_xlabel("win rate vs m0, 95 % CI (ties dropped, or ½ each where ties dominate)", fontsize=9)
     ax.set_title("Judge win rates by variant (conversation-answerer-positions)")
     ax.legend(fontsize=7, loc="lower right")
     _save(fig, path, run_label)
@@ -165,8 +165,16 @@ def _bias(plt, path, bias, extra, run_label=""):
     x = np.arange(len(bias))
     first = [b["win_rate_mt_first"] if b["win_rate_mt_first"] is not None else np.nan for b in bias]
     second = [b["win_rate_mt_second"] if b["win_rate_mt_second"] is not None else np.nan for b in bias]
-    ax.bar(x - 0.2, first, 0.4, label="m_t shown first (A)")
-    ax.bar(x + 0.2, second, 0.4, label="m_t shown second (B)")
+    # a rate over fewer decided verdicts than TOO_FEW_DECIDED is drawn faint and says so: 3 of 48 decided
+    # read as a full bar otherwise
+    few = [min(b.get("n_decided_first", 0), b.get("n_decided_second", 0)) < TOO_FEW_DECIDED for b in bias]
+    for shift, rates, name in ((-0.2, first, "m_t shown first (A)"), (0.2, second, "m_t shown second (B)")):
+        bars = ax.bar(x + shift, rates, 0.4, label=name)
+        for bar, faint in zip(bars, few, strict=True):
+            bar.set_alpha(0.3 if faint else 1.0)
+    for i, faint in enumerate(few):
+        if faint:
+            ax.text(x[i], 0.5, "too few\ndecided", ha="center", va="center", fontsize=8)
     ax.axhline(0.5, color="grey", linestyle=":")
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylim(0, 1)

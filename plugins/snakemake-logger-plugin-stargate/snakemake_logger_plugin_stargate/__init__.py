@@ -5,7 +5,7 @@ runs now, and what each running job is doing.
 printed exactly as Snakemake's default handler prints it (its filter, formatter and colours); on top:
 - after each finished job: `[stargate] 12/48 jobs done (25%) · 2 running: simulate[t=0,split=A,shard=0], score[...]
   · 3 min elapsed · ~5 min of job time left (...)`; the estimate sums, over the jobs not done, the mean wall time
-  of their rule in benchmarks/ (earlier runs) or in this run, shown once every rule still to run has one;
+  of their rule in benchmarks/ (earlier runs) or in this run (`>=` and the rules not timed yet, while some are not);
 - every ~15 s, the newest progress line of each running job (its log file's `stargate.progress` lines:
   `generate: 64/192 prompts (33%), 2.1/s, ETA 1 min`, or `train: running for 45 s`), one whole line per job
   and only when it changed, so two jobs running at once never interleave.
@@ -152,20 +152,23 @@ class LogHandler(LogHandlerBase):
             labels = [j["label"] for j in self.jobs.values()]
             parts.append(f"{len(labels)} running: " + ", ".join(labels[:4]) + (" ..." if len(labels) > 4 else ""))
         parts.append(f"{_duration(time.monotonic() - self.t0)} elapsed")
-        left = self._left()
+        left, untimed = self._left()
         if left is not None and self.done < self.total:
-            parts.append(f"~{_duration(left)} of job time left (from earlier timings of the same rules)")
+            if untimed:  # a partial sum: say so, and what it lacks
+                parts.append(f">= {_duration(left)} of job time left (not timed yet: {', '.join(untimed)})")
+            else:
+                parts.append(f"~{_duration(left)} of job time left (from earlier timings of the same rules)")
         return " · ".join(parts)
 
-    def _left(self) -> float | None:
-        """Seconds of job time the jobs not done yet took before: per rule, the mean of earlier runs'
-        benchmarks, else of this run's finished jobs. None until every rule still to run has a timing (a
-        partial sum would promise an end that is not near)."""
+    def _left(self) -> tuple[float | None, list[str]]:
+        """Seconds of job time the jobs not done yet took before (per rule, the mean of earlier runs'
+        benchmarks, else of this run's finished jobs), and the rules still to run that have no timing yet
+        (the sum leaves them out, so it is a lower bound then). None when no rule still to run is timed."""
         if not self.planned:
-            return None
+            return None, []
         if self.means is None:
             self.means = benchmark_means()  # read once, at the start: earlier runs only
-        total = 0.0
+        total, timed, untimed = 0.0, False, []
         for rule, n in self.planned.items():
             seen = self.finished.get(rule, [])
             left = n - len(seen)
@@ -173,9 +176,10 @@ class LogHandler(LogHandlerBase):
                 continue
             mean = self.means.get(rule, sum(seen) / len(seen) if seen else None)
             if mean is None:
-                return None
-            total += left * mean
-        return total
+                untimed.append(rule)
+            else:
+                total, timed = total + left * mean, True
+        return (total if timed else None), untimed
 
     # -------------------------------------------------------------------- in-job progress
     def _start_tailer(self) -> None:
