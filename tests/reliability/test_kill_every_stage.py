@@ -33,9 +33,11 @@ CMD = ["--cores", "2", "--configfile", "cfg.yaml"]
 # weights included, is byte-identical on CPU): times in the sidecars (`written_at`, a backend's `seconds`),
 # a trained model's card and metrics (training speed, the W&B run folder) and the report's wall-time table.
 VOLATILE_META = {"written_at", "seconds"}
-# and, for an API stage, what was paid and what came from the paid-call cache (a rerun after a kill answers
-# from the cache what the killed run paid for: the same answers, other accounting)
-VOLATILE_META |= {"api_calls", "attempts", "cache_hits", "cost_usd", "retries", "tokens_in", "tokens_out"}
+# and, in an API stage's backend_stats, what was paid and what came from the paid-call cache (a rerun after a
+# kill answers from the cache what the killed run paid for: the same answers, other accounting; the counts of
+# tokens and finish reasons are of the paid calls only)
+API_ACCOUNTING = {"api_calls", "attempts", "cache_hits", "cost_usd", "retries", "tokens_in", "tokens_out",
+                  "n_tokens_in", "n_tokens_out", "finish_reasons"}  # fmt: skip
 TIMED_FILES = {"README.md", "train_metrics.json", "tables.html"}
 
 
@@ -90,9 +92,11 @@ def clean_run(tmp_path_factory, tiny_model_dir, fake_api) -> tuple[Path, int]:
     return clean, fake_api.stats.reached - before
 
 
-def timeless(obj):
+def timeless(obj, api: bool = False):
     if isinstance(obj, dict):
-        return {k: timeless(v) for k, v in obj.items() if k not in VOLATILE_META}
+        api = api or obj.get("backend") == "openai"
+        drop = VOLATILE_META | (API_ACCOUNTING if api else set())
+        return {k: timeless(v, api) for k, v in obj.items() if k not in drop}
     return obj
 
 
