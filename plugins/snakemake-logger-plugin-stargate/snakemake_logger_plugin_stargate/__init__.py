@@ -24,18 +24,14 @@ from pathlib import Path
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
 
-PROGRESS_MARK = " stargate.progress: "
-TAIL_EVERY_S = float(os.environ.get("STARGATE_PROGRESS_EVERY_S", "15"))  # as the jobs' progress lines
+from stargate.progress import EVERY_S, duration
+from stargate.progress import log as progress_log
+
+# the jobs' progress lines: their logger's name, their interval and their duration format (stargate is always
+# installed beside this plugin: scripts/setup.sh)
+PROGRESS_MARK = f" {progress_log.name}: "
+TAIL_EVERY_S = EVERY_S
 PREFIX = "[stargate] "
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _last_progress_line(path: Path, max_bytes: int = 65536) -> str | None:
@@ -151,13 +147,13 @@ class LogHandler(LogHandlerBase):
         if self.jobs:
             labels = [j["label"] for j in self.jobs.values()]
             parts.append(f"{len(labels)} running: " + ", ".join(labels[:4]) + (" ..." if len(labels) > 4 else ""))
-        parts.append(f"{_duration(time.monotonic() - self.t0)} elapsed")
+        parts.append(f"{duration(time.monotonic() - self.t0)} elapsed")
         left, untimed = self._left()
         if left is not None and self.done < self.total:
             if untimed:  # a partial sum: say so, and what it lacks
-                parts.append(f">= {_duration(left)} of job time left (not timed yet: {', '.join(untimed)})")
+                parts.append(f">= {duration(left)} of job time left (not timed yet: {', '.join(untimed)})")
             else:
-                parts.append(f"~{_duration(left)} of job time left (from earlier timings of the same rules)")
+                parts.append(f"~{duration(left)} of job time left (from earlier timings of the same rules)")
         return " · ".join(parts)
 
     def _left(self) -> tuple[float | None, list[str]]:
