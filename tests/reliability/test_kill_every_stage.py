@@ -263,7 +263,8 @@ def test_a_killed_heads_orphaned_jobs_are_adopted_not_run_twice(tmp_path, tiny_m
     crashed = checkout(tmp_path / "crashed", tiny_model_dir, fake_api.base_url)
     before = fake_api.stats.reached
     killed = head_killed_run(crashed, random.Random(5))
-    assert killed == list(HEAD_KILL_KINDS)
+    # the scheduler may start simulate (m0 needs no oracle) before the Oracle: the order is not ours to fix
+    assert sorted(killed) == sorted(HEAD_KILL_KINDS)
     assert_same_finished_results(clean, crashed)
     logs = "".join(p.read_text() for p in (crashed / "logs").rglob("*.log"))
     assert logs.count("adopting the result of the earlier run of this job") >= len(HEAD_KILL_KINDS), logs[-3000:]
