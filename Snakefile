@@ -57,7 +57,7 @@ rule all:
     input:
         rules.summarize.output,
         rules.report_tables.output,
-        expand("results/models/m{t}", t=range(1, T + 1)),
+        [paths.model(t) for t in range(1, T + 1)],
         WORLD_TARGETS,
         [SPECIFICITY_FILE] if SPECIFICITY_RATING else [],
     localrule: True

@@ -94,7 +94,7 @@ def run_child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     from stargate.backends import load_backend
     from stargate.backends.base import Sampling
-    from stargate.backends.spans import render_for_scoring
+    from stargate.encoding.spans import render_for_scoring
 
     name, _, dtype = args.child.partition(":")
     options = {"dtype": dtype or args.dtype}

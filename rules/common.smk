@@ -1,55 +1,45 @@
-# Helpers shared by every stage: config loading, path conventions, input functions, params.
-# No rules live here. Each rule gets only the config slice it uses, as recorded `params` (plain
+# Helpers shared by every stage: input functions and params over the loaded config. No rules live here;
+# loading and checking the config, the path scheme, CLI rendering and the config digest are in
+# stargate/workflow/. Each rule gets only the config slice it uses, as recorded `params` (plain
 # values or `lambda wildcards:` functions, both recorded by Snakemake), plus the fingerprint of the
 # package code its stage runs, so a change reruns that stage and what follows it, nothing before it.
 
 import json
-import os
-import re
 import shlex
-import sys
 from pathlib import Path
 
-from stargate.evaluation import variants as winrate_variants
 from stargate.config import (
     CONDITIONS_CONTROL,
     CONDITIONS_PER_ITERATION,
     SELECTION_CONDITION,
-    check_config,
-    check_data_files,
-    check_model_paths,
-    fill_defaults,
-    read_yaml,
     train_split,
 )
 from stargate.errors import StargateError
+from stargate.evaluation import variants as winrate_variants
 from stargate.fingerprint import code_fingerprint
-from stargate.plan import check_fit, resources_of_workflow
 from stargate.prompts import stage_template_digest
 from stargate.released import data_path, per_split_file
-from stargate.runlock import (
-    claim_head_lock,
-    clear_orphan_sidecars,
-    live_head,
-    live_head_message,
+from stargate.runlock import clear_orphan_sidecars
+from stargate.training.methods import (
+    METHODS,
+    get_method,
+    selecting_methods,
+    training_for_method,
 )
+from stargate.workflow import digest, paths, startup
+from stargate.workflow.cli_args import json_param, role_args
 
 
 def config_problem(exc):
-    """A config error as a few lines and exit 1: no Python traceback of the Snakefile (stargate/errors.py)."""
-    files = (
-        ", ".join(str(f) for f in workflow.overwrite_configfiles)
-        or "config/config.yaml"
-    )
-    # values given with --config override the file's
-    if workflow.config_settings.config:
-        files += " with --config " + " ".join(sorted(workflow.config_settings.config))
-    raise SystemExit(f"stargate: error in the config ({files}):\n{exc}")
+    """A config error as a few lines and exit 1 (stargate/workflow/startup.py)."""
+    raise startup.config_problem(workflow, exc)
+
+
+REPO = Path(workflow.basedir)
 
 
 def repo_path(path):
-    """Config paths are relative to the working directory, else to the repository."""
-    return path if os.path.isabs(path) or os.path.exists(path) else str(REPO / path)
+    return startup.repo_path(REPO, path)
 
 
 def resolved_data_file(kind, split):
@@ -59,56 +49,8 @@ def resolved_data_file(kind, split):
 
 
 # The schema (config/schema.yaml) defines and defaults every key; after this, config[...] is complete.
-REPO = Path(workflow.basedir)
-try:
-    # Snakemake's loader keeps the last of two equal keys; ours refuses them, naming both lines
-    for _file in workflow.overwrite_configfiles:
-        read_yaml(_file)
-    fill_defaults(config, "config")
-    check_config(config)
-    check_data_files(config, resolved_data_file)
-    check_model_paths(config)
-except StargateError as exc:
-    config_problem(exc)
-
-# A GPU job that cannot fit its card stops the workflow here, dry-run included, when the profile declares the
-# card's memory (resource gpu_memory_gb, e.g. profiles/slurm); CPU runs declare none. stargate/plan/fit.py;
-# `stargate plan --profile ...` prints every figure.
-if workflow.is_main_process:
-    try:
-        check_fit(config, resources_of_workflow(workflow.resource_settings))
-    except StargateError as exc:
-        raise SystemExit(f"stargate: {exc}")
-
-# `--cores 0` would wait forever for a free core ("Provided cores: 0"); a dry-run needs none.
-if (
-    workflow.is_main_process
-    and not workflow.dryrun
-    and getattr(workflow.resource_settings, "cores", None) == 0
-):
-    raise SystemExit(
-        "stargate: --cores 0 gives the jobs no core, so nothing would ever start; use --cores N (N >= 1)"
-    )
-
-# A crashed head's stale Snakemake locks are removed when no other head runs here (stargate/runlock.py).
-# While another head is alive, Snakemake's own refusal would say "remove the lock with --unlock", the one
-# thing not to do: its message names the live run instead.
-if workflow.is_main_process:
-    _head = live_head()
-    if _head is not None:
-        import snakemake.exceptions
-
-        _live_text = live_head_message(_head)
-
-        def _live_lock_exception(self, _text=_live_text):
-            snakemake.exceptions.WorkflowError.__init__(self, f"stargate: {_text}")
-
-        snakemake.exceptions.LockException.__init__ = _live_lock_exception
-    for stale in claim_head_lock():
-        print(
-            f"stargate: removed a stale Snakemake lock left by a killed run: {stale}",
-            file=sys.stderr,
-        )
+startup.load_config(workflow, config, resolved_data_file)
+startup.guard_head(workflow, config)
 
 
 onstart:
@@ -117,6 +59,20 @@ onstart:
 
 onerror:
     clear_orphan_sidecars()
+
+
+def config_provider(*keys):
+    """The one way a rule's `params:` reads the config (PyPSA's pattern): a function of the wildcards giving
+    config[k1][k2]..., so Snakemake records the value and a change of that key reruns that rule only.
+    """
+
+    def value(wildcards):
+        out = config
+        for key in keys:
+            out = out[key]
+        return out
+
+    return value
 
 
 T = int(config["iterations"])
@@ -176,8 +132,14 @@ def res(**special):
 
 
 def code(stage):
-    """Fingerprint of the package code `stargate <stage>` runs: a param, so code edits rerun the stage."""
-    return code_fingerprint(f"stargate.stages.{stage}")
+    """Fingerprint of the package code `stargate <stage>` runs, with the modules its roles' `program:`
+    options name (the learning world's users): a param, so code edits rerun the stage.
+    """
+    from stargate.fingerprint import program_modules
+
+    return code_fingerprint(
+        f"stargate.stages.{stage}", *program_modules(stage, config["roles"])
+    )
 
 
 def prompt_digest(stage):
@@ -192,7 +154,7 @@ def prompt_digest(stage):
 
 # Each run keeps its own summary: results/summary/<run_name>/ (the learning world's and the all-LLM
 # default's summaries never overwrite each other; every file in it names the config that made it).
-SUMMARY = f"results/summary/{config['run_name']}"
+SUMMARY = paths.summary(config["run_name"])
 
 
 def model_dir(name):
@@ -234,15 +196,6 @@ def is_api_model(name):
 # conversations, log-probs and win-rate files are those of "m{EXTRA_T + i}", made by the same rules as m_t's.
 EXTRA_T = 1000
 EXTRA_QUESTIONERS = {EXTRA_T + i: q for i, q in enumerate(EVAL["questioners"])}
-for _i, _q in enumerate(EVAL["questioners"]):
-    if (
-        _q["model"] not in config["models"]
-        or "api" in config["models"][_q["model"]]["source"]
-    ):
-        raise ValueError(
-            f"evaluation.questioners[{_i}].model: '{_q['model']}' must name a local model of `models`"
-            " (source hf or path)"
-        )
 EVAL_T = [
     *range(T + 1),
     *EXTRA_QUESTIONERS,
@@ -255,7 +208,7 @@ def questioner_model(t):
     t = int(t)
     if t in EXTRA_QUESTIONERS:
         return model_dir(EXTRA_QUESTIONERS[t]["model"])
-    return base_model_dir() if t == 0 else f"results/models/m{t}"
+    return base_model_dir() if t == 0 else paths.model(t)
 
 
 def role_model_name(role):
@@ -263,8 +216,11 @@ def role_model_name(role):
 
 
 def loads_a_model(role):
-    """hf and vllm roles load a prepared folder; openai calls an API and scripted replies from rules."""
-    return config["roles"][role]["backend"] in ("hf", "vllm")
+    """Whether the role's backend loads a prepared model folder (hf, vllm; not openai, scripted): each
+    backend says so in stargate.backends.BACKENDS."""
+    from stargate.backends import loads_local_model
+
+    return loads_local_model(config["roles"][role]["backend"])
 
 
 def role_model_input(role):
@@ -277,58 +233,23 @@ def role_model_input(role):
     )
 
 
-def json_param(obj):
-    """JSON for a params string: a `{word}` inside a string value (a scripted reply's "{last}") is written
-    `\\u007bword}` (the same JSON), or Snakemake would take it for a wildcard and fail to build the DAG.
-    """
-    return re.sub(
-        r"\{(?=\s*\w)", r"\\u007b", json.dumps(obj, sort_keys=True, default=str)
-    )
-
-
-# Backend options that set how fast a role's job runs, not what it computes: the role's rules pass the
-# whole role through an unrecorded param (`lambda wildcards, input:`) and record it without these
-# (`role_cli(..., recorded=True)`), and the summary's config leaves them out, so changing one reruns
-# nothing. Only the hf scorer's batch size: rows per forward pass of per-row sums (a row's score does not
-# depend on its batch beyond float rounding). A generation role's batch size stays recorded: a sampled
-# text can change with the batch it runs in (docs/reliability.md, "Reruns are exactly right").
-SPEED_ONLY_OPTIONS = {("scorer", "hf"): ("batch_size",)}
-
-
 def role_cli(role, model=None, prefix="", recorded=False):
-    """`--role JSON --model M --prompts SET` of a role-using stage, as one param string
-    (`prefix`: `--{prefix}role`, `--{prefix}model` and no --prompts, for a stage running two roles).
-
-    The role JSON is the role's config with every default filled in (see stargate.config.fill_defaults). M is the local model folder (also an input of the rule) or the API model name.
-    `recorded`: the same without the role's SPEED_ONLY_OPTIONS (what a rule records beside the whole role).
+    """`--role JSON --model M --prompts SET` of a role-using stage (stargate/workflow/cli_args.py); M defaults
+    to the role's local model folder (also an input of the rule) or its API model name.
     """
-    spec = dict(config["roles"][role])
-    spec.pop("model", None)
-    speed_only = SPEED_ONLY_OPTIONS.get((role, spec["backend"]), ())
-    if recorded and speed_only:
-        options = spec.get("options") or {}
-        spec["options"] = {k: v for k, v in options.items() if k not in speed_only}
     if model is None:
         name = role_model_name(role)
         if is_api_model(name):
             model = config["models"][name]["source"]["api"]
         else:
             model = model_dir(name) if loads_a_model(role) else name
-    args = [
-        f"--{prefix}role",
-        json_param(spec),
-        f"--{prefix}model",
-        model,
-    ]
-    if not prefix:
-        args += ["--prompts", PROMPTS]
-    return " ".join(shlex.quote(a) for a in args)
+    return role_args(role, config["roles"][role], model, PROMPTS, prefix, recorded)
 
 
 def data_inputs(split):
     return {
-        "tasks": f"results/data/tasks/{split}.jsonl",
-        "personas": f"results/data/personas/{split}.jsonl",
+        "tasks": paths.tasks(split),
+        "personas": paths.personas(split),
     }
 
 
@@ -338,11 +259,11 @@ def split_data(wc):
 
 
 def sim_dir(wc):
-    return f"results/m{wc.t}/sim/{wc.split}/shard{wc.shard}"
+    return paths.sim_dir(wc.t, wc.split, wc.shard)
 
 
 def conversations(t, split):
-    return f"results/m{t}/conversations/{split}.jsonl"
+    return paths.conversations(t, split)
 
 
 # Win-rate variants (evaluation.winrate.variants): answers and judge files per (conversation, answerer).
@@ -353,7 +274,7 @@ ANSWER_SETS = winrate_variants.answer_sets(WINRATE_VARIANTS)
 def winrate_answers(selection, t, answerer):
     """m_t's answers (answerer mt) or m0's answers on m_t's conversations (answerer m0); m0's are one file."""
     answerer = "mt" if int(t) == 0 else answerer
-    return f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl"
+    return paths.winrate_answers(selection, t, answerer)
 
 
 def answering_model(wc):
@@ -362,19 +283,17 @@ def answering_model(wc):
 
 
 def judge_file(selection, answerer, t):
-    return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl"
+    return paths.judge(selection, answerer, t)
 
 
 def summary_manifest():
     """What summarize reads, by iteration and condition: passed as structure, never parsed from paths."""
     return {
         "logprobs": {
-            str(t): {
-                c: f"results/m{t}/logprobs/test.{c}.jsonl" for c in PER_T_CONDITIONS
-            }
+            str(t): {c: paths.logprobs(t, "test", c) for c in PER_T_CONDITIONS}
             for t in EVAL_T
         },
-        "controls": {c: f"results/controls/test.{c}.jsonl" for c in CONTROL_CONDITIONS},
+        "controls": {c: paths.controls("test", c) for c in CONTROL_CONDITIONS},
         "judge": {
             f"{c}-{a}": {str(t): judge_file(c, a, t) for t in EVAL_T if t}
             for c, a in ANSWER_SETS
@@ -446,106 +365,40 @@ def gpu_sharing_cli():
 
 
 def config_without_run_name():
-    """The effective config as recorded by the summary rules (its digest) and shown by the report: what
-    the results depend on. Left out, so changing them reruns nothing: the run's name (it only labels the
-    run); the roles no stage runs (the oracle when the gold responses come from files, the
-    persona_generator when personas are read from files and names are not asked of it, the judge without
-    win-rate variants, the answerer without them and without the self regularizer); the models only such
-    roles (or none) name; `api` when no role left calls an API; the other training methods' knobs (as
-    rules/train.smk); the speed-only options (SPEED_ONLY_OPTIONS); and simulation.gpu_sharing when it is the
-    default `separate`, questioner_memory_share unless it is shared_memory (rules/simulate.smk passes them
-    only then)."""
-    data = config["data"]
-    unused = set()
-    if data_from_file("oracle"):
-        unused.add("oracle")
-    if data["personas"]["source"] != "generate" and data["names"] != "llm":
-        unused.add("persona_generator")
-    if not WINRATE_VARIANTS:
-        if not EVAL[
-            "specificity_rating"
-        ]:  # the specificity stage is the judge's other job
-            unused.add("judge")
-        if REGULARIZER != "self":
-            unused.add("answerer")
-    roles = {}
-    for role, spec in config["roles"].items():
-        if role not in unused:
-            speed_only = SPEED_ONLY_OPTIONS.get((role, spec["backend"]), ())
-            options = {
-                k: v
-                for k, v in (spec.get("options") or {}).items()
-                if k not in speed_only
-            }
-            roles[role] = {**spec, "options": options}
-    models = {config["base_model"], *(q["model"] for q in EVAL["questioners"])}
-    models |= {spec["model"] for spec in roles.values() if "model" in spec}
-    out = {
-        k: v
-        for k, v in config.items()
-        if k not in ("run_name", "roles", "models", "api")
-    }
-    out["roles"] = roles
-    out["models"] = {k: v for k, v in config["models"].items() if k in models}
-    if "api" in config and any(s["backend"] == "openai" for s in roles.values()):
-        out["api"] = config["api"]
-    out["training"] = {
-        k: v
-        for k, v in config["training"].items()
-        if k not in ("dpo", "rwr") or k == METHOD
-    }
-    sharing = config["simulation"].get("gpu_sharing", "separate")
-    out["simulation"] = {
-        k: v
-        for k, v in config["simulation"].items()
-        if not (k == "gpu_sharing" and sharing == "separate")
-        and not (k == "questioner_memory_share" and sharing != "shared_memory")
-    }
-    return out
+    """The effective config: what the results depend on (stargate/workflow/digest.py)."""
+    return digest.effective_config(
+        config, data_from_file("oracle"), bool(WINRATE_VARIANTS)
+    )
 
 
 def config_digest():
-    """sha256 of the effective config (config_without_run_name: what the results depend on): recorded by
-    the summary rules, so the digest a summary names is always that of the config its results came from,
-    and a key no stage reads (an unused model or role) does not restate it."""
-    import hashlib
-
-    text = json.dumps(config_without_run_name(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return digest.digest(config_without_run_name())
 
 
 def config_identity(wildcards, input):
-    """Which config produced a run: its name, the files given (relative to the working directory where
-    inside it), the training method and regularizer (so summaries of several methods tell themselves
-    apart) and the digest. An unrecorded param (`wildcards, input`): renaming the run or the config file
-    reruns nothing; the digest, recorded on its own, changes with the content."""
-    files = [
-        os.path.relpath(f) if not os.path.relpath(f).startswith("..") else str(f)
-        for f in workflow.overwrite_configfiles
-    ]
-    return json.dumps(
-        {
-            "run_name": config.get("run_name"),
-            "configfiles": files or ["config/config.yaml"],
-            "training": {"method": METHOD, "regularizer": REGULARIZER},
-            "config_sha256": config_digest(),
-        },
-        sort_keys=True,
-    )
+    """Which config produced a run. An unrecorded param (`wildcards, input`): renaming the run or the config
+    file reruns nothing; the digest, recorded on its own, changes with the content."""
+    return digest.identity(config, workflow.overwrite_configfiles, config_digest())
 
 
 # Training data by training.method and training.regularizer (rules/sft.smk).
 def used_conversations(wc):
-    """The conversations m_{t+1} trains on: top-k (sft) or the select stage's (dpo, rwr)."""
-    if METHOD == "sft":
-        return f"results/m{wc.t}/topk/{wc.split}.jsonl"
-    return f"results/m{wc.t}/selected/{wc.split}.{METHOD}.jsonl"
+    """The conversations m_{t+1} trains on: top-k, or the select stage's for a selecting method (dpo, rwr)."""
+    if not get_method(METHOD).selects:
+        return paths.topk(wc.t, wc.split)
+    return paths.selected(wc.t, wc.split, METHOD)
+
+
+def select_knobs(method):
+    """The keys of training.<method> the method's selection reads (stargate/training/methods/)."""
+    m = get_method(method)
+    return {k: config["training"][m.block][k] for k in m.select_keys}
 
 
 def final_answers(wc):
     """The regularizer file sft_data reads: m_t's answers, the gold responses, or nothing."""
     if REGULARIZER == "self":
-        return [f"results/m{wc.t}/regularizer/{wc.split}.jsonl"]
+        return [paths.regularizer(wc.t, wc.split)]
     if REGULARIZER == "gold":
-        return [f"results/data/oracle/{wc.split}.jsonl"]
+        return [paths.gold(wc.split)]
     return []

@@ -19,7 +19,7 @@ rule tasks:
     input:
         source=lambda wc: data_files("tasks", wc.split),
     output:
-        "results/data/tasks/{split}.jsonl",
+        paths.tasks(),
     log:
         "logs/tasks/{split}.log",
     conda:
@@ -52,7 +52,7 @@ rule personas:
         ),
         model=role_model_input("persona_generator") if GENERATED_PERSONAS else [],
     output:
-        "results/data/personas/{split}.texts.jsonl",
+        paths.persona_texts(),
     log:
         "logs/personas/{split}.log",
     benchmark:
@@ -89,11 +89,11 @@ rule personas:
 
 rule names:
     input:
-        personas="results/data/personas/{split}.texts.jsonl",
+        personas=paths.persona_texts(),
         source=lambda wc: data_files("names", wc.split) if FILE_NAMES else [],
         model=role_model_input("persona_generator") if LLM_NAMES else [],
     output:
-        "results/data/personas/{split}.jsonl",
+        paths.personas(),
     log:
         "logs/names/{split}.log",
     conda:
@@ -119,7 +119,7 @@ rule oracle:
         source=lambda wc: data_files("oracle", wc.split) if FILE_GOLD else [],
         model=role_model_input("oracle") if not FILE_GOLD else [],
     output:
-        "results/data/oracle/{split}.jsonl",
+        paths.gold(),
     log:
         "logs/oracle/{split}.log",
     benchmark:
@@ -133,7 +133,7 @@ rule oracle:
         gold_file=lambda wc: (
             file_arg("--gold-file", "oracle", wc.split) if FILE_GOLD else ""
         ),
-        max_dropped=config["data"]["oracle"]["max_dropped_fraction"],
+        max_dropped=config_provider("data", "oracle", "max_dropped_fraction"),
         # the authors' gold responses need no oracle: its role and model are not used then
         role=f"--prompts {PROMPTS}" if FILE_GOLD else role_cli("oracle"),
         templates=prompt_digest("oracle") if not FILE_GOLD else "",

@@ -1,5 +1,6 @@
 # Evaluation on the test split (spec §6): win-rate answers and judge verdicts for every configured variant
-# (evaluation.winrate.variants: conversation random|top1, answerer mt|m0, positions randomized|mt_a|mt_b),
+# (evaluation.winrate.variants: conversation random|top1, answerer mt|m0, positions a judge protocol of
+# stargate.evaluation.protocols, whose orders the judge file serves),
 # the summary tables and plots beside the paper's values, and the report's extra tables. Test
 # conversations and log-probs come from the same simulate/score rules as training, with split=test.
 
@@ -11,12 +12,10 @@ rule winrate_answer:
     input:
         **TEST_DATA,
         conversations=lambda wc: conversations(wc.t, "test"),
-        top1=lambda wc: (
-            f"results/m{wc.t}/topk/test.jsonl" if wc.selection == "top1" else []
-        ),
+        top1=lambda wc: (paths.topk(wc.t, "test") if wc.selection == "top1" else []),
         model=lambda wc: model_input(answering_model(wc)),
     output:
-        "results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl",
+        paths.winrate_answers(),
     log:
         "logs/winrate_answer/{selection}_m{t}_{answerer}.log",
     benchmark:
@@ -50,7 +49,7 @@ rule judge:
         baseline=lambda wc: winrate_answers(wc.selection, 0, "mt"),
         model=role_model_input("judge"),
     output:
-        "results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl",
+        paths.judge(),
     log:
         "logs/judge/{selection}_m{t}_{answerer}.log",
     benchmark:
@@ -119,7 +118,7 @@ rule summarize:
         manifest=json.dumps(summary_manifest(), sort_keys=True),
         variants=",".join(v.name for v in WINRATE_VARIANTS),
         bootstrap=f"--resamples {WINRATE['bootstrap_resamples']} --bootstrap-seed {WINRATE['bootstrap_seed']}",
-        labels=EVAL["task_labels"],
+        labels=config_provider("evaluation", "task_labels"),
         config_sha256=config_digest(),
         specificity=lambda wc, input: (
             f"--specificity {input.specificity}" if SPECIFICITY_RATING else ""

@@ -5,14 +5,14 @@ rule score:
     input:
         unpack(split_data),
         conversations=lambda wc: (
-            f"results/m{wc.t}/conversations/{wc.split}.shuffled.jsonl"
+            paths.shuffled_conversations(wc.t, wc.split)
             if wc.condition == "shuffled"
             else conversations(wc.t, wc.split)
         ),
-        gold="results/data/oracle/{split}.jsonl",
+        gold=paths.gold(),
         model=base_model_input(),
     output:
-        "results/m{t}/logprobs/{split}.{condition}.jsonl",
+        paths.logprobs(),
     log:
         "logs/score/m{t}_{split}_{condition}.log",
     benchmark:
@@ -43,10 +43,10 @@ rule score:
 use rule score as score_control with:
     input:
         unpack(split_data),
-        gold="results/data/oracle/{split}.jsonl",
+        gold=paths.gold(),
         model=base_model_input(),
     output:
-        "results/controls/{split}.{condition}.jsonl",
+        paths.controls(),
     log:
         "logs/score_control/{split}_{condition}.log",
     benchmark:
@@ -67,9 +67,9 @@ use rule score as score_control with:
 rule shuffle:
     input:
         unpack(split_data),
-        conversations="results/m{t}/conversations/{split}.jsonl",
+        conversations=paths.conversations(),
     output:
-        "results/m{t}/conversations/{split}.shuffled.jsonl",
+        paths.shuffled_conversations(),
     log:
         "logs/shuffle/m{t}_{split}.log",
     conda:
@@ -77,7 +77,7 @@ rule shuffle:
     resources:
         **res(),
     params:
-        seed=EVAL["shuffle_seed"],
+        seed=config_provider("evaluation", "shuffle_seed"),
         prompts=PROMPTS,  # the prompt set's shuffle_rotation: paper_v1 rotates as the original did
         code=code("shuffle"),
     shell:
@@ -87,10 +87,10 @@ rule shuffle:
 
 rule topk:
     input:
-        conversations="results/m{t}/conversations/{split}.jsonl",
-        logprobs=f"results/m{{t}}/logprobs/{{split}}.{SELECTION_CONDITION}.jsonl",
+        conversations=paths.conversations(),
+        logprobs=paths.logprobs(condition=SELECTION_CONDITION),
     output:
-        "results/m{t}/topk/{split}.jsonl",
+        paths.topk(),
     log:
         "logs/topk/m{t}_{split}.log",
     conda:
@@ -98,7 +98,7 @@ rule topk:
     resources:
         **res(),
     params:
-        k=config["top_k"],
+        k=config_provider("top_k"),
         code=code("topk"),
     shell:
         "stargate topk --conversations {input.conversations} --logprobs {input.logprobs} --k {params.k}"

@@ -3,36 +3,28 @@
 # each (training.regularizer: m_t's own, rule `regularize`; the oracle's gold; or none) and the examples
 # (rule `sft_data`, written to results/m{t}/{method}/{split}.jsonl). Training itself is rules/train.smk.
 
-if METHOD == "dpo" and SIM["conversations_per_pair"] < 2:
-    raise ValueError(
-        "training.method dpo contrasts two conversations of a pair: set simulation.conversations_per_pair >= 2"
-    )
-
 
 rule select:
     input:
-        conversations="results/m{t}/conversations/{split}.jsonl",
-        logprobs=f"results/m{{t}}/logprobs/{{split}}.{SELECTION_CONDITION}.jsonl",
+        conversations=paths.conversations(),
+        logprobs=paths.logprobs(condition=SELECTION_CONDITION),
     output:
-        "results/m{t}/selected/{split}.{method}.jsonl",
+        paths.selected(),
     log:
         "logs/select/m{t}_{split}_{method}.log",
     wildcard_constraints:
-        method="dpo|rwr",
+        method="|".join(selecting_methods()),
     conda:
         ENV
     resources:
         **res(),
     params:
-        knob=lambda wc: (
-            f"--min-gap {config['training']['dpo']['min_gap']}"
-            if wc.method == "dpo"
-            else f"--temperature {config['training']['rwr']['temperature']}"
-        ),
+        # the keys of the method's block its selection reads: a trainer knob (dpo.beta) reruns training only
+        knobs=lambda wc: json.dumps(select_knobs(wc.method), sort_keys=True),
         code=code("select"),
     shell:
         "stargate select --method {wildcards.method} --conversations {input.conversations}"
-        " --logprobs {input.logprobs} {params.knob} --output {output} > {log} 2>&1"
+        " --logprobs {input.logprobs} --knobs {params.knobs:q} --output {output} > {log} 2>&1"
 
 
 rule regularize:
@@ -41,7 +33,7 @@ rule regularize:
         topk=used_conversations,
         model=lambda wc: model_input(questioner_model(wc.t)),
     output:
-        "results/m{t}/regularizer/{split}.jsonl",
+        paths.regularizer(),
     log:
         "logs/regularize/m{t}_{split}.log",
     benchmark:
@@ -66,11 +58,11 @@ rule sft_data:
         topk=used_conversations,
         responses=final_answers,
     output:
-        "results/m{t}/{method}/{split}.jsonl",
+        paths.training_data(),
     log:
         "logs/sft_data/m{t}_{split}_{method}.log",
     wildcard_constraints:
-        method="sft|dpo|rwr",
+        method="|".join(METHODS),
     conda:
         ENV
     resources:

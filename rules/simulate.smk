@@ -23,15 +23,9 @@ rule simulate:
         questioner=lambda wc: model_input(questioner_model(wc.t)),
         roleplayer=role_model_input("roleplayer"),
     output:
-        asked=expand(
-            "results/m{{t}}/sim/{{split}}/shard{{shard}}/turn{k}.asked.jsonl", k=TURNS
-        ),
-        done=expand(
-            "results/m{{t}}/sim/{{split}}/shard{{shard}}/turn{k}.done.jsonl", k=TURNS
-        ),
-        open=expand(
-            "results/m{{t}}/sim/{{split}}/shard{{shard}}/turn{k}.open.jsonl", k=TURNS
-        ),
+        asked=[paths.sim_turn("asked", k) for k in TURNS],
+        done=[paths.sim_turn("done", k) for k in TURNS],
+        open=[paths.sim_turn("open", k) for k in TURNS],
     log:
         "logs/simulate/m{t}_{split}_shard{shard}.log",
     benchmark:
@@ -62,22 +56,18 @@ rule simulate:
 rule pool:
     input:
         unpack(split_data),
-        done=lambda wc: expand(
-            "results/m{t}/sim/{split}/shard{shard}/turn{k}.done.jsonl",
-            t=wc.t,
-            split=wc.split,
-            shard=split_shards(wc.split),
-            k=TURNS,
-        ),
-        asked=lambda wc: expand(
-            "results/m{t}/sim/{split}/shard{shard}/turn{k}.asked.jsonl",
-            t=wc.t,
-            split=wc.split,
-            shard=split_shards(wc.split),
-            k=TURNS,
-        ),
+        done=lambda wc: [
+            paths.sim_turn("done", k, wc.t, wc.split, shard)
+            for shard in split_shards(wc.split)
+            for k in TURNS
+        ],
+        asked=lambda wc: [
+            paths.sim_turn("asked", k, wc.t, wc.split, shard)
+            for shard in split_shards(wc.split)
+            for k in TURNS
+        ],
     output:
-        "results/m{t}/conversations/{split}.jsonl",
+        paths.conversations(),
     log:
         "logs/pool/m{t}_{split}.log",
     conda:
@@ -85,7 +75,7 @@ rule pool:
     resources:
         **res(),
     params:
-        n=SIM["conversations_per_pair"],
+        n=config_provider("simulation", "conversations_per_pair"),
         code=code("pool"),
     shell:
         "stargate pool --finished {input.done} --asked {input.asked} --tasks {input.tasks} --personas {input.personas}"

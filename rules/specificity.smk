@@ -3,7 +3,7 @@
 # Requested only when evaluation.specificity_rating is on (config/paper.yaml); off by default.
 
 SPECIFICITY_RATING = EVAL["specificity_rating"]
-SPECIFICITY_FILE = "results/eval/specificity/test.jsonl"
+SPECIFICITY_FILE = paths.specificity()
 
 
 rule specificity:

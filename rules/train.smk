@@ -1,14 +1,10 @@
-# Fine-tuning (spec §3.7, §5) by training.method (sft, dpo, rwr; docs/training.md): m_t for t >= 1 is trained FROM m0 (never from m_{t-1}) on the
+# Fine-tuning (spec §3.7, §5) by training.method (stargate/training/methods/; docs/training.md): m_t for t >= 1 is trained FROM m0 (never from m_{t-1}) on the
 # SFT data of iteration t-1, which simulated split A when t-1 is even and B when odd.
 # CPU by default; a profile that sets `gpu` for this rule gives it GPUs: with gpu > 1 `stargate train`
 # re-executes itself under `accelerate launch --num_processes {gpu}` (DeepSpeed from training.deepspeed).
 # See docs/training.md.
 
-from stargate.training.spec import TrainingSpec
-
 TRAINING = config["training"]
-# combinations the schema cannot express (e.g. pure bf16 with ZeRO) fail here, at load, not in the job
-TrainingSpec.from_dict(TRAINING)
 
 
 rule train:
@@ -16,14 +12,16 @@ rule train:
         # the prepared m0 as its consumers take it (rules/common.smk, model_input)
         base=ancient(base_model_dir()),
         base_recipe=model_recipe_file(config["base_model"]),
-        data=lambda wc: f"results/m{int(wc.t) - 1}/{METHOD}/{train_split(int(wc.t) - 1)}.jsonl",
+        data=lambda wc: paths.training_data(
+            int(wc.t) - 1, train_split(int(wc.t) - 1), METHOD
+        ),
         deepspeed=(
             [repo_path(f"config/deepspeed/{TRAINING['deepspeed']}.json")]
             if TRAINING["deepspeed"]
             else []
         ),
     output:
-        model=directory("results/models/m{t}"),
+        model=directory(paths.model()),
     log:
         "logs/train/m{t}.log",
     benchmark:
@@ -37,14 +35,7 @@ rule train:
         **res(mem_mb=16000, runtime=600),
     params:
         # the method's own knobs only: another method's (e.g. rwr.temperature under dpo) retrain nothing
-        spec=json.dumps(
-            {
-                k: v
-                for k, v in TRAINING.items()
-                if k not in ("dpo", "rwr") or k == METHOD
-            },
-            sort_keys=True,
-        ),
+        spec=json.dumps(training_for_method(TRAINING), sort_keys=True),
         code=code("train"),
         # names only (W&B run, model card): not recorded, so renaming the run retrains nothing
         run_name=lambda wc, input: config["run_name"],

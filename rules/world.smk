@@ -11,9 +11,7 @@ WORLD_TARGETS = [f"{SUMMARY}/world.json"] if IN_WORLD else []
 rule world_report:
     input:
         **data_inputs("test"),
-        logprobs=expand(
-            "results/m{t}/logprobs/test.qa-experimental.jsonl", t=range(T + 1)
-        ),
+        logprobs=[paths.logprobs(t, "test", SELECTION_CONDITION) for t in range(T + 1)],
         conversations=[conversations(t, "test") for t in range(T + 1)],
     output:
         f"{SUMMARY}/world.json",

@@ -23,8 +23,14 @@ STAGES = {
     "names": ("stargate.stages.names", "find each persona's name"),
     "oracle": ("stargate.stages.oracle", "gold responses per persona-task pair"),
     "simulate": ("stargate.stages.simulate", "all turns of a shard's conversations, each model loaded once"),
-    "questioner-turn": ("stargate.stages.questioner_turn", "one Questioner turn of the simulation"),
-    "roleplayer-turn": ("stargate.stages.roleplayer_turn", "one Roleplayer turn of the simulation"),
+    "questioner-turn": (
+        "stargate.stages.questioner_turn",
+        "by hand: one Questioner turn over files (a prompt's replies without a whole simulation; rules run `simulate`)",
+    ),
+    "roleplayer-turn": (
+        "stargate.stages.roleplayer_turn",
+        "by hand: one Roleplayer turn over files (a prompt's replies without a whole simulation; rules run `simulate`)",
+    ),
     "pool": ("stargate.stages.pool", "pool finished conversations of all turns and shards"),
     "score": ("stargate.stages.score", "log p(gold) under m0 for one condition"),
     "shuffle": ("stargate.stages.shuffle", "the shuffled-persona control conversations"),

@@ -29,10 +29,10 @@ CONDITIONS_CONTROL = ("neg-control", "pos-control-2")
 CONDITIONS = CONDITIONS_PER_ITERATION + CONDITIONS_CONTROL
 SELECTION_CONDITION = "qa-experimental"  # the condition whose scores pick the top-k conversations
 # Win-rate protocol axes (spec §6.2; evaluation.winrate.variants): which conversation is answered, who
-# answers it, and where m_t's answer is shown to the judge. A variant's name joins its three values.
+# answers it, and where m_t's answer is shown to the judge (the judge protocols of
+# stargate.evaluation.protocols). A variant's name joins its three values.
 WINRATE_CONVERSATIONS = ("random", "top1")
 WINRATE_ANSWERERS = ("mt", "m0")
-WINRATE_POSITIONS = ("randomized", "mt_a", "mt_b")
 SPLITS = ("A", "B", "test")
 FIXED_MODEL_ROLES = ("questioner", "answerer", "scorer")  # always m_t / m0: no `model` key
 
@@ -212,7 +212,9 @@ def numeric_problems(node: Any, path: str = "") -> list[str]:
     return []
 
 
-def check_config(config: dict[str, Any], source: str = "config") -> None:
+def check_config(config: dict[str, Any], source: str = "config", extra: list[str] | tuple[str, ...] = ()) -> None:
+    """Every problem of a filled config, raised as one error listing them all. `extra`: problems found by code
+    this module does not import (the training method's, stargate/workflow/), listed the same way."""
     problems = numeric_problems(config)
     models = config.get("models", {})
     if config.get("base_model") not in models:
@@ -241,6 +243,12 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
     if config.get("top_k", 1) > sim.get("conversations_per_pair", 1):
         problems.append("top_k: cannot keep more conversations per pair than simulation.conversations_per_pair")
     ev = config.get("evaluation", {})
+    for i, q in enumerate(ev.get("questioners", [])):
+        if q.get("model") not in models or "api" in models[q["model"]]["source"]:
+            problems.append(
+                f"evaluation.questioners[{i}].model: '{q.get('model')}' must name a local model of `models`"
+                " (source hf or path)"
+            )
     if SELECTION_CONDITION not in ev.get("conditions", []):
         problems.append("evaluation.conditions: must include qa-experimental (it selects the top-k conversations)")
     if (
@@ -258,6 +266,7 @@ def check_config(config: dict[str, Any], source: str = "config") -> None:
             problems.append(f"models.{name}.source: give exactly one of gguf_package, hf, path, api (got {kinds})")
         if "gguf_package" in src and "gguf_file" not in src:
             problems.append(f"models.{name}.source.gguf_file: required with gguf_package")
+    problems += list(extra)
     if problems:
         raise StargateError(f"{source} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
 

@@ -12,6 +12,13 @@ expression or constant does. (A docstring is runtime-visible as `__doc__`; the p
 for `--help` texts.) The text is `ast.unparse`'s, not `ast.dump`'s, which lists every node field and so
 changes whenever a Python version adds one; unparse's text can still differ between Python versions in
 rare constructs, so moving a run to another Python version may rerun its stages once.
+
+Imports are found anywhere in a file: at the top, and inside functions (`from .hf import HFBackend` in
+`load_backend`, imported only when it runs). Code a stage runs by name rather than by import, a role's
+`program: "module:function"` option (the learning world's users, stargate/world), is added through
+`program_modules`: rules/common.smk's `code(stage)` passes it the config's roles (`stage_fingerprint` does the
+same in one call), and `STAGE_ROLES` says which roles each stage runs. tests/test_fingerprint_closures.py pins
+what the closures hold.
 """
 
 from __future__ import annotations
@@ -149,10 +156,65 @@ def module_code(module: str) -> str:
 
 
 @cache
-def code_fingerprint(module: str) -> str:
-    """sha256 (16 hex digits) over the code (`normalized_code`) of `closure(module)` and of the command-line
-    entry point."""
+def code_fingerprint(module: str, *programs: str) -> str:
+    """sha256 (16 hex digits) over the code (`normalized_code`) of `closure(module)`, of the closures of
+    `programs` (modules the stage runs by name: `program_modules`) and of the command-line entry point."""
     h = hashlib.sha256()
-    for m in sorted(set(closure(module)) | set(closure(ENTRY_POINT))):
+    for m in fingerprinted_modules(module, *programs):
         h.update(m.encode() + b"\0" + module_code(m).encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+def fingerprinted_modules(module: str, *programs: str) -> list[str]:
+    """The modules `code_fingerprint(module, *programs)` hashes, sorted."""
+    out = set(closure(module)) | set(closure(ENTRY_POINT))
+    for program in programs:
+        out |= set(closure(program))
+    return sorted(out)
+
+
+# The roles whose backends each stage's command runs (the rules in rules/*.smk hand it their options);
+# tests/test_fingerprint_closures.py checks this against the rules. A stage not named here runs no role.
+STAGE_ROLES: dict[str, tuple[str, ...]] = {
+    "personas": ("persona_generator",),
+    "names": ("persona_generator",),
+    "oracle": ("oracle",),
+    "simulate": ("questioner", "roleplayer"),
+    "questioner_turn": ("questioner",),
+    "roleplayer_turn": ("roleplayer",),
+    "score": ("scorer",),
+    "regularize": ("answerer",),
+    "winrate_answer": ("answerer",),
+    "judge": ("judge",),
+    "specificity": ("judge",),
+}
+
+
+def program_modules(stage: str, roles: dict | None) -> tuple[str, ...]:
+    """The package modules named by the `program: "module:function"` options of the roles `stage` runs
+    (`roles`: the config's `roles` block), sorted. A program outside the package (a test's) is left out:
+    it has no file here to hash."""
+    found = set()
+    for role in STAGE_ROLES.get(stage, ()):
+        options = ((roles or {}).get(role) or {}).get("options") or {}
+        module = str(options.get("program") or "").partition(":")[0]
+        if module and _exists(module):
+            parts = module.split(".")  # importing it runs its packages' __init__ too
+            found.update(m for m in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if _exists(m))
+    return tuple(sorted(found))
+
+
+def stage_module(stage: str) -> str:
+    """`score` -> `stargate.stages.score`, the module `stargate score` runs."""
+    return f"{PACKAGE}.stages.{stage}"
+
+
+def stage_fingerprint(stage: str, roles: dict | None = None) -> str:
+    """The fingerprint of the code `stargate <stage>` runs with the config's `roles`: its module's closure and
+    those of the programs its roles name (`program_modules`)."""
+    return code_fingerprint(stage_module(stage), *program_modules(stage, roles))
+
+
+def stage_modules(stage: str, roles: dict | None = None) -> list[str]:
+    """The modules `stage_fingerprint(stage, roles)` hashes, sorted."""
+    return fingerprinted_modules(stage_module(stage), *program_modules(stage, roles))

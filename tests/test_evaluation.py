@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from stargate.errors import StargateError
-from stargate.evaluation import outcomes, paper, ratings, variants
+from stargate.evaluation import outcomes, paper, protocols, ratings, variants
 from stargate.evaluation.logprobs import paired_difference
 from stargate.evaluation.verdicts import classify, outcome_for_candidate
 from stargate.prompts import load_prompt_set
@@ -72,7 +72,7 @@ def test_a_verdict_that_flips_with_the_order_is_a_tie():
         rec("p4", a="unparsable", b="win"),
         rec("p5", a="refused", b="loss"),
     ]
-    got = [outcomes.outcome(r, variants.BOTH_ORDERS) for r in recs]
+    got = [outcomes.outcome(r, protocols.BOTH_ORDERS) for r in recs]
     assert got == ["win", "tie", "loss", "unparsable", "refused"]
     assert [outcomes.outcome(r, "mt_a") for r in recs][:3] == ["win", "win", "loss"]
     assert [outcomes.outcome(r, "mt_b") for r in recs][:3] == ["win", "loss", "loss"]
@@ -170,9 +170,9 @@ def test_variants_share_answers_and_judge_orders():
     assert [v.name for v in vs] == ["top1-mt-mt_a", "top1-mt-mt_b", "random-m0-randomized"]
     assert variants.answer_sets(vs) == [("random", "m0"), ("top1", "mt")]
     assert variants.positions_for(vs, "top1", "mt") == ["mt_a", "mt_b"]
-    assert variants.orders_to_judge(["randomized"], False, "B") == ["B"]
-    assert variants.orders_to_judge(["mt_a", "randomized"], False, "A") == ["A"]
-    assert variants.orders_to_judge(["mt_a"], True, "A") == ["A", "B"]
+    assert protocols.orders_to_judge(["randomized"], False, "B") == ["B"]
+    assert protocols.orders_to_judge(["mt_a", "randomized"], False, "A") == ["A"]
+    assert protocols.orders_to_judge(["mt_a"], True, "A") == ["A", "B"]
     assert variants.parse("random-mt-both_orders").positions == "both_orders"
     with pytest.raises(StargateError, match="CONVERSATION-ANSWERER-POSITIONS"):
         variants.parse("zero-shot")

@@ -17,6 +17,7 @@ from stargate.records import read_jsonl, read_meta, write_jsonl
 from stargate.stages import select as selection
 from stargate.stages import sft_data
 from stargate.training.masking import IGNORE_INDEX
+from stargate.training.methods.rwr import rwr_weights
 
 PAIRS = ["A-t0000|A-p00", "A-t0001|A-p00", "A-t0002|A-p00", "A-t0000|A-p01"]
 
@@ -50,8 +51,7 @@ def select(tmp_path, method, scores, **knobs) -> list[dict]:
             method=method,
             conversations=str(c),
             logprobs=str(lp),
-            min_gap=knobs.get("min_gap"),
-            temperature=knobs.get("temperature"),
+            knobs=json.dumps(knobs),
             output=str(out),
         )
     )
@@ -105,14 +105,14 @@ def test_rwr_weights_are_per_pair_softmax_with_mean_one(tmp_path):
     assert cold[1] == pytest.approx(3.0) and cold[0] == pytest.approx(0.0)
     assert list(hot.values()) == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
     # extreme log-probs do not overflow
-    assert selection.rwr_weights([-1e4, -2e4], 1.0) == pytest.approx([2.0, 0.0])
+    assert rwr_weights([-1e4, -2e4], 1.0) == pytest.approx([2.0, 0.0])
 
 
 def test_scores_of_unknown_conversations_are_refused(tmp_path):
     c, lp = scored_files(tmp_path, {PAIRS[0]: [-1.0, -2.0]})
     write_jsonl(lp, [{"pair": PAIRS[0], "conv": 7, "logprob": -1.0}], {"stage": "score"})
     args = argparse.Namespace(
-        method="rwr", conversations=str(c), logprobs=str(lp), min_gap=None, temperature=1.0, output=str(tmp_path / "o")
+        method="rwr", conversations=str(c), logprobs=str(lp), knobs='{"temperature": 1.0}', output=str(tmp_path / "o")
     )
     with pytest.raises(InputError, match="unknown conversation"):
         selection.run(args)
@@ -188,7 +188,7 @@ def test_rwr_and_regularizer_variants(tmp_path, data_files, pair_data):
 
 # ----------------------------------------------------------------------------- losses
 def test_weighted_loss_is_sft_loss_with_unit_weights_and_ignores_zero_weight_rows():
-    from stargate.training.rwr import weighted_nll_sum
+    from stargate.training.methods.rwr import weighted_nll_sum
 
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 11)
@@ -206,7 +206,7 @@ def test_weighted_loss_is_sft_loss_with_unit_weights_and_ignores_zero_weight_row
 def test_dpo_completion_mask_is_the_sft_label_mask(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from stargate.training.dpo import PreferenceCollator, encode_pair
+    from stargate.training.methods.dpo import PreferenceCollator, encode_pair
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     rec = {

@@ -36,8 +36,8 @@ import pytest
 from mistral_reference import reference, sentencepiece_model_path
 
 import stargate.prompts as prompts_pkg
-from stargate.backends.spans import prompt_ids, render_for_scoring
-from stargate.backends.vllm033 import VllmTextPrompt, decode_output
+from stargate.encoding.spans import prompt_ids, render_for_scoring
+from stargate.encoding.vllm033 import VllmTextPrompt, decode_output
 from stargate.errors import StargateError
 from stargate.prompts import load_prompt_set, provenance, tokenizer_sha256
 from stargate.tokenization import load_tokenizer, vocabulary_sha256
@@ -408,7 +408,7 @@ def test_sft_example_is_the_originals(folder, tok, ps, run, case, tmp_path, max_
     does: training_tokenizer of the prepared folder, encode_records."""
     from stargate.records import write_jsonl
     from stargate.training.data import encode_records
-    from stargate.training.sft import training_tokenizer
+    from stargate.training.provenance import training_tokenizer
 
     final_ids = generated(case, "final")
     turns = orig_create_turns(run["orig_conv"])
@@ -461,7 +461,7 @@ def test_every_loader_gives_the_pinned_tokenizer(folder, tok, ps, tmp_path):
 
     from stargate.backends import load_backend
     from stargate.records import write_jsonl
-    from stargate.training.sft import training_tokenizer
+    from stargate.training.provenance import training_tokenizer
 
     want = tokenizer_sha256(tok)
     assert tok.chat_template == ps.chat_template != HUB_TEMPLATE

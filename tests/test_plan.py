@@ -183,18 +183,18 @@ def test_shape_counts_the_parameters_transformers_builds():
 
 
 def test_the_trainer_steps_adamw_one_parameter_at_a_time(tmp_path):
-    """stargate/training/sft.py's Trainer runs AdamW without foreach, as the plan assumes: the multi-tensor step's
+    """stargate/training/trainer_base.py's Trainer runs AdamW without foreach, as the plan assumes: the multi-tensor step's
     copy of every second moment (+13.5 GiB for Mistral-7B) would push the paper's train job past 80 GiB."""
     torch = pytest.importorskip("torch")
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
-    from stargate.training.sft import _trainer_class
+    from stargate.training.trainer_base import trainer_class
 
     model = LlamaForCausalLM(
         LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=64)
     )
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", optim="adamw_torch")
-    trainer = _trainer_class(0.1, "micro_batch")(model=model, args=args)
+    trainer = trainer_class(0.1, "micro_batch")(model=model, args=args)
     optimizer = trainer.create_optimizer()
     assert isinstance(optimizer, torch.optim.AdamW)
     assert [g["foreach"] for g in optimizer.param_groups] == [False] * len(optimizer.param_groups)

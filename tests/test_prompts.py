@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stargate.backends.vllm033 import VllmTextPrompt
+from stargate.encoding.vllm033 import VllmTextPrompt
 from stargate.errors import StargateError
 from stargate.prompts import available_sets, load_prompt_set, template_files
 
@@ -64,12 +64,12 @@ def test_bad_manifest_names_the_file_and_key(tmp_path, monkeypatch, change, mess
 
     import yaml
 
-    import stargate.prompts as pkg
+    from stargate.prompts import templates
 
-    shutil.copytree(Path(pkg.__file__).parent / "paper_v1", tmp_path / "broken_v1")
+    shutil.copytree(templates.PROMPTS_DIR / "paper_v1", tmp_path / "broken_v1")
     manifest = yaml.safe_load((tmp_path / "broken_v1" / "manifest.yaml").read_text())
     (tmp_path / "broken_v1" / "manifest.yaml").write_text(yaml.safe_dump({**manifest, **change}))
-    monkeypatch.setattr(pkg, "PROMPTS_DIR", tmp_path)
+    monkeypatch.setattr(templates, "PROMPTS_DIR", tmp_path)
     load_prompt_set.cache_clear()
     try:
         with pytest.raises(StargateError, match=message) as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stargate.backends.spans import prompt_ids, render_for_scoring, render_prompt
+from stargate.encoding.spans import prompt_ids, render_for_scoring, render_prompt
 from stargate.errors import StargateError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -278,7 +278,7 @@ def test_warmup_is_the_ceil_of_the_ratio_on_any_transformers(tmp_path):
     """transformers 4.x truncated warmup_steps=0.1 to no warmup; 5.x reads it as a ratio. Ours: computed."""
     from transformers import TrainingArguments
 
-    from stargate.training.sft import _trainer_class, warmup_steps_for
+    from stargate.training.trainer_base import trainer_class, warmup_steps_for
 
     assert warmup_steps_for(0.1, 185) == 19  # the paper's run: 185 optimizer steps, 19 warmup (transformers 4.39)
     args = TrainingArguments(
@@ -289,7 +289,7 @@ def test_warmup_is_the_ceil_of_the_ratio_on_any_transformers(tmp_path):
         use_cpu=True,
         report_to="none",
     )
-    trainer = _trainer_class(0.1, "tokens")(model=torch.nn.Linear(2, 2), args=args)
+    trainer = trainer_class(0.1, "tokens")(model=torch.nn.Linear(2, 2), args=args)
     trainer.create_optimizer()
     sched = trainer.create_scheduler(185)
     lrs = []
@@ -305,7 +305,7 @@ def test_warmup_is_the_ceil_of_the_ratio_on_any_transformers(tmp_path):
 def test_numerics_pure_bf16_or_fp32_master_weights(base_dir, tmp_path):
     from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from stargate.training.sft import _trainer_class, numerics
+    from stargate.training.trainer_base import numerics, trainer_class
 
     pure = TrainingSpec.from_dict({"bf16": True, "master_weights": "bf16"})
     assert numerics(pure, deepspeed=False) == (torch.bfloat16, numerics(pure, False)[1])
@@ -322,8 +322,8 @@ def test_numerics_pure_bf16_or_fp32_master_weights(base_dir, tmp_path):
     # micro_batch: no num_items_in_batch reaches the model, so the Trainer averages micro-batch means
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    assert _trainer_class(0.0, "tokens")(model=model, args=args).model_accepts_loss_kwargs is True
-    assert _trainer_class(0.0, "micro_batch")(model=model, args=args).model_accepts_loss_kwargs is False
+    assert trainer_class(0.0, "tokens")(model=model, args=args).model_accepts_loss_kwargs is True
+    assert trainer_class(0.0, "micro_batch")(model=model, args=args).model_accepts_loss_kwargs is False
 
 
 def test_loss_weighting_gradients(base_dir, tok, tmp_path):
@@ -332,7 +332,7 @@ def test_loss_weighting_gradients(base_dir, tok, tmp_path):
     from transformers import AutoModelForCausalLM, TrainerCallback, TrainingArguments
 
     from stargate.training.collator import EncodedDataset, SFTCollator
-    from stargate.training.sft import _trainer_class
+    from stargate.training.trainer_base import trainer_class
 
     records = [
         {"pair": "a", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes."}]},
@@ -369,7 +369,7 @@ def test_loss_weighting_gradients(base_dir, tok, tmp_path):
             disable_tqdm=True,
         )
         model = AutoModelForCausalLM.from_pretrained(base_dir)
-        trainer = _trainer_class(0.0, weighting)(
+        trainer = trainer_class(0.0, weighting)(
             model=model, args=args, data_collator=collate, train_dataset=EncodedDataset(examples), callbacks=[Grab()]
         )
         trainer.train()
@@ -398,7 +398,7 @@ def test_sft_under_paper_v1_uses_the_shipped_chat_template(base_dir, tmp_path):
 
     from stargate.prompts import load_prompt_set
     from stargate.records import write_jsonl
-    from stargate.training.sft import use_prompt_set_template
+    from stargate.training.provenance import use_prompt_set_template
 
     data = tmp_path / "A.jsonl"
     recs = [{"pair": "t|p", "messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}]
@@ -579,7 +579,8 @@ def test_every_iteration_trains_from_m0_not_from_the_previous_model(base_dir, tm
     """m2 is trained on m1's data but initialised from m0: its weights at step 0 are m0's, not m1's."""
     from transformers import TrainerCallback
 
-    from stargate.training.sft import train_sft, weights_sha256
+    from stargate.training.driver import train as train_sft
+    from stargate.training.provenance import weights_sha256
 
     class Initial(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
@@ -619,7 +620,7 @@ def test_every_iteration_trains_from_m0_not_from_the_previous_model(base_dir, tm
 
 
 def test_refuses_to_overwrite_and_reports_bad_data(base_dir, tmp_path, clean_env):
-    from stargate.training.sft import train_sft
+    from stargate.training.driver import train as train_sft
 
     out = tmp_path / "m1"
     out.mkdir()

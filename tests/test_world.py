@@ -118,17 +118,46 @@ def test_checked_in_world_data_is_what_the_world_writes(tmp_path):
         assert (tmp_path / name).read_text() == (REPO / "data" / "world" / name).read_text(), name
 
 
-def test_world_config_validates_and_uses_programs():
+def test_world_config_roles_run_the_world_programs():
+    """config/world.yaml's roles, opened as the stages open them (role JSON, model label, prompt set), reply
+    with the world's programs: the Roleplayer turn reveals the asked-about attribute, the Oracle writes the
+    world's gold, the judge prefers the answer using the persona's relevant facts."""
+    import argparse
+    from types import SimpleNamespace
+
     from stargate.config import load_config
+    from stargate.stages import generation, roleplayer_turn
 
     cfg = load_config(REPO / "config" / "world.yaml")
-    programs = {r: cfg["roles"][r]["options"].get("program") for r in ("roleplayer", "oracle", "judge")}
-    assert programs == {
-        "roleplayer": "stargate.world:roleplayer",
-        "oracle": "stargate.world:gold",
-        "judge": "stargate.world:judge",
-    }
-    assert cfg["training"]["method"] == "sft" and cfg["roles"]["scorer"]["backend"] == "hf"
+    prompts = load_prompt_set(cfg["prompts"])
+
+    def role_args(role: str) -> argparse.Namespace:
+        spec = cfg["roles"][role]
+        role_json = json.dumps({k: spec[k] for k in ("backend", "options", "sampling") if k in spec})
+        return argparse.Namespace(role=role_json, model=spec.get("model", "m0"), gpus=0, prompts=cfg["prompts"])
+
+    persona = world.make_personas()["A"][0]  # a persona of data/world
+    name, attrs, task = world.name_in(persona), world.attributes_in(persona), world.TASKS[1]  # budget, scenery
+    by_key = {"p": SimpleNamespace(persona=persona, task=task.text, name=name)}
+    convs = [
+        {"pair": "p", "conv": i, "turns": [{"role": "questioner", "text": q}]}
+        for i, q in enumerate(("How much money would you like to spend?", "Anything special?"))
+    ]
+    roleplayer_turn.answer(role_args("roleplayer"), prompts, by_key, convs, 1)
+    assert [c["turns"][-1]["text"] for c in convs] == [world.ATTRIBUTES["budget"][1][attrs["budget"]][0], world.VAGUE]
+
+    gold = generation.generate(role_args("oracle"), "oracle", [prompts.oracle(persona, task.text)], [("p",)])
+    assert gold.outputs == [[world.gold_for(name, task, attrs)]]
+    assert gold.outputs[0][0].startswith(f"{name}, since ")
+
+    good, plain = f"A {attrs['budget']} trip to the {attrs['scenery']}.", "Stay home."
+    judged = generation.generate(
+        role_args("judge"),
+        "judge",
+        [prompts.judge(persona, task.text, plain, good), prompts.judge(persona, task.text, good, plain)],
+        [("p", 0), ("p", 1)],
+    )
+    assert [prompts.parse_verdict(o[0]) for o in judged.outputs] == ["b", "a"]
 
 
 def test_a_bad_program_is_a_clear_error():

@@ -9,7 +9,7 @@ token from that row's own `torch.Generator`, seeded with the prompt's seed + k f
 floating-point differences of padded kernels, far below what flips a sample in fp32). Scoring runs
 teacher-forced forward passes with left padding (a pair's conversations share their start, encoded once),
 computes logits at the target positions only, and sums
-the log-probabilities of exactly the target tokens (span from character offsets, see spans.py).
+the log-probabilities of exactly the target tokens (span from character offsets, see stargate/encoding/spans.py).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import os
 import time
 from collections.abc import Sequence
 
+from ..encoding.spans import prompt_ids, render_for_scoring
+from ..encoding.vllm033 import decode_output
 from ..errors import StargateError
 from ..log import get_logger
 from ..seeding import sample_seeds
 from .base import Backend, Prompt, Sampling, Score, check_context
 from .oom import run_halving
 from .options import HFOptions, parse_options
-from .spans import prompt_ids, render_for_scoring
-from .vllm033 import decode_output
 
 log = get_logger(__name__)
 

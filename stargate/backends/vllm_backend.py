@@ -3,7 +3,7 @@
 * One engine per process (one model load per rule invocation). Every prompt of a `generate` call is
   submitted in one `LLM.generate` call; vLLM schedules the batch itself.
 * Prompts are tokenized here with the model's transformers tokenizer as `stargate.tokenization.load_tokenizer`
-  gives it (the prompt set's pinned tokenizer under paper_v1), through `spans.py`, exactly as the hf backend does, and submitted as token ids (`TokensPrompt`): chats with the chat template plus the
+  gives it (the prompt set's pinned tokenizer under paper_v1), through `stargate/encoding/spans.py`, exactly as the hf backend does, and submitted as token ids (`TokensPrompt`): chats with the chat template plus the
   generation prompt, raw strings as-is with no BOS added (vLLM would otherwise prepend one to a text
   prompt, spec §9 item 13). Outputs are decoded with the same tokenizer (`skip_special_tokens=True`).
 * Sampling: `n` samples per prompt come from one request (`SamplingParams(n=...)`). Each request gets
@@ -35,12 +35,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..encoding.spans import prompt_ids, render_for_scoring
+from ..encoding.vllm033 import decode_output
 from ..errors import StargateError
 from ..log import get_logger
 from .base import Backend, Prompt, Sampling, Score, check_context
 from .options import VLLMOptions, parse_options
-from .spans import prompt_ids, render_for_scoring
-from .vllm033 import decode_output
 
 log = get_logger(__name__)
 

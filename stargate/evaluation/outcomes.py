@@ -1,9 +1,9 @@
 """Per-comparison outcomes of a judge file under each position protocol, and their tallies.
 
 A judge record holds, per order it was judged in (m_t shown as "A" or "B"), the verdict's outcome for m_t:
-win, loss, tie (the judge said so explicitly), unparsable, refused. A position protocol reads one order
-(randomized: the pair's coin flip; mt_a / mt_b: fixed); the both-orders protocol reads both and counts a
-verdict that flips with the order as a tie (the rankings protocol of Sparse Feedback, Bansal et al. 2023).
+win, loss, tie (the judge said so explicitly), unparsable, refused. Each judge protocol
+(stargate.evaluation.protocols) says which orders it reads and how: randomized reads the pair's coin flip,
+mt_a / mt_b a fixed order, both_orders both, a verdict that flips with the order counting as a tie.
 Ties, unparsable and refused verdicts are kept in the counts; the paper's win rate leaves them out of the
 denominator (spec §6.2), the ties-as-half rate keeps ties in.
 """
@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import StargateError
+from . import protocols
 from .bootstrap import interval, ratio
-from .variants import BOTH_ORDERS
 
 # The columns of a win-rate row (winrates.csv; the report shows the overall rows without group/questioner).
 WINRATE_FIELDS = [
@@ -43,48 +42,14 @@ VALID = ("win", "loss")
 OUTCOMES = ("win", "loss", "tie", "unparsable", "refused")
 
 
-def order_of(record: dict, positions: str) -> str:
-    if positions == "randomized":
-        return record["randomized_position"]
-    if positions in ("mt_a", "mt_b"):
-        return positions[-1].upper()
-    raise StargateError(f"unknown positions '{positions}'")
-
-
 def outcome(record: dict, positions: str, path: str = "judge file") -> str:
-    """m_t's outcome on one comparison under a position protocol (or BOTH_ORDERS)."""
-    judged = record.get("judged") or {}
-    if positions == BOTH_ORDERS:
-        missing = [o for o in ("A", "B") if o not in judged]
-        if missing:
-            raise StargateError(f"{path}: pair {record['pair']} was not judged with m_t as {missing[0]}")
-        a, b = judged["A"]["outcome"], judged["B"]["outcome"]
-        for bad in ("refused", "unparsable"):
-            if bad in (a, b):
-                return bad
-        return a if a == b else "tie"
-    order = order_of(record, positions)
-    if order not in judged:
-        raise StargateError(
-            f"{path}: pair {record['pair']} was not judged with m_t as {order}, which positions '{positions}' "
-            "reads: the judge file was made for other variants; rerun the judge"
-        )
-    return judged[order]["outcome"]
+    """m_t's outcome on one comparison under a judge protocol (stargate.evaluation.protocols)."""
+    return protocols.get(positions).outcome(record, path)
 
 
 def protocols_of(records: Sequence[dict]) -> list[str]:
-    """The position protocols a judge file can answer: those whose orders every record has."""
-    if not records:
-        return []
-    have = [set((r.get("judged") or {}).keys()) for r in records]
-    out = []
-    if all(h >= {"A", "B"} for h in have):
-        out = ["randomized", "mt_a", "mt_b", BOTH_ORDERS]
-    else:
-        if all(r["randomized_position"] in h for r, h in zip(records, have, strict=True)):
-            out.append("randomized")
-        out += [p for p, o in (("mt_a", "A"), ("mt_b", "B")) if all(o in h for h in have)]
-    return out
+    """The judge protocols a judge file can answer: those whose orders every record has."""
+    return protocols.served_by(records)
 
 
 def tally(outcomes: Sequence[str], resamples: int, seed: int) -> dict:
@@ -162,7 +127,8 @@ def headline(w: dict) -> dict:
     Always with the count of decided comparisons."""
     decided = int(w["wins"]) + int(w["losses"])
     undecided = int(w["ties"]) + int(w["unparsable"]) + int(w["refused"])
-    ties_half = w["variant"].endswith(BOTH_ORDERS) or undecided > decided
+    protocol = protocols.PROTOCOLS.get(w["variant"].rsplit("-", 1)[-1])
+    ties_half = (protocol is not None and protocol.ties_by_design) or undecided > decided
     key, lo, hi = (
         ("win_rate_ties_half", "ties_half_ci_low", "ties_half_ci_high")
         if ties_half

@@ -3,6 +3,7 @@
 Answers depend on (conversation, answerer) only and judge files too: positions are a choice among the orders
 the judge saw, so m_t-always-A, -always-B and randomized share judge calls. `both_orders` judges both orders
 of every comparison, which gives every position protocol and the order-flip tie rule from the same calls.
+The positions are the judge protocols of stargate.evaluation.protocols.
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import WINRATE_ANSWERERS, WINRATE_CONVERSATIONS, WINRATE_POSITIONS
+from ..config import WINRATE_ANSWERERS, WINRATE_CONVERSATIONS
 from ..errors import StargateError
-
-# m_t's position in the judge prompt, per position protocol ("randomized" = the pair's coin flip)
-ORDERS = ("A", "B")
-BOTH_ORDERS = "both_orders"  # the bias-aware protocol: both orders judged, a flip is a tie
+from .protocols import POSITIONS, PROTOCOLS
 
 
 @dataclass(frozen=True, order=True)
@@ -40,11 +38,11 @@ def parse(name: str) -> Variant:
         len(parts) != 3
         or parts[0] not in WINRATE_CONVERSATIONS
         or parts[1] not in WINRATE_ANSWERERS
-        or parts[2] not in (*WINRATE_POSITIONS, BOTH_ORDERS)
+        or parts[2] not in PROTOCOLS
     ):
         raise StargateError(
             f"win-rate variant '{name}' is not CONVERSATION-ANSWERER-POSITIONS with conversation in "
-            f"{WINRATE_CONVERSATIONS}, answerer in {WINRATE_ANSWERERS}, positions in {WINRATE_POSITIONS}"
+            f"{WINRATE_CONVERSATIONS}, answerer in {WINRATE_ANSWERERS}, positions in {POSITIONS}"
         )
     return Variant(*parts)
 
@@ -63,21 +61,3 @@ def answer_sets(variants: Iterable[Variant]) -> list[tuple[str, str]]:
 def positions_for(variants: Iterable[Variant], conversation: str, answerer: str) -> list[str]:
     """Position protocols the variants ask of one judge file."""
     return sorted({v.positions for v in variants if (v.conversation, v.answerer) == (conversation, answerer)})
-
-
-def orders_to_judge(positions: Iterable[str], both_orders: bool, randomized_order: str) -> list[str]:
-    """m_t's positions ('A', 'B') one comparison is judged in: both orders when asked, else only those the
-    position protocols read (randomized reads the pair's coin flip)."""
-    if both_orders:
-        return list(ORDERS)
-    wanted = set()
-    for p in positions:
-        if p == "randomized":
-            wanted.add(randomized_order)
-        elif p == "mt_a":
-            wanted.add("A")
-        elif p == "mt_b":
-            wanted.add("B")
-        else:
-            raise StargateError(f"unknown positions '{p}' (one of {WINRATE_POSITIONS})")
-    return sorted(wanted)

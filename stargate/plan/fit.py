@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends.kinds import BACKENDS, loads_local_model
 from ..errors import StargateError
 from .memory import GiB, Memory, hf_memory, training_memory, vllm_memory
 from .shapes import Shape, shape_of
@@ -31,7 +32,7 @@ RULE_ROLES = {
     "names": ("persona_generator",),
 }
 GPU_RULES = (*RULE_ROLES, "train")
-LOCAL_BACKENDS = ("hf", "vllm")
+LOCAL_BACKENDS = tuple(name for name in BACKENDS if loads_local_model(name))  # the backends say it
 SKIP_ENV = "STARGATE_SKIP_FIT_CHECK"  # 1: no check at load (`stargate plan` prints the fit itself)
 
 

@@ -11,7 +11,7 @@ Training (per process, i.e. per GPU; transformers' Trainer, AdamW from torch):
   `create_accelerator_and_postprocess` passes no such flag);
 * the optimizer step's temporary: torch's multi-tensor (foreach) AdamW makes a copy of every second moment
   (`exp_avg_sq_sqrt = torch._foreach_sqrt(...)` in torch/optim/adam.py) the size of the model; the
-  single-tensor implementation, which stargate/training/sft.py uses, needs one parameter's worth at a time;
+  single-tensor implementation, which stargate/training/trainer_base.py uses, needs one parameter's worth at a time;
 * activations of one micro-batch (per_device_batch_size x max_length tokens), per token and layer
   20 h + 8 I + 4 kv_dim + 4 heads + 8 bytes in pure bf16 with sdpa attention: measured on CPU (torch 2.13,
   transformers 5.25, MistralForCausalLM, the peak of the live tensors in torch's MemTracker at the start of
@@ -45,7 +45,7 @@ GiB = 2**30
 # --------------------------------------------------------------------------------------------- assumptions
 # CUDA context and cuBLAS/NCCL workspaces per process: assumption (0.5-1 GiB is typical on A100/H100)
 CUDA_CONTEXT_GIB = 1.0
-# as stargate/training/sft.py runs AdamW (StargateTrainer.create_optimizer; tests/test_plan.py checks both agree)
+# as stargate/training/trainer_base.py runs AdamW (StargateTrainer.create_optimizer; tests/test_plan.py checks both agree)
 ADAMW_FOREACH = False
 VLLM_DEFAULT_UTILIZATION = 0.9  # vLLM's own default for gpu_memory_utilization
 VLLM_BATCHED_TOKENS = 16384  # assumption: the larger of vLLM's defaults for max_num_batched_tokens (8192 / 16384)

@@ -20,20 +20,18 @@ import argparse
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from ..api.accounting import BATCH_DISCOUNT, Ledger, call_cost, resolve_prices
 from ..api.cache import resolve_cache_dir
 from ..api.requests import CHARS_PER_TOKEN, estimate_prompt_tokens, tokenizer_name
 from ..config import load_config
-from ..errors import InputError, StargateError
+from ..errors import StargateError
+from ..evaluation import protocols, variants
 from ..prompts import load_prompt_set
-from .personas import load_seeds
+from .cost_inputs import SPLITS, max_tokens
+from .cost_inputs import ConfigInputs as _Inputs  # (plan.hours counts pairs with it too)
 
 ESTIMATED_ROLES = ("oracle", "persona_generator", "judge")
-SPLITS = ("A", "B", "test")
-TYPICAL_TASK_CHARS = 51  # mean of Dahoas/instruct-human-assistant-prompt rows 0-549 (reference data)
-TYPICAL_SEED_PERSONA_CHARS = 624  # mean of the 24 rendered PRODIGy seed personas
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,85 +82,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ estimate
-class _Inputs:
-    """What the config's data section says about tasks and personas, per split."""
-
-    def __init__(self, config: dict, base_dir: Path, notes: list[str]):
-        self.config, self.base_dir, self.notes = config, base_dir, notes
-        data = config.get("data") or {}
-        self.data = data
-        self.splits = _splits_used(config)
-        self.task_counts, self.task_texts = self._tasks(data.get("tasks") or {})
-        self.persona_counts, self.persona_texts = self._personas(data.get("personas") or {})
-
-    def mean_task_chars(self, split: str) -> float:
-        return _mean_len(self.task_texts.get(split) or [], TYPICAL_TASK_CHARS)
-
-    def mean_persona_chars(self, split: str) -> float:
-        generated = max_tokens(self.config, "persona_generator", 400) * CHARS_PER_TOKEN
-        return _mean_len(self.persona_texts.get(split) or [], generated)
-
-    def _tasks(self, spec: dict) -> tuple[dict[str, int], dict[str, list[str]]]:
-        source = spec.get("source")
-        if source == "file" or (source is None and spec.get("path")):
-            obj = self._read_json(spec.get("path"), "data.tasks")
-            lists = _split_lists(obj)
-            return {s: len(v) for s, v in lists.items()}, lists
-        rows = spec.get("rows")
-        if isinstance(rows, dict):
-            self.notes.append(
-                f"data.tasks: {source or 'hf_dataset'} is not read for the estimate; task length "
-                f"assumed {TYPICAL_TASK_CHARS} characters (mean of the paper's task rows)"
-            )
-            counts = {s: int(r[1]) - int(r[0]) for s, r in rows.items() if isinstance(r, list | tuple) and len(r) == 2}
-            return counts, {}
-        self.notes.append("data.tasks: no file and no rows; task counts unknown (0)")
-        return {}, {}
-
-    def _personas(self, spec: dict) -> tuple[dict[str, int], dict[str, list[str]]]:
-        if spec.get("source") == "generate":
-            counts = {s: int(c) for s, c in (spec.get("count") or {}).items()}
-            if not counts:
-                self.notes.append("data.personas.count missing; persona counts unknown (0)")
-            mt = max_tokens(self.config, "persona_generator", 400)
-            self.notes.append(
-                f"personas are generated: their length is counted at persona_generator max_tokens ({mt} tokens)"
-            )
-            return counts, {}
-        lists = _split_lists(self._read_json(spec.get("path"), "data.personas"))
-        return {s: len(v) for s, v in lists.items()}, lists
-
-    def seed_chars(self, split: str) -> float:
-        """Mean length of the seed personas the personas stage uses for `split` (its own loader)."""
-        rel = (self.data.get("personas") or {}).get("seeds")
-        p = self._path(rel) if rel else None
-        if p is None or not p.exists():
-            self.notes.append(
-                f"data.personas.seeds: {p or 'no path'}; seed length assumed "
-                f"{TYPICAL_SEED_PERSONA_CHARS} characters (mean of the PRODIGy seeds)"
-            )
-            return TYPICAL_SEED_PERSONA_CHARS
-        return _mean_len([str(s) for s in load_seeds(p, split)], TYPICAL_SEED_PERSONA_CHARS)
-
-    def _path(self, rel: str) -> Path:
-        return Path(rel) if Path(rel).is_absolute() else self.base_dir / rel
-
-    def _read_json(self, rel: str | None, what: str) -> Any:
-        if not rel:
-            self.notes.append(f"{what}: no path; counts unknown (0)")
-            return None
-        p = self._path(rel)
-        if not p.exists():
-            self.notes.append(f"{what}: {p} does not exist; counts unknown (0)")
-            return None
-        try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise InputError(
-                p, f"not valid JSON ({exc})", fix=f"repair the file or point {what}.path elsewhere"
-            ) from None
-
-
 def estimate(
     config: dict, base_dir: Path | None = None, roles: Iterable[str] = ESTIMATED_ROLES, all_backends: bool = False
 ) -> dict:
@@ -330,23 +249,6 @@ def format_table(est: dict, title: str = "API cost estimate") -> str:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def max_tokens(config: dict, role: str, default: int) -> int:
-    return int((((config.get("roles") or {}).get(role) or {}).get("sampling") or {}).get("max_tokens") or default)
-
-
-def _splits_used(config: dict) -> list[str]:
-    t = int(config.get("iterations") or 1)
-    train = ["A" if i % 2 == 0 else "B" for i in range(t)]
-    return [s for s in ("A", "B") if s in train] + ["test"]
-
-
-def _split_lists(obj: Any) -> dict[str, list[str]]:
-    """{split: [texts]} of a tasks/personas file; other keys (`_about`) are notes, not data."""
-    if not isinstance(obj, dict):
-        return {}
-    return {s: [str(t) for t in v] for s, v in obj.items() if s in SPLITS and isinstance(v, list)}
-
-
 def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
     sim = config.get("simulation") or {}
     groups = int(sim.get("max_turns", 3)) - int(sim.get("min_turns", 1)) + 1
@@ -371,28 +273,21 @@ def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
 
 
 def _judge_orders(winrate: dict) -> dict[str, float]:
-    """Judge calls per comparison of every answer set (conversation-answerer): 2 with both_orders; else the
-    orders its position protocols read (randomized beside one fixed order adds the other half the time)."""
-    from ..evaluation import variants
-
+    """Judge calls per comparison of every answer set (conversation-answerer): the orders its judge protocols
+    read, averaged over the coin flip (stargate.evaluation.protocols.expected_orders)."""
     vs = variants.configured(
         {
             "variants": winrate.get("variants")
             or [{"conversation": "random", "answerer": "mt", "positions": "randomized"}]
         }
     )
-    out = {}
-    for conversation, answerer in variants.answer_sets(vs):
-        positions = set(variants.positions_for(vs, conversation, answerer))
-        fixed = positions & {"mt_a", "mt_b"}
-        if winrate.get("both_orders", True) or len(fixed) == 2:
-            orders = 2.0
-        elif fixed and "randomized" in positions:
-            orders = 1.5  # the coin flip shows the other order for half of the pairs
-        else:
-            orders = 1.0
-        out[f"{conversation}-{answerer}"] = orders
-    return out
+    both = winrate.get("both_orders", True)
+    return {
+        f"{conversation}-{answerer}": protocols.expected_orders(
+            variants.positions_for(vs, conversation, answerer), both
+        )
+        for conversation, answerer in variants.answer_sets(vs)
+    }
 
 
 def _api_model_name(config: dict, rcfg: dict) -> str:
@@ -421,7 +316,3 @@ def _render(pset, kind: str, **fields: str) -> list[dict]:
 def _x(chars: float) -> str:
     """Stand-in text of a given length (its characters are what is measured)."""
     return "x" * round(chars)
-
-
-def _mean_len(texts: list[str], default: float) -> float:
-    return sum(len(t) for t in texts) / len(texts) if texts else float(default)

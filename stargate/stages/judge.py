@@ -1,9 +1,9 @@
 """Judge m_t's answers against m0's (spec §6.2): the judge sees the full persona and the task, never the
-conversation. Each comparison is judged in the orders its position protocols need (evaluation.winrate:
+conversation. Each comparison is judged in the orders its judge protocols need (stargate.evaluation.protocols:
 `randomized` = a seeded coin flip per pair, `mt_a` / `mt_b` = m_t always shown as A / B), or in both orders
-with `--both-orders` (bias-aware: position bias measured, a flip with the order is a tie, see
-stargate.evaluation.outcomes). The coin flip depends on the seed and the pair only, so it is the same for
-every model and variant.
+with `--both-orders` (bias-aware: position bias measured, a flip with the order is a tie). The coin flip
+depends on the seed and the pair only, so it is the same for every model and variant. Replies are read with
+the verdict format of the prompt set's judge template (stargate.evaluation.verdicts).
 
 Every judged order keeps its raw reply and outcome (win, loss, tie, unparsable, refused); nothing is
 dropped from the file. Unparsable and refused replies are counted in the .meta.json (`n_refused`,
@@ -11,8 +11,9 @@ dropped from the file. Unparsable and refused replies are counted in the .meta.j
 kept 289-293 of 300, §6.2).
 
 `--mode logprob` is a forced choice for local judges too small to follow the verdict format (the
-embedded 135M model): the judge scores the two completions "Final Response: A" / "... B" of the same
-prompt and the likelier one is its verdict. The paper's GPT-4 judge uses `generate`.
+embedded 135M model): the judge scores the two verdict lines of the prompt set's format (paper_v1's
+"Final Response: A" / "... B") after the same prompt and the likelier one is its verdict. The paper's GPT-4
+judge uses `generate`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from ..config import WINRATE_POSITIONS
 from ..errors import StargateError
-from ..evaluation import ratings
-from ..evaluation.variants import orders_to_judge
-from ..evaluation.verdicts import classify, outcome_for_candidate
+from ..evaluation import protocols, ratings
+from ..evaluation.verdicts import VerdictFormat, outcome_for_candidate
 from ..log import get_logger
 from ..prompts import load_prompt_set
 from ..records import read_jsonl, write_jsonl
@@ -46,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--positions",
         required=True,
-        help=f"comma-separated position protocols the judge file must serve ({', '.join(WINRATE_POSITIONS)})",
+        help=f"comma-separated judge protocols the judge file must serve ({', '.join(protocols.POSITIONS)})",
     )
     p.add_argument("--both-orders", action=argparse.BooleanOptionalAction, required=True)
     p.add_argument(
@@ -67,9 +66,9 @@ def randomized_position(seed: int, pair: str) -> str:
 
 def _positions(text: str) -> list[str]:
     values = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in values if p not in WINRATE_POSITIONS]
+    bad = [p for p in values if p not in protocols.POSITIONS]
     if bad or not values:
-        raise StargateError(f"--positions: '{text}' must list some of {', '.join(WINRATE_POSITIONS)}")
+        raise StargateError(f"--positions: '{text}' must list some of {', '.join(protocols.POSITIONS)}")
     return values
 
 
@@ -77,6 +76,7 @@ def run(args: argparse.Namespace) -> None:
     pairs = pairs_by_key(args.tasks, args.personas)
     prompts = load_prompt_set(args.prompts)
     positions = _positions(args.positions)
+    parser = protocols.verdict_parser([*positions, protocols.BOTH_ORDERS] if args.both_orders else positions, prompts)
     cand = read_jsonl(args.candidate, required=("pair", "group", "text"), allow_empty=True)
     base = {r["pair"]: r for r in read_jsonl(args.baseline, required=("pair", "group", "text"), allow_empty=True)}
     if {r["pair"] for r in cand} != set(base):
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
             "judged": {},
         }
         items.append(item)
-        for order in orders_to_judge(positions, args.both_orders, item["randomized_position"]):
+        for order in protocols.orders_to_judge(positions, args.both_orders, item["randomized_position"]):
             a, b = (r["text"], base[r["pair"]]["text"]) if order == "A" else (base[r["pair"]]["text"], r["text"])
             calls.append((item, order))
             inputs.append(prompts.judge(p.persona, p.task, a, b))
@@ -112,14 +112,14 @@ def run(args: argparse.Namespace) -> None:
         gen = generation.generate(args, "judge", inputs, keys, prompt_set=args.prompts, n=1)
         outs, meta = [o[0] for o in gen.outputs], gen.meta
     else:
-        outs, meta = _forced_choice(args, inputs, len(calls))
+        outs, meta = _forced_choice(args, inputs, len(calls), parser)
     outs, rating_outs = outs[: len(calls)], outs[len(calls) :]
     for (item, who), text in zip(rated, rating_outs, strict=True):
         item.setdefault("ratings", {})[who] = {"raw": text, "rating": ratings.parse(text)}
     dropped = Dropped(len(calls))
     counts: Counter = Counter()
     for (item, order), text in zip(calls, outs, strict=True):
-        verdict = classify(text, prompts)
+        verdict = parser.classify(text)
         result = outcome_for_candidate(verdict, order)
         counts[result] += 1
         if result == "refused":
@@ -147,12 +147,14 @@ def run(args: argparse.Namespace) -> None:
     log.info("%d comparisons, %d judge calls: %s", len(items), len(calls), dict(counts))
 
 
-def _forced_choice(args: argparse.Namespace, inputs: list, n_verdicts: int) -> tuple[list[str], dict]:
-    """Verdicts (the first n_verdicts inputs) by log p of "Final Response: A" vs "... B"; ratings (the rest)
-    by the likeliest of "Rating: 1".."Rating: 7"."""
+def _forced_choice(
+    args: argparse.Namespace, inputs: list, n_verdicts: int, parser: VerdictFormat
+) -> tuple[list[str], dict]:
+    """Verdicts (the first n_verdicts inputs) by log p of the format's two verdict lines ("Final Response: A"
+    vs "... B"); ratings (the rest) by the likeliest of "Rating: 1".."Rating: 7"."""
     if not inputs:
         return [], {"stage": "judge", "backend": "forced-choice", "model": str(args.model)}
-    options = [["Final Response: A", "Final Response: B"]] * n_verdicts + [[f"Rating: {k}" for k in ratings.SCALE]] * (
+    options = [parser.completions] * n_verdicts + [[f"Rating: {k}" for k in ratings.SCALE]] * (
         len(inputs) - n_verdicts
     )
     ctx = [c for c, opts in zip(inputs, options, strict=True) for _ in opts]

@@ -26,6 +26,7 @@ import json
 import os
 from types import SimpleNamespace
 
+from ..backends.kinds import loads_local_model as backend_loads_local_model
 from ..errors import StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set
@@ -73,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def loads_local_model(role_json: str) -> bool:
-    return parse_json_arg(role_json, "--role").get("backend") in ("hf", "vllm")
+    return backend_loads_local_model(parse_json_arg(role_json, "--role").get("backend"))
 
 
 def _utilization(role: dict) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import StargateError
 from ..leftovers import remove
 from ..log import get_logger
-from ..training import TRAINERS, launch, tracking
+from ..training import launch, tracking
 from ..training.spec import TrainingSpec
 
 log = get_logger(__name__)
@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> None:
         launch.check_gpus(args.gpus)
         launch.relaunch(args.gpus, child_argv(args))
         return
-    TRAINERS[spec.method](
+    from ..training.driver import train  # torch and transformers: only in the process that trains
+
+    train(
         base_model=args.base_model,
         data=args.data,
         output=args.output,

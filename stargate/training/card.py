@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .methods import get_method
 
 CITATION = """@inproceedings{andukuri2024stargate,
   title     = {{STaR-GATE}: Teaching Language Models to Ask Clarifying Questions},
@@ -19,14 +20,6 @@ CITATION = """@inproceedings{andukuri2024stargate,
 }"""
 
 
-METHODS = {
-    "sft": "supervised fine-tuning on the conversations m{p} generated and kept (top-k by the log-probability "
-    "of the gold response under m0)",
-    "rwr": "reward-weighted fine-tuning on every conversation m{p} generated, each weighted by the softmax of "
-    "its log-probability of the gold response under m0 within its pair",
-    "dpo": "DPO (m0 the reference) on the best versus the worst conversation m{p} generated for each pair, by "
-    "the log-probability of the gold response under m0",
-}
 REGULARIZERS = {
     "self": "m{p}'s own final answer (response regularization)",
     "gold": "the oracle's gold response (the paper's gold-regularizer ablation)",
@@ -59,7 +52,7 @@ def render_card(info: dict[str, Any]) -> str:
         "",
         f"# stargate m{t}: STaR-GATE Questioner, iteration {t}",
         "",
-        f"Fine-tuned **from m0** (`{prov['base_model']['path']}`) with {METHODS[spec['method']].format(p=t - 1)}, "
+        f"Fine-tuned **from m0** (`{prov['base_model']['path']}`) with {get_method(spec['method']).card.format(p=t - 1)}, "
         f"each followed by {REGULARIZERS[spec.get('regularizer', 'self')].format(p=t - 1)}. "
         "Method of Andukuri et al., *STaR-GATE: "
         "Teaching Language Models to Ask Clarifying Questions* (COLM 2024, arXiv 2403.19154); produced by the "

@@ -1,7 +1,7 @@
 """Tokenize one chat for SFT: labels on every assistant turn (with its end-of-turn token), -100 elsewhere.
 
 This follows the paper's `_tokenize_fn` (spec §5): the spans are found by rendering *prefixes* of the
-conversation with the model's own chat template (`backends/spans.py: assistant_spans`, the same code that
+conversation with the model's own chat template (`encoding/spans.py: assistant_spans`, the same code that
 locates a scored target), so it works for any template (ChatML, Mistral
 `[INST]`, Llama-3, ...) and needs no `{% generation %}` markers (SmolLM2's and Mistral's templates have
 none). Two refinements over the original, both template-agnostic:
@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.spans import assistant_spans, overlapping_tokens, render_chat, tokenize_with_offsets
+from ..encoding.spans import assistant_spans, overlapping_tokens, render_chat, tokenize_with_offsets
 from ..errors import StargateError
 
 IGNORE_INDEX = -100

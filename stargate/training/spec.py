@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import validate_slice
 from ..errors import StargateError
+from .methods import TrainingMethod, get_method, method_blocks
 
 DEEPSPEED_NAMES = ("zero2", "zero3")
 
@@ -51,8 +52,9 @@ class TrainingSpec:
     max_steps: int | None  # None: run `epochs` full epochs (smoke tests set a small number)
     # the final answer after each used conversation: self (m_t's, the paper), gold (the oracle's), none
     regularizer: str
-    dpo: dict[str, Any]  # beta, min_gap (training.method dpo)
-    rwr: dict[str, Any]  # temperature (training.method rwr)
+    # every method's knob block (`training.<block>`, filled from the schema), by block name; `knobs` types the
+    # method's own (methods/<method>.py)
+    blocks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -63,7 +65,9 @@ class TrainingSpec:
         data = dict(data)
         data.setdefault("method", "sft")
         filled = validate_slice(data, "training", where="training")
-        spec = cls(**{f.name: filled[f.name] for f in fields(cls)})
+        get_method(filled["method"])  # an unknown name (schema and registry disagree) fails here
+        blocks = {b: filled[b] for b in method_blocks() if b in filled}
+        spec = cls(**{f.name: filled[f.name] for f in fields(cls) if f.name != "blocks"}, blocks=blocks)
         spec.check()
         return spec
 
@@ -89,7 +93,19 @@ class TrainingSpec:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The slice as configured: the shared keys, then each method's block under its own name."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "blocks"}
+        return {**out, **{b: dict(v) for b, v in self.blocks.items()}}
+
+    @property
+    def training_method(self) -> TrainingMethod:
+        return get_method(self.method)
+
+    @property
+    def knobs(self) -> Any:
+        """The method's own knobs, typed (None for a method without any)."""
+        method = self.training_method
+        return method.knobs(self.blocks.get(method.block)) if method.block else None
 
     # ------------------------------------------------------------------ derived values
     def accumulation_for(self, world_size: int) -> int:

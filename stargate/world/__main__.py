@@ -2,6 +2,6 @@
 
 import sys
 
-from . import write_data
+from .data import write_data
 
 write_data(sys.argv[1] if len(sys.argv) > 1 else "data/world")

@@ -1,8 +1,8 @@
 """Fine-tuning of m_{t+1} from m0, as the paper did it (spec §5), on CPU, one GPU or N GPUs.
 
-One driver for every `training.method`: `sft` (the paper), `rwr` (the same with a reward-weighted loss,
-rwr.py) and `dpo` (TRL's DPOTrainer on best/worst conversations with SFT's mask, dpo.py). They share the
-data split, arguments, numerics, DeepSpeed, W&B, model card and the atomic checkpoint write below.
+One driver for every `training.method` (methods/: `sft` the paper's, `rwr` reward-weighted SFT, `dpo` TRL's
+DPOTrainer with SFT's mask). They share the data split, arguments, numerics (trainer_base.py), DeepSpeed, W&B,
+model card and the atomic checkpoint write below; a method gives its records, encoding, arguments and trainer.
 
 transformers' `Trainer` with our own tokenization (masking.py) and collator (collator.py): the paper
 used the plain HF Trainer the same way, and TRL's assistant-only loss would need `{% generation %}`
@@ -23,9 +23,6 @@ killed job never leaves a folder that looks finished.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import math
 import os
 import shutil
 import time
@@ -37,32 +34,17 @@ from .. import __version__
 from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..modelfolder import check_model_folder
-from ..progress import Progress
-from ..prompts import load_prompt_set, provenance
-from ..records import meta_path, read_meta, replace_dir, write_json
-from ..tokenization import load_tokenizer
+from ..records import read_meta, replace_dir, write_json
 from . import launch, tracking
 from .attention import choose_attn_implementation
 from .card import write_card
-from .collator import EncodedDataset, SFTCollator
-from .data import encode_records, load_sft_records, sha256_file, split_by_pair, warn_if_no_end_of_turn
-from .rwr import check_weights, weighted_trainer_class
+from .data import encode_records, sha256_file, split_by_pair, warn_if_no_end_of_turn
+from .methods import TrainerContext, TrainingMethod
+from .provenance import training_tokenizer, weights_sha256
 from .spec import TrainingSpec, load_deepspeed_config, resolve_deepspeed_config
+from .trainer_base import checkpointing_args, log_callback, numerics, trainer_class
 
 log = get_logger(__name__)
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def weights_sha256(model_dir: Path) -> str:
-    """sha256 of the weight file, or of a `sha256sum`-style manifest of all weight files when sharded."""
-    files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-    if not files:
-        raise InputError(model_dir, "no weight files (*.safetensors, *.bin) in the base model folder")
-    if len(files) == 1:
-        return sha256_file(files[0])
-    manifest = "".join(f"{sha256_file(p)}  {p.name}\n" for p in files)
-    return hashlib.sha256(manifest.encode()).hexdigest()
 
 
 def check_paths(base_model: Path, data: Path, output: Path) -> None:
@@ -77,170 +59,19 @@ def check_paths(base_model: Path, data: Path, output: Path) -> None:
         raise StargateError(f"{output}: output already exists; remove it first (checkpoints are never overwritten)")
 
 
-def _checkpointing_args(cls: type, enabled: bool) -> dict[str, Any]:
-    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; older ones lack the new name."""
-    name = (
-        "activation_checkpointing"
-        if "activation_checkpointing" in cls.__dataclass_fields__
-        else "gradient_checkpointing"
-    )
-    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
-
-
-def warmup_steps_for(ratio: float, num_training_steps: int) -> int:
-    """Linear-warmup length for a ratio: transformers 4.39's rule (`warmup_ratio`), also 5.x's for a float < 1."""
-    return math.ceil(num_training_steps * ratio)
-
-
-def _trainer_class(warmup_ratio: float, loss_weighting: str, base: type | None = None):
-    """The HF Trainer (or `base`, e.g. TRL's DPOTrainer) with the two numerics this stage fixes itself,
-    whatever the transformers version."""
-    from transformers import Trainer, get_scheduler
-
-    class StargateTrainer(base or Trainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.warmup_steps: int | None = None
-            if loss_weighting == "micro_batch":
-                # no num_items_in_batch reaches the model: each micro-batch's loss is its own token mean, and the
-                # Trainer divides by the accumulation steps, i.e. the mean of micro-batch means (transformers 4.39)
-                self.model_accepts_loss_kwargs = False
-
-        def create_optimizer(self, *args, **kwargs):
-            # AdamW one parameter at a time (torch's single-tensor implementation): the same elementwise operations
-            # in the same order as the multi-tensor (foreach) default on CUDA, without the step's temporary copy of
-            # every second moment (13.5 GiB for Mistral-7B in bf16, the difference between fitting an 80 GB card
-            # and not: stargate/plan/memory.py, docs/performance.md). CPU runs used this implementation already.
-            optimizer = super().create_optimizer(*args, **kwargs)
-            for group in optimizer.param_groups:
-                group["foreach"] = False
-            return optimizer
-
-        def create_scheduler(self, num_training_steps: int, optimizer=None):
-            if self.lr_scheduler is None:
-                self.warmup_steps = warmup_steps_for(warmup_ratio, num_training_steps)
-                self.lr_scheduler = get_scheduler(
-                    self.args.lr_scheduler_type,
-                    optimizer=optimizer if optimizer is not None else self.optimizer,
-                    num_warmup_steps=self.warmup_steps,
-                    num_training_steps=num_training_steps,
-                    scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
-                )
-                self._created_lr_scheduler = True
-            return self.lr_scheduler
-
-    return StargateTrainer
-
-
-def data_prompt_set(data: Path) -> str | None:
-    """The prompt set the SFT data was written under (its .meta.json), checked to load; None if unrecorded."""
-    name = read_meta(data).get("prompt_set")
-    if not name:
-        return None
-    try:
-        load_prompt_set(name)
-    except StargateError as exc:
-        raise InputError(
-            meta_path(data),
-            f"names prompt set '{name}', which cannot be loaded ({exc})",
-            fix="rebuild the SFT data with the sft_data stage under a prompt set of this checkout",
-        ) from None
-    return name
-
-
-def training_tokenizer(base_model: str | Path, data: Path) -> tuple[Any, dict[str, Any], str]:
-    """The base model's tokenizer as `stargate.tokenization.load_tokenizer` gives it under the data's prompt set
-    (paper_v1: the pinned Mistral tokenizer; it is also what the trained model's folder gets), with the set's
-    chat template; the provenance hashes for train_metrics.json; and the set's SFT label rule."""
-    name = data_prompt_set(data)
-    tokenizer = load_tokenizer(base_model, name)
-    provenance_ = use_prompt_set_template(tokenizer, data)
-    return tokenizer, provenance_, load_prompt_set(name).sft_labels if name else "char_offsets"
-
-
-def use_prompt_set_template(tokenizer: Any, data: Path) -> dict[str, Any]:
-    """Render SFT examples with the chat template of the prompt set the data was written under, if it ships one
-    (paper_v1: Mistral v0.2's March-2024 template). Returns the provenance hashes for train_metrics.json."""
-    name = data_prompt_set(data)
-    if not name:
-        return provenance_without_set(tokenizer)
-    prompt_set = load_prompt_set(name)
-    if prompt_set.chat_template is not None:
-        tokenizer.chat_template = prompt_set.chat_template
-        log.info("SFT examples rendered with prompt set %s's own chat template", name)
-    return provenance(name, tokenizer)
-
-
-def provenance_without_set(tokenizer: Any) -> dict[str, Any]:
-    from ..prompts import tokenizer_sha256
-
-    template = getattr(tokenizer, "chat_template", None)
-    return {
-        "prompt_set": None,
-        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None,
-        "tokenizer_sha256": tokenizer_sha256(tokenizer),
-    }
-
-
-def numerics(spec: TrainingSpec, deepspeed: bool) -> tuple[Any, str]:
-    """The dtype m0 is loaded in, and a sentence for the card saying what is kept in which precision."""
-    import torch
-
-    if not spec.bf16:
-        return torch.float32, "fp32 throughout"
-    if spec.master_weights == "bf16":
-        return torch.bfloat16, "pure bf16: weights, gradients and AdamW states in bf16 (the paper's run)"
-    if deepspeed:  # ZeRO builds its fp32 master copy from the loaded weights
-        return torch.bfloat16, "mixed bf16: bf16 compute, fp32 master weights and AdamW states (DeepSpeed ZeRO)"
-    return torch.float32, "mixed bf16: bf16 autocast, fp32 weights and AdamW states"
-
-
-def _log_callback():
-    from transformers import TrainerCallback
-
-    class LogToStderr(TrainerCallback):
-        """One plain log line per Trainer log event (tqdm bars are off: logs go to a file), and a progress
-        line (steps, rate, ETA) at least every ~15 s."""
-
-        progress = None
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                if self.progress is None:
-                    self.progress = Progress("train", state.max_steps, "steps")
-                self.progress.advance(state.global_step - self.progress.done)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in logs.items()}
-                log.info("step %d/%d %s", state.global_step, state.max_steps, shown)
-
-    return LogToStderr()
-
-
-def load_records(method: str, data: Path) -> list[dict]:
+def load_records(method: TrainingMethod, data: Path) -> list[dict]:
     """The training records, checked for the method (the file's meta names the method that built it)."""
     built_for = read_meta(data).get("method", "sft")
-    if built_for != method:
+    if built_for != method.name:
         raise InputError(
             data,
-            f"was built for training.method {built_for!r}, not {method!r}",
+            f"was built for training.method {built_for!r}, not {method.name!r}",
             fix="rebuild the training data under this config (stage sft_data)",
         )
-    if method == "dpo":
-        from ..records import read_jsonl
-        from .dpo import check_records
-
-        records = read_jsonl(data, required=("pair", "chosen", "rejected"))
-        check_records(records, data)
-        return records
-    records = load_sft_records(data)
-    if method == "rwr":
-        check_weights(records, data)
-    return records
+    return method.load_records(data)
 
 
-def train_sft(
+def train(
     *,
     base_model: str | Path,
     data: str | Path,
@@ -268,7 +99,7 @@ def train_sft(
 
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM, TrainingArguments
+    from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import PrinterCallback
 
     transformers.utils.logging.disable_progress_bar()  # logs go to a file: no progress bars
@@ -277,14 +108,11 @@ def train_sft(
 
     # ---------------------------------------------------------------- data
     tokenizer, prompt_provenance, label_rule = training_tokenizer(base_model, data)
-    records = load_records(spec.method, data)
+    method = spec.training_method
+    records = load_records(method, data)
     train_idx, eval_idx = split_by_pair(records, spec.validation_fraction, spec.split_seed)
     eval_pairs = sorted({records[i]["pair"] for i in eval_idx})
-    encode = None
-    if spec.method == "dpo":
-        from .dpo import encode_pair
-
-        encode = functools.partial(encode_pair, labels=label_rule)
+    encode = method.encoder(label_rule)
     train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length, encode, label_rule)
     eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length, encode, label_rule)
     if not train_split.examples:
@@ -330,11 +158,7 @@ def train_sft(
     wb_mode = tracking.setup_wandb(spec.wandb_project, wandb_dir, wb_name, is_main)
     ds_config = load_deepspeed_config(ds_path) if ds_path else None
     multi_epoch_eval = bool(eval_split.examples) and spec.epochs > 1 and spec.max_steps is None
-    args_class, method_args = TrainingArguments, {}
-    if spec.method == "dpo":
-        from .dpo import config_class, dpo_arguments
-
-        args_class, method_args = config_class(), dpo_arguments(spec)
+    args_class, method_args = method.arguments(spec.knobs)
     args = args_class(
         output_dir=str(work_dir),
         per_device_train_batch_size=spec.per_device_batch_size,
@@ -351,7 +175,7 @@ def train_sft(
         bf16=spec.bf16,
         seed=spec.seed,
         data_seed=spec.seed,
-        **_checkpointing_args(args_class, spec.gradient_checkpointing),
+        **checkpointing_args(args_class, spec.gradient_checkpointing),
         logging_strategy="steps",
         logging_steps=spec.logging_steps,
         logging_first_step=True,
@@ -388,39 +212,20 @@ def train_sft(
     data_sha = sha256_file(data)
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    all_callbacks = [_log_callback(), *(callbacks or [])]
-    if spec.method == "dpo":
-        from .dpo import make_trainer
-
-        # the reference is m0 itself, frozen: a second copy in the same dtype and attention
-        ref_model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn)
-        trainer = make_trainer(
-            trainer_class=lambda base: _trainer_class(spec.warmup_ratio, spec.loss_weighting, base),
-            model=model,
-            ref_model=ref_model,
+    trainer = method.build_trainer(
+        TrainerContext(
+            spec=spec,
             args=args,
-            train_examples=train_split.examples,
-            eval_examples=eval_split.examples,
+            model=model,
+            load_model=lambda: AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn),
+            trainer_class=lambda base: trainer_class(spec.warmup_ratio, spec.loss_weighting, base),
+            train_split=train_split,
+            eval_split=eval_split,
             tokenizer=tokenizer,
             pad_id=pad_id,
-            callbacks=all_callbacks,
+            callbacks=[log_callback(), *(callbacks or [])],
         )
-    else:
-        weighted = spec.method == "rwr"
-        trainer_class = _trainer_class(spec.warmup_ratio, spec.loss_weighting)
-        trainer = (weighted_trainer_class(trainer_class) if weighted else trainer_class)(
-            model=model,
-            args=args,
-            data_collator=SFTCollator(pad_id),
-            train_dataset=EncodedDataset(train_split.examples, train_split.weights if weighted else None),
-            eval_dataset=(
-                EncodedDataset(eval_split.examples, eval_split.weights if weighted else None)
-                if eval_split.examples
-                else None
-            ),
-            processing_class=tokenizer,
-            callbacks=all_callbacks,
-        )
+    )
     trainer.remove_callback(PrinterCallback)  # prints raw dicts to stdout; _log_callback logs them instead
     device = "cpu" if not on_gpu else f"{world} x {torch.cuda.get_device_name(0)}"
     runtime = {

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StargateError
-from .base import Prompt
 from .vllm033 import PromptLengthContext, VllmTextPrompt, prompt_length_span, text_prompt_ids
+
+# a chat (messages) or a raw string, as stargate.backends.base.Prompt (not imported: see encoding/__init__.py)
+Prompt = list[dict[str, str]] | str
 
 
 def _is_chat(prompt: Any) -> bool:

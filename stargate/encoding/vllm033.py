@@ -37,7 +37,7 @@ class VllmTextPrompt(str):
 
     ``round_trip`` marks a chat rendering (``<s>[INST] u [/INST]a</s>...``) that the original tokenized,
     decoded and re-sent. It is a ``str``, so code that only needs the text (hashing, logging, caches) works
-    unchanged; only `stargate.backends.spans.prompt_ids` and the backends' output decoding look at the type.
+    unchanged; only `stargate.encoding.spans.prompt_ids` and the backends' output decoding look at the type.
     """
 
     round_trip: bool

@@ -1,0 +1,97 @@
+"""The path scheme of every artifact: one function per kind of file, used by every rule and helper.
+
+Each argument defaults to its wildcard, so `conversations()` is the rule's pattern
+`results/m{t}/conversations/{split}.jsonl` and `conversations(2, "test")` a concrete file. Artifacts are
+immutable and named by iteration `t` and split; nothing outside this module spells a results path.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- data (rules/data.smk)
+
+
+def tasks(split="{split}") -> str:
+    return f"results/data/tasks/{split}.jsonl"
+
+
+def persona_texts(split="{split}") -> str:
+    return f"results/data/personas/{split}.texts.jsonl"
+
+
+def personas(split="{split}") -> str:
+    return f"results/data/personas/{split}.jsonl"
+
+
+def gold(split="{split}") -> str:
+    """The Oracle's gold responses."""
+    return f"results/data/oracle/{split}.jsonl"
+
+
+# ---------------------------------------------------------------- simulation, scoring, selection
+
+
+def sim_turn(kind, k="{k}", t="{t}", split="{split}", shard="{shard}") -> str:
+    """A simulation shard's turn file: `asked` (questions), `done` (finished conversations), `open` (awaiting
+    the Roleplayer)."""
+    return f"results/m{t}/sim/{split}/shard{shard}/turn{k}.{kind}.jsonl"
+
+
+def sim_dir(t="{t}", split="{split}", shard="{shard}") -> str:
+    return f"results/m{t}/sim/{split}/shard{shard}"
+
+
+def conversations(t="{t}", split="{split}") -> str:
+    return f"results/m{t}/conversations/{split}.jsonl"
+
+
+def shuffled_conversations(t="{t}", split="{split}") -> str:
+    return f"results/m{t}/conversations/{split}.shuffled.jsonl"
+
+
+def logprobs(t="{t}", split="{split}", condition="{condition}") -> str:
+    return f"results/m{t}/logprobs/{split}.{condition}.jsonl"
+
+
+def controls(split="{split}", condition="{condition}") -> str:
+    return f"results/controls/{split}.{condition}.jsonl"
+
+
+def topk(t="{t}", split="{split}") -> str:
+    return f"results/m{t}/topk/{split}.jsonl"
+
+
+def selected(t="{t}", split="{split}", method="{method}") -> str:
+    return f"results/m{t}/selected/{split}.{method}.jsonl"
+
+
+def regularizer(t="{t}", split="{split}") -> str:
+    """m_t's own final answers after the used conversations."""
+    return f"results/m{t}/regularizer/{split}.jsonl"
+
+
+def training_data(t="{t}", split="{split}", method="{method}") -> str:
+    return f"results/m{t}/{method}/{split}.jsonl"
+
+
+def model(t="{t}") -> str:
+    return f"results/models/m{t}"
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def winrate_answers(selection="{selection}", t="{t}", answerer="{answerer}") -> str:
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl"
+
+
+def judge(selection="{selection}", answerer="{answerer}", t="{t}") -> str:
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl"
+
+
+def specificity() -> str:
+    return "results/eval/specificity/test.jsonl"
+
+
+def summary(run_name: str) -> str:
+    """Each run keeps its own summary folder (the world's and the default's never overwrite each other)."""
+    return f"results/summary/{run_name}"
