@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: setup setup-vllm check-envs run run-llm test test-slow lint
+.PHONY: setup setup-vllm check-envs run run-online run-llm test test-slow lint
 
 setup:
 	@bash scripts/setup.sh
@@ -23,6 +23,13 @@ check-envs: setup-vllm
 # the learning world (config/world.yaml): the loop visibly learns, results/summary/world/world.json
 run: setup
 	snakemake --cores $(CORES) --configfile config/world.yaml
+
+# offline (STaR-GATE, config/world.yaml) vs online (GRPO, config/world-online.yaml) in the learning world, on the
+# same test pairs, with the budget each spent: results/summary/online-vs-offline/comparison.md
+run-online: run
+	snakemake --cores $(CORES) --configfile config/world.yaml config/world-online.yaml --directory runs/world-online
+	stargate method-comparison --offline . --online runs/world-online --iterations 2 \
+		--scorer-model resources/models/smollm2 --output results/summary/online-vs-offline
 
 run-llm: setup
 	snakemake --cores $(CORES)

@@ -35,7 +35,7 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    split="A|B|test",
+    split=r"A|B|test|test_trial\d+",
     t=r"\d+",
     k=r"\d+",
     shard=r"\d+",
@@ -46,6 +46,7 @@ include: "rules/data.smk"
 include: "rules/simulate.smk"
 include: "rules/score.smk"
 include: "rules/sft.smk"
+include: "rules/online.smk"
 include: "rules/train.smk"
 include: "rules/specificity.smk"
 include: "rules/evaluate.smk"
@@ -59,5 +60,6 @@ rule all:
         rules.report_tables.output,
         [paths.model(t) for t in range(1, T + 1)],
         WORLD_TARGETS,
+        TURN_CREDIT_TARGETS,
         [SPECIFICITY_FILE] if SPECIFICITY_RATING else [],
     localrule: True

@@ -20,14 +20,16 @@ from stargate.fingerprint import code_fingerprint
 from stargate.prompts import stage_template_digest
 from stargate.released import data_path, per_split_file
 from stargate.runlock import clear_orphan_sidecars
-from stargate.training.methods import (
+from stargate.training.methods.registry import (
     METHODS,
     get_method,
+    offline_methods,
+    online_methods,
     selecting_methods,
     training_for_method,
 )
 from stargate.workflow import digest, paths, startup
-from stargate.workflow.cli_args import json_param, role_args
+from stargate.workflow.cli_args import json_param, role_args, with_trial_seed
 
 
 def config_problem(exc):
@@ -80,9 +82,10 @@ SIM = config["simulation"]
 
 
 def split_shards(split):
-    """Shard indices of a split's simulation (simulation.shards: one number for every split, or one per split)."""
+    """Shard indices of a split's simulation (simulation.shards: one number for every split, or one per split;
+    a repeated trial's split has the test split's)."""
     n = SIM["shards"]
-    return list(range(int(n[split] if isinstance(n, dict) else n)))
+    return list(range(int(n[paths.base_split(split)] if isinstance(n, dict) else n)))
 
 
 TURNS = list(range(1, int(SIM["max_turns"]) + 1))
@@ -233,9 +236,10 @@ def role_model_input(role):
     )
 
 
-def role_cli(role, model=None, prefix="", recorded=False):
+def role_cli(role, model=None, prefix="", recorded=False, trial=1):
     """`--role JSON --model M --prompts SET` of a role-using stage (stargate/workflow/cli_args.py); M defaults
-    to the role's local model folder (also an input of the rule) or its API model name.
+    to the role's local model folder (also an input of the rule) or its API model name. `trial`: a repeated
+    trial's sampling seed (evaluation.trials; trial 1 is the role's own).
     """
     if model is None:
         name = role_model_name(role)
@@ -243,10 +247,13 @@ def role_cli(role, model=None, prefix="", recorded=False):
             model = config["models"][name]["source"]["api"]
         else:
             model = model_dir(name) if loads_a_model(role) else name
-    return role_args(role, config["roles"][role], model, PROMPTS, prefix, recorded)
+    spec = with_trial_seed(config["roles"][role], trial)
+    return role_args(role, spec, model, PROMPTS, prefix, recorded)
 
 
 def data_inputs(split):
+    """The tasks and named personas of a split (a repeated trial's split reads the test split's)."""
+    split = paths.base_split(split)
     return {
         "tasks": paths.tasks(split),
         "personas": paths.personas(split),
@@ -269,12 +276,41 @@ def conversations(t, split):
 # Win-rate variants (evaluation.winrate.variants): answers and judge files per (conversation, answerer).
 WINRATE_VARIANTS = winrate_variants.configured(EVAL["winrate"])
 ANSWER_SETS = winrate_variants.answer_sets(WINRATE_VARIANTS)
+# Repeated trials (evaluation.trials): trial 1 is the split `test`, trial j the split `test_trial{j}` (the
+# same pairs, other sampling seeds); every trial is simulated, scored, answered and judged alike.
+TRIALS = int(EVAL["trials"])
+TRIAL_SPLITS = [paths.trial_split(j) for j in range(1, TRIALS + 1)]
+# The judge panel (evaluation.judges): role names, each judging every answer set of every trial.
+JUDGES = list(EVAL["judges"])
 
 
-def winrate_answers(selection, t, answerer):
+def wc_split(wc):
+    """The split of a job, `test` for a win-rate job of trial 1 (those have no split wildcard)."""
+    return getattr(wc, "split", "test")
+
+
+def wc_trial(wc):
+    return paths.trial_of(wc_split(wc))
+
+
+def wc_judge(wc):
+    """The judge role of a judge job (the `judge` role's own files carry no judge wildcard)."""
+    return getattr(wc, "judge", "judge")
+
+
+def judge_mode(role):
+    """evaluation.winrate.verdict for the `judge` role (config.py refuses logprob with an API one); another
+    panel member on the openai backend always writes its verdict (an API gives no log-probs of the lines).
+    """
+    if role != "judge" and config["roles"][role]["backend"] == "openai":
+        return "generate"
+    return EVAL["winrate"]["verdict"]
+
+
+def winrate_answers(selection, t, answerer, split="test"):
     """m_t's answers (answerer mt) or m0's answers on m_t's conversations (answerer m0); m0's are one file."""
     answerer = "mt" if int(t) == 0 else answerer
-    return paths.winrate_answers(selection, t, answerer)
+    return paths.winrate_answers(selection, t, answerer, split)
 
 
 def answering_model(wc):
@@ -282,39 +318,113 @@ def answering_model(wc):
     return questioner_model(wc.t if wc.answerer == "mt" else 0)
 
 
-def judge_file(selection, answerer, t):
-    return paths.judge(selection, answerer, t)
+def judge_file(selection, answerer, t, split="test", judge="judge"):
+    return paths.judge(selection, answerer, t, split, judge)
 
 
-def summary_manifest():
-    """What summarize reads, by iteration and condition: passed as structure, never parsed from paths."""
-    return {
+def trial_manifest(split, judges):
+    """One trial's files by iteration and condition / answer set (and judge, for a panel)."""
+    out = {
         "logprobs": {
-            str(t): {c: paths.logprobs(t, "test", c) for c in PER_T_CONDITIONS}
+            str(t): {c: paths.logprobs(t, split, c) for c in PER_T_CONDITIONS}
             for t in EVAL_T
         },
-        "controls": {c: paths.controls("test", c) for c in CONTROL_CONDITIONS},
         "judge": {
-            f"{c}-{a}": {str(t): judge_file(c, a, t) for t in EVAL_T if t}
+            f"{c}-{a}": {
+                str(t): judge_file(c, a, t, split, judges[0]) for t in EVAL_T if t
+            }
             for c, a in ANSWER_SETS
         },
         "answers": {
-            f"{c}-{a}": {str(t): winrate_answers(c, t, a) for t in EVAL_T}
+            f"{c}-{a}": {str(t): winrate_answers(c, t, a, split) for t in EVAL_T}
             for c, a in ANSWER_SETS
         },
-        "conversations": {str(t): conversations(t, "test") for t in EVAL_T},
+        "conversations": {str(t): conversations(t, split) for t in EVAL_T},
+        # the simulation's turn files: their .meta.json hold each role's tokens (and an API role's USD); its
+        # benchmarks the wall seconds (read when present, no input)
+        "simulation": {
+            str(t): {
+                **{
+                    kind: [
+                        paths.sim_turn(kind, k, t, split, shard)
+                        for shard in split_shards(split)
+                        for k in TURNS
+                    ]
+                    for kind in ("asked", "done")
+                },
+                "benchmarks": [
+                    paths.sim_benchmark(t, split, shard)
+                    for shard in split_shards(split)
+                ],
+            }
+            for t in EVAL_T
+        },
+    }
+    if judges != ["judge"]:
+        out["panel"] = {
+            j: {
+                f"{c}-{a}": {str(t): judge_file(c, a, t, split, j) for t in EVAL_T if t}
+                for c, a in ANSWER_SETS
+            }
+            for j in judges
+        }
+    return out
+
+
+def summary_manifest():
+    """What summarize reads, by iteration and condition: passed as structure, never parsed from paths.
+    Trial 1's files at the top level (as before repeated trials), trials 2..k under `trials`.
+    """
+    out = {
+        **trial_manifest("test", JUDGES),
+        "controls": {c: paths.controls("test", c) for c in CONTROL_CONDITIONS},
         "questioners": {str(t): q["name"] for t, q in EXTRA_QUESTIONERS.items()},
     }
+    if TRIALS > 1:
+        out["trials"] = {
+            str(j): trial_manifest(split, JUDGES)
+            for j, split in enumerate(TRIAL_SPLITS, start=1)
+            if j > 1
+        }
+    return out
+
+
+def _manifest_files(m):
+    files = [p for by_c in m["logprobs"].values() for p in by_c.values()]
+    files += [p for by_t in m["judge"].values() for p in by_t.values()]
+    files += [p for by_t in m["answers"].values() for p in by_t.values()]
+    files += list(m["conversations"].values())
+    files += [
+        p
+        for by_k in m["simulation"].values()
+        for kind in ("asked", "done")
+        for p in by_k[kind]
+    ]
+    files += [
+        p
+        for by_set in m.get("panel", {}).values()
+        for by_t in by_set.values()
+        for p in by_t.values()
+    ]
+    return files
+
+
+def rule_gpus(rule):
+    """The GPUs a rule's jobs get from the profile (--set-resources; 0 on a CPU run)."""
+    from stargate.plan import resources_of_workflow
+
+    found = resources_of_workflow(workflow.resource_settings).get(rule)
+    return found.gpu if found else 0
 
 
 def summary_inputs():
     m = summary_manifest()
+    files = _manifest_files(m)
+    for trial in m.get("trials", {}).values():
+        files += _manifest_files(trial)
     return {
-        "logprobs": [p for by_c in m["logprobs"].values() for p in by_c.values()],
+        "manifest_files": sorted(set(files)),
         "controls": list(m["controls"].values()),
-        "judge": [p for by_t in m["judge"].values() for p in by_t.values()],
-        "answers": sorted({p for by_t in m["answers"].values() for p in by_t.values()}),
-        "conversations": list(m["conversations"].values()),
     }
 
 
@@ -393,6 +503,64 @@ def select_knobs(method):
     """The keys of training.<method> the method's selection reads (stargate/training/methods/)."""
     m = get_method(method)
     return {k: config["training"][m.block][k] for k in m.select_keys}
+
+
+# An online method (training.method grpo: stargate/training/methods/grpo.py) trains on rollouts it plays.
+def continued_model_input(t):
+    """m_{t-1}'s folder when the method continues from it (m_1 starts from m0, already an input)."""
+    if not get_method(METHOD).continues or t < 2:
+        return []
+    return model_input(questioner_model(t - 1))
+
+
+def online_role_inputs():
+    return role_model_input("roleplayer") if get_method(METHOD).online else []
+
+
+def online_roles():
+    """The roles an online method's train job plays its rollouts with: the policy's sampling (the
+    questioner's; the answerer's for a final answer), the Roleplayer (spec and model) and the scorer (m0).
+    """
+    roles = config["roles"]
+    name = role_model_name("roleplayer")
+    if is_api_model(name):
+        model = config["models"][name]["source"]["api"]
+    else:
+        model = model_dir(name) if loads_a_model("roleplayer") else name
+    roleplayer = {k: v for k, v in roles["roleplayer"].items() if k != "model"}
+    return {
+        "questioner": {"sampling": roles["questioner"]["sampling"]},
+        "answerer": {"sampling": roles["answerer"]["sampling"]},
+        "roleplayer": {"spec": roleplayer, "model": model},
+        "scorer": {"spec": {k: v for k, v in roles["scorer"].items() if k != "model"}},
+        "max_turns": SIM["max_turns"],
+    }
+
+
+def online_train_args(t, roleplayer_gpus=0):
+    """` --init-model M --roles JSON` of an online method's train job; nothing for the offline ones (their
+    command line is the paper's). `roleplayer_gpus`: the job's GPUs its Roleplayer engine takes (resource
+    roleplayer_gpu of the train rule; the policy trains on the others)."""
+    method = get_method(METHOD)
+    out = ""
+    if method.continues and t >= 2:
+        out += f" --init-model {shlex.quote(questioner_model(t - 1))}"
+    if method.online:
+        roles = {**online_roles(), "roleplayer_gpus": int(roleplayer_gpus)}
+        out += f" --roles {shlex.quote(json_param(roles))}"
+    return out
+
+
+def instructed_cli(t):
+    """` --instructed` when the method's trained m_t is asked with the Questioner instruction, as m0 is (an
+    online policy trained so); nothing for the paper's fine-tunes (their data has no instruction).
+    """
+    t = int(t)
+    return (
+        " --instructed"
+        if 0 < t < EXTRA_T and get_method(METHOD).instructed(config["training"])
+        else ""
+    )
 
 
 def final_answers(wc):

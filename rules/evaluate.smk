@@ -11,8 +11,10 @@ TEST_DATA = data_inputs("test")
 rule winrate_answer:
     input:
         **TEST_DATA,
-        conversations=lambda wc: conversations(wc.t, "test"),
-        top1=lambda wc: (paths.topk(wc.t, "test") if wc.selection == "top1" else []),
+        conversations=lambda wc: conversations(wc.t, wc_split(wc)),
+        top1=lambda wc: (
+            paths.topk(wc.t, wc_split(wc)) if wc.selection == "top1" else []
+        ),
         model=lambda wc: model_input(answering_model(wc)),
     output:
         paths.winrate_answers(),
@@ -29,7 +31,9 @@ rule winrate_answer:
     resources:
         **res(mem_mb=8000, runtime=120),
     params:
-        role=lambda wc: role_cli("answerer", model=answering_model(wc)),
+        role=lambda wc: role_cli(
+            "answerer", model=answering_model(wc), trial=wc_trial(wc)
+        ),
         per_group=WINRATE["pairs_per_group"] or 0,
         seed=WINRATE["seed"],
         # an input (tracked as such), so this param need not be recorded
@@ -42,12 +46,29 @@ rule winrate_answer:
         " --seed {params.seed} {params.role} --gpus {resources.gpu} --output {output} > {log} 2>&1"
 
 
+# Repeated trials (evaluation.trials): trial j's answers on trial j's conversations (split test_trial{j},
+# simulated and scored by the same rules as trial 1's), in files that name the split.
+use rule winrate_answer as winrate_answer_trial with:
+    output:
+        paths.winrate_answers(split="{split}"),
+    log:
+        "logs/winrate_answer/{selection}_m{t}_{answerer}_{split}.log",
+    benchmark:
+        "benchmarks/winrate_answer/{selection}_m{t}_{answerer}_{split}.tsv"
+    wildcard_constraints:
+        selection="random|top1",
+        answerer="mt|m0",
+        split=r"test_trial\d+",
+
+
 rule judge:
     input:
         **TEST_DATA,
-        candidate=lambda wc: winrate_answers(wc.selection, wc.t, wc.answerer),
-        baseline=lambda wc: winrate_answers(wc.selection, 0, "mt"),
-        model=role_model_input("judge"),
+        candidate=lambda wc: winrate_answers(
+            wc.selection, wc.t, wc.answerer, wc_split(wc)
+        ),
+        baseline=lambda wc: winrate_answers(wc.selection, 0, "mt", wc_split(wc)),
+        model=lambda wc: role_model_input(wc_judge(wc)),
     output:
         paths.judge(),
     log:
@@ -63,9 +84,9 @@ rule judge:
     resources:
         **res(mem_mb=4000, runtime=120),
     params:
-        role=role_cli("judge"),
+        role=lambda wc: role_cli(wc_judge(wc), trial=wc_trial(wc)),
         seed=WINRATE["seed"],
-        mode=WINRATE["verdict"],
+        mode=lambda wc: judge_mode(wc_judge(wc)),
         positions=lambda wc: ",".join(
             winrate_variants.positions_for(WINRATE_VARIANTS, wc.selection, wc.answerer)
         ),
@@ -81,16 +102,46 @@ rule judge:
         " --output {output} > {log} 2>&1"
 
 
+# The judge panel (evaluation.judges) and repeated trials: every other (trial, judge) pair judges the same
+# answers through the same stage (an API judge through the paid-call cache), in files that name both.
+use rule judge as judge_panel with:
+    output:
+        paths.judge(split="{split}", judge="{judge}"),
+    log:
+        "logs/judge/{selection}_m{t}_{answerer}_{split}_{judge}.log",
+    benchmark:
+        "benchmarks/judge/{selection}_m{t}_{answerer}_{split}_{judge}.tsv"
+    wildcard_constraints:
+        selection="random|top1",
+        answerer="mt|m0",
+        split=r"test(_trial\d+)?",
+        judge=r"judge(_[A-Za-z0-9_]+)?",
+    conda:
+        conda_env(roles=JUDGES)
+
+
+HUMAN_LABELS = EVAL["human_labels"]
+
+
 rule summarize:
     input:
         **summary_inputs(),
         tasks=TEST_DATA["tasks"],
+        personas=TEST_DATA["personas"],
         specificity=SPECIFICITY_FILE if SPECIFICITY_RATING else [],
+        human_labels=repo_path(HUMAN_LABELS) if HUMAN_LABELS else [],
     output:
         logprobs=f"{SUMMARY}/logprobs.csv",
         differences=f"{SUMMARY}/logprob_differences.csv",
         winrates=f"{SUMMARY}/winrates.csv",
         paper=f"{SUMMARY}/paper_comparison.csv",
+        # length-controlled win rates, efficiency per conversation, the Roleplayer audit, the judge panel's
+        # agreement, and the across-trial figures (docs/evaluation.md)
+        length=f"{SUMMARY}/length_control.csv",
+        efficiency=f"{SUMMARY}/efficiency.csv",
+        audit=f"{SUMMARY}/roleplayer_audit.csv",
+        judges=f"{SUMMARY}/judges.csv",
+        trials=f"{SUMMARY}/trials.csv",
         json=f"{SUMMARY}/summary.json",
         logprobs_png=report(
             f"{SUMMARY}/logprobs.png",
@@ -123,12 +174,18 @@ rule summarize:
         specificity=lambda wc, input: (
             f"--specificity {input.specificity}" if SPECIFICITY_RATING else ""
         ),
+        panel=f"--panel-rule {EVAL['panel_verdict']}",
+        human=lambda wc, input: (
+            f"--human-labels {input.human_labels}" if HUMAN_LABELS else ""
+        ),
+        gpus=f"--simulate-gpus {rule_gpus('simulate')}",
         run=config_identity,
         out_dir=lambda wc, output: os.path.dirname(output.json),
         code=code("summarize"),
     shell:
         "stargate summarize --manifest {params.manifest:q} --variants {params.variants} {params.bootstrap}"
-        " --task-labels {params.labels} --tasks {input.tasks} {params.specificity} --run {params.run:q}"
+        " --task-labels {params.labels} --tasks {input.tasks} --personas {input.personas} {params.specificity}"
+        " {params.panel} {params.human} {params.gpus} --run {params.run:q}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -9,7 +9,7 @@ rule score:
             if wc.condition == "shuffled"
             else conversations(wc.t, wc.split)
         ),
-        gold=paths.gold(),
+        gold=lambda wc: paths.gold(paths.base_split(wc.split)),
         model=base_model_input(),
     output:
         paths.logprobs(),

@@ -62,7 +62,7 @@ rule sft_data:
     log:
         "logs/sft_data/m{t}_{split}_{method}.log",
     wildcard_constraints:
-        method="|".join(METHODS),
+        method="|".join(offline_methods()),
     conda:
         ENV
     resources:

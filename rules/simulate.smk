@@ -29,21 +29,28 @@ rule simulate:
     log:
         "logs/simulate/m{t}_{split}_shard{shard}.log",
     benchmark:
-        "benchmarks/simulate/m{t}_{split}_shard{shard}.tsv"
+        paths.sim_benchmark()
     conda:
         conda_env(roles=["questioner", "roleplayer"])
     threads: MODEL_THREADS
     resources:
         **res(mem_mb=8000, runtime=480, questioner_gpu=0),
     params:
+        # a repeated trial's split (test_trial{j}: evaluation.trials) samples with its own seeds
         questioner=lambda wc: role_cli(
-            "questioner", model=questioner_model(wc.t), prefix="questioner-"
+            "questioner",
+            model=questioner_model(wc.t),
+            prefix="questioner-",
+            trial=paths.trial_of(wc.split),
         ),
-        roleplayer=role_cli("roleplayer", prefix="roleplayer-"),
+        roleplayer=lambda wc: role_cli(
+            "roleplayer", prefix="roleplayer-", trial=paths.trial_of(wc.split)
+        ),
         prompts=f"--prompts {PROMPTS}",
         sim=lambda wc: f"--shards {len(split_shards(wc.split))} --conversations {SIM['conversations_per_pair']}"
         f" --min-turns {SIM['min_turns']} --max-turns {SIM['max_turns']} --seed {SIM['seed']}"
-        + gpu_sharing_cli(),
+        + gpu_sharing_cli()
+        + instructed_cli(wc.t),
         templates=prompt_digest("questioner_turn") + prompt_digest("roleplayer_turn"),
         code=code("simulate"),
     shell:

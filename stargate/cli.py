@@ -38,15 +38,26 @@ STAGES = {
     "select": ("stargate.stages.select", "dpo/rwr: best-worst pairs or weights of the scored conversations"),
     "regularize": ("stargate.stages.regularize", "m_t's final answers after its kept conversations"),
     "sft-data": ("stargate.stages.sft_data", "chat-format SFT examples"),
+    "rollout-prompts": ("stargate.stages.rollout_prompts", "the pairs an online method (grpo) plays rollouts on"),
     "train": ("stargate.stages.train", "fine-tune m_{t+1} from m0"),
     "winrate-answer": ("stargate.stages.winrate_answer", "answers for the win-rate evaluation"),
     "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
     "specificity": ("stargate.stages.specificity", "rate each test task general or user-specific (judge role)"),
+    "turn-credit": ("stargate.stages.turn_credit", "m0's log p(gold) after each question: which question helped"),
+    "turn-credit-table": ("stargate.stages.turn_credit_table", "mean gain per question and questioner (CSV)"),
     "summarize": ("stargate.stages.summarize", "log-prob curves and win rates (CSV, JSON, PNG)"),
     "report-tables": ("stargate.stages.report_tables", "the report's tables as one HTML page"),
     "world-report": ("stargate.stages.world_report", "learning-world figures: curve, bootstrap, what it asks"),
+    "method-comparison": (
+        "stargate.stages.method_comparison",
+        "by hand (make run-online): an offline and an online run side by side, with the budget",
+    ),
     "chat": ("stargate.stages.chat", "talk to a trained Questioner in the terminal"),
     "cost": ("stargate.stages.cost", "estimate API tokens and money a config will spend"),
+    "compare": (
+        "stargate.stages.compare",
+        "two runs' summaries side by side: which differences exceed the noise floor",
+    ),
     "plan": ("stargate.plan.cli", "GPU memory fit and GPU-hours of a config on a profile, before submitting"),
 }
 

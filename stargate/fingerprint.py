@@ -183,6 +183,7 @@ STAGE_ROLES: dict[str, tuple[str, ...]] = {
     "questioner_turn": ("questioner",),
     "roleplayer_turn": ("roleplayer",),
     "score": ("scorer",),
+    "turn_credit": ("scorer",),
     "regularize": ("answerer",),
     "winrate_answer": ("answerer",),
     "judge": ("judge",),

@@ -93,6 +93,11 @@ def test_every_rule_runs_in_the_environment_of_its_stage():
         if conda is None:  # a local rule without a stage, or a `use rule` inheriting its source's
             continue
         roles = sorted(set(re.findall(r'role_cli\(\s*"(\w+)"', block)))
+        if name == "judge":  # every panel judge's role goes through role_cli(wc_judge(wc)): the judge role's env
+            roles = ["judge"]
+        if name == "judge_panel":  # the panel's roles (evaluation.judges), named in the config
+            assert conda.group(1) == "conda_env(roles=JUDGES)", name
+            continue
         if name == "train":
             expected = 'conda_env("train")'
         elif roles:

@@ -117,9 +117,11 @@ def test_an_edit_of_a_module_imported_inside_a_function_changes_the_fingerprint(
 # ----------------------------------------------------------------------------- the tokenizer helpers
 def test_train_and_sft_data_carry_no_backend_code():
     """The tokenizer helpers SFT's loss mask and the prompt sets use live outside `backends`, so a backend
-    edit (a comment in hf.py, a new API option) reruns neither the training data nor the training."""
+    edit (a comment in hf.py, a new API option) reruns neither the training data nor an offline method's
+    training code. (The train stage also runs the online method, whose rollouts play the Roleplayer role
+    through a backend: its closure holds them since training.method grpo exists.)"""
     assert "stargate.encoding.spans" in closure("stargate.training.masking")
-    for stage in ("train", "sft_data"):
+    for stage in ("sft_data", "select"):
         foreign = [m for m in stage_modules(stage) if m.startswith(("stargate.backends", "stargate.api"))]
         assert not foreign, f"{stage}'s closure carries {foreign}"
     for module in ("stargate.encoding.spans", "stargate.encoding.vllm033", "stargate.prompts"):
@@ -160,7 +162,7 @@ def test_world_programs_are_in_the_closures_of_the_stages_running_them():
         assert program_modules(stage, WORLD_ROLES) == ("stargate", "stargate.world")
         assert WORLD_MODULES <= set(stage_modules(stage, WORLD_ROLES)), stage
         assert stage_fingerprint(stage, WORLD_ROLES) != stage_fingerprint(stage, DEFAULT_ROLES), stage
-    for stage in ("score", "topk", "sft_data", "train", "winrate_answer", "regularize", "tasks"):
+    for stage in ("score", "topk", "sft_data", "select", "winrate_answer", "regularize", "tasks"):
         assert not [m for m in stage_modules(stage, WORLD_ROLES) if m.startswith("stargate.world")], stage
     for stage in STAGE_ROLES:
         assert not [m for m in stage_modules(stage, DEFAULT_ROLES) if m.startswith("stargate.world")], stage

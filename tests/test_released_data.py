@@ -337,6 +337,16 @@ def test_paper_released_config_is_the_paper_run_but_its_data():
     judge = cfg["roles"]["judge"]["options"]
     assert judge["send_seed"] is False and judge["refusals"] == "count"  # the original sent no seed
     paper = _config("config/paper.yaml")
+    # the spend differs (issue 24): the headline variant, one order per comparison, through the Batch API
+    headline = {"conversation": "random", "answerer": "mt", "positions": "randomized"}
+    assert (
+        cfg["evaluation"]["winrate"]["variants"] == [headline]
+        and headline in paper["evaluation"]["winrate"]["variants"]
+    )
+    assert cfg["api"]["batch"] is True and cfg["evaluation"]["winrate"]["both_orders"] is False
+    for c in (cfg, paper):
+        c["evaluation"]["winrate"].pop("variants"), c["evaluation"]["winrate"].pop("both_orders")
+        c["api"].pop("batch", None), c["api"].pop("budget_usd")
     # everything else must stay the paper's: if config/paper.yaml changes, change this file with it
     for c in (cfg, paper):
         c.pop("data"), c.pop("run_name")
@@ -391,8 +401,8 @@ def test_paper_released_dry_runs_on_a_folder_of_the_authors_format(tmp_path):
     for job in data_jobs:  # no data job needs a model, local or API: every one reads the authors' files
         assert "resources/models/" not in job and "gpt-4" not in job
     judge_jobs = [j for j in jobs if "rule judge:" in j]
-    # the judge stays paid: 3 iterations x 4 judged answer sets (conversation x answerer) of the variants
-    assert len(judge_jobs) == 3 * 4 and all("--model gpt-4" in j for j in judge_jobs)
+    # the judge stays paid: 3 iterations x the headline variant's answer set (the other variants are opt-in)
+    assert len(judge_jobs) == 3 * 1 and all("--model gpt-4" in j for j in judge_jobs)
     assert f"--gold-file {folder}/gold-responses/star-2-bsft/test.json" in r.stdout
     assert f"--names-file {folder}/personas/star-2-bsft/B_NAMES.json" in r.stdout
     # a data file named in the config is a rule input: a missing one stops the dry run

@@ -31,8 +31,12 @@ def snakemake(*args, cwd, timeout=900, env=None, snakefile=REPO / "Snakefile"):
 
 
 def checkout_copy(dest: Path) -> Path:
-    """The project's tracked files (tests and docs aside) copied to `dest`: a checkout of its own."""
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    """The project's files (tracked, and new ones not ignored; tests and docs aside) copied to `dest`: a
+    checkout of its own, as the working tree has it."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
     for name in files.splitlines():
         if name.split("/")[0] in {"tests", "docs", ".ci"} or not (REPO / name).is_file():
             continue
@@ -289,18 +293,20 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.slow
-def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
-    """`snakemake --report` of the tiny run, opened in headless chromium: no console or page errors, every
-    figure decodes to an image, the tables page has its sections (tests/fixtures/report_probe.html is put
-    before the report's own scripts and writes what it saw into the page)."""
+def report_seen(cwd: Path, configfile: str, tmp_path: Path, env: dict | None = None) -> dict:
+    """`snakemake --report` of a finished run, opened in headless chromium: what the page showed
+    (tests/fixtures/report_probe.html is put before the report's own scripts and writes what it saw into the
+    page: errors, every figure's decoded size, every HTML page's headings, tables and text)."""
     browser = _chromium()
     if browser is None:
         pytest.skip(
             "no chromium on PATH: install Debian's `chromium` (STARGATE_INSTALL_CHROMIUM=1 make setup does, as root)"
         )
     report = tmp_path / "report.html"
-    r = snakemake("--configfile", "tiny.yaml", "--report", str(report), cwd=tiny_run, timeout=300)
+    # the run's own Snakefile: its rules and its package are the checkout's, whatever the repository has now
+    r = snakemake(
+        "--configfile", configfile, "--report", str(report), cwd=cwd, timeout=300, env=env, snakefile=cwd / "Snakefile"
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     page = report.read_text(encoding="utf-8")
     head = page.index("<head>") + len("<head>")
@@ -317,14 +323,42 @@ def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
 
     seen = json.loads(html.unescape(found.group(1)))
     assert seen["errors"] == []
-    figures = {Path(f["path"]).name: f["width"] for f in seen["figures"]}
+    return seen
+
+
+def table_under(page: dict, heading: str) -> dict:
+    """The table right after the heading (h3 or text) that starts with `heading`."""
+    return next(t for t in page["detail"] if t["heading"].startswith(heading))
+
+
+@pytest.mark.slow
+def test_report_opens_in_a_headless_browser(tiny_run, tmp_path):
+    """The report of the tiny run in headless chromium: no console or page errors, every figure decodes to an
+    image, the tables page has its sections, and it reads right: the judges' and answerers' counts in their
+    own columns, the samples of m0 beside the last trained m_T, the log-prob figure in panels."""
+    seen = report_seen(tiny_run, "tiny.yaml", tmp_path)
+    figures = {Path(f["path"]).name: f for f in seen["figures"]}
     assert set(figures) == {"logprobs.png", "winrates.png", "position_bias.png"}
-    assert all(w > 100 for w in figures.values()), figures
+    assert all(f["width"] > 100 for f in figures.values()), figures
+    # a panel per condition, the differences to m0 and the paper's own panel: three rows of panels
+    assert figures["logprobs.png"]["height"] > 900 and figures["logprobs.png"]["width"] > 1200, figures
     assert "STaR-GATE" in seen["text"]  # the report app rendered its page
     (tables,) = seen["pages"]
     assert tables["tables"] >= 7
-    for section in ("This run beside the paper", "Judge position bias", "Sample conversations", "Wall time", "Config"):
+    for section in ("This run beside the paper", "Judge position bias", "Sample conversations", "Wall time", "Config",
+                    "Length-controlled win rates", "Efficiency per conversation", "Roleplayer audit", "Judge panel",
+                    "Repeated trials"):  # fmt: skip
         assert any(h.startswith(section) for h in tables["headings"]), section
+    judges = table_under(tables, "Judges (verdicts)")
+    answers = table_under(tables, "Answerers (win-rate answers)")
+    for counted, columns in (
+        (judges, ("n_refused", "n_unparsable", "n_empty_replies")),
+        (answers, ("n_refused", "n_empty")),
+    ):
+        for column in columns:
+            i = counted["headers"].index(column)
+            assert all(row[i] != "–" for row in counted["rows"]), (column, counted)
+    assert "m0 vs m2 on the same pairs" in tables["text"]  # m_T = m2, the last trained
     # the PNGs are also plain files of the summary
     for name in figures:
         assert (tiny_run / "results/summary/tiny" / name).stat().st_size > 1000

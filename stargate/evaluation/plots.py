@@ -1,5 +1,6 @@
-"""The summary's figures (PNG): log-prob curves with the paper's overlaid, win-rate bars with 95 % intervals
-for every variant (the paper's values marked), and judge position bias."""
+"""The summary's figures (PNG): log-prob curves (a panel per condition, the differences to m0 with their
+intervals, the paper's curves on a panel of their own), win-rate bars with 95 % intervals for every variant
+(the paper's values marked), and judge position bias."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ def plot_all(
     paper: dict,
     extra: dict[int, str] | None = None,
     run_label: str = "",
+    diffs: list[dict] | None = None,
 ):
     """`extra`: extra questioners by iteration number, drawn as points after the m_t curve. `run_label` names
-    the config that made the run, printed at the foot of every figure."""
+    the config that made the run, printed at the foot of every figure. `diffs`: the paired differences to
+    m0 (their own panel of the log-prob figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +42,7 @@ def plot_all(
     for name, draw in (
         (
             "logprobs.png",
-            lambda path: _logprobs(plt, path, rows, iterations, paper["logprobs"], extra or {}, run_label),
+            lambda path: _logprobs(plt, path, rows, iterations, paper["logprobs"], extra or {}, run_label, diffs),
         ),
         ("winrates.png", lambda path: _winrates(plt, path, wins, paper["winrates"], extra or {}, run_label)),
         ("position_bias.png", lambda path: _bias(plt, path, bias, extra or {}, run_label)),
@@ -47,65 +50,88 @@ def plot_all(
         draw(out / name)
 
 
-def _save(fig, path, run_label: str) -> None:
+def _save(fig, path, run_label: str, top: float = 1.0) -> None:
     if run_label:
         fig.text(0.005, 0.005, run_label, fontsize=6, color="grey", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03 if run_label else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.03 if run_label else 0, 1, top))
     fig.savefig(path, dpi=120)
 
 
-def _logprobs(plt, path, rows, iterations, paper_lp, extra, run_label=""):
-    fig, ax = plt.subplots(figsize=(8, 5))
-    conds = [c for c in MAIN_CONDITIONS if any(r["condition"] == c for r in rows)]
-    ours = [r["mean"] for r in rows if r["condition"] in conds and r["mean"] is not None]
-    theirs = [v for c in conds if c in paper_lp for v in paper_lp[c]["mean"]]
-    # The paper's 7B numbers sit on another scale than a small model's: then they get their own axis.
-    overlap = ours and theirs and min(theirs) <= max(ours) and min(ours) <= max(theirs)
-    pax = ax if overlap or not ours else ax.twinx()
+def _logprobs(plt, path, rows, iterations, paper_lp, extra, run_label="", diffs=None):
+    """A panel per condition (each on its own scale, so curves that sit close stay apart), the differences to
+    m0 with their 95 % intervals on one panel, the paper's curves on their own panel, the legend above."""
+    conds = [c for c in MAIN_CONDITIONS if any(r["condition"] == c and r["mean"] is not None for r in rows)]
+    theirs = [c for c in conds if c in paper_lp]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    ts = sorted(set(iterations) - set(extra) | {t for c in conds if c in paper_lp for t in paper_lp[c]["t"]})
+    color = {c: colors[i % len(colors)] for i, c in enumerate(conds)}
+    ts = sorted(set(iterations) - set(extra))
     last = max(ts) if ts else 0
-    for i, cond in enumerate(conds):
-        color = colors[i % len(colors)]
+    xs = ts + [last + 1 + k for k in range(len(extra))]
+    ticks = [f"m{t}" for t in ts] + [extra[t] for t in sorted(extra)]
+    n_panels = len(conds) + 1 + bool(theirs)
+    ncols = min(3, n_panels)
+    nrows = -(-n_panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows + 0.9), squeeze=False)
+    panels = list(axes.flat)
+    for ax, cond in zip(panels, conds, strict=False):
         sel = sorted((r for r in rows if r["condition"] == cond and r["mean"] is not None), key=lambda r: r["t"])
+        own = [r for r in sel if r["t"] not in extra]
+        ax.errorbar(
+            [r["t"] for r in own], [r["mean"] for r in own], yerr=[r["sem"] for r in own],
+            marker="o", capsize=3, color=color[cond], label=cond,
+        )  # fmt: skip
         for k, t in enumerate(sorted(extra)):  # extra questioners: points after the iterations
             r = next((r for r in sel if r["t"] == t), None)
             if r is not None:
-                ax.errorbar(last + 1 + k, r["mean"], yerr=r["sem"], marker="*", capsize=3, color=color)
-        sel = [r for r in sel if r["t"] not in extra]
-        ax.errorbar(
-            [r["t"] for r in sel],
-            [r["mean"] for r in sel],
-            yerr=[r["sem"] for r in sel],
-            marker="o",
-            capsize=3,
-            color=color,
-            label=f"{cond} (this run)",
+                ax.errorbar(last + 1 + k, r["mean"], yerr=r["sem"], marker="*", capsize=3, color=color[cond])
+        ax.set_title(cond, fontsize=9)
+        ax.set_xticks(xs, ticks, fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_ylabel("log p(gold), mean ± SEM", fontsize=7)
+    dax = panels[len(conds)]
+    width = 0.6 / max(len(conds), 1)
+    for i, cond in enumerate(conds):
+        d = sorted(
+            (r for r in diffs or [] if r["condition"] == cond and r.get("vs") == 0 and r["difference"] is not None),
+            key=lambda r: r["t"],
         )
-        if cond in paper_lp:
+        pos = {t: x for t, x in zip(ts + sorted(extra), xs, strict=False)}
+        d = [r for r in d if r["t"] in pos]
+        if not d:
+            continue
+        x = [pos[r["t"]] - 0.3 + width * (i + 0.5) for r in d]
+        lo = [max(0.0, r["difference"] - (r["ci_low"] if r["ci_low"] is not None else r["difference"])) for r in d]
+        hi = [max(0.0, (r["ci_high"] if r["ci_high"] is not None else r["difference"]) - r["difference"]) for r in d]
+        dax.errorbar(x, [r["difference"] for r in d], yerr=[lo, hi], fmt="o", capsize=2, color=color[cond])
+    dax.axhline(0, color="grey", linestyle=":")
+    dax.set_xticks(xs, ticks, fontsize=7)
+    dax.tick_params(axis="y", labelsize=7)
+    dax.set_title("m_t − m0, paired, 95 % bootstrap interval", fontsize=9)
+    used = len(conds) + 1
+    if theirs:
+        pax = panels[used]
+        for cond in theirs:
             p = paper_lp[cond]
             pax.errorbar(
-                p["t"],
-                p["mean"],
-                yerr=p["sem"],
-                marker="s",
-                capsize=2,
-                linestyle=":",
-                color=color,
-                alpha=0.6,
-                label=f"{cond} (paper)",
+                p["t"], p["mean"], yerr=p["sem"], marker="s", capsize=2, linestyle=":", color=color[cond], alpha=0.8
             )
-    xs = ts + [last + 1 + k for k in range(len(extra))]
-    ax.set_xticks(xs, [f"m{t}" for t in ts] + [extra[t] for t in sorted(extra)], fontsize=8)
-    ax.set_ylabel("log p(gold) under m0, this run (solid)")
-    if pax is not ax:
-        pax.set_ylabel("paper (dotted, right axis)")
-    ax.set_title("Test-split log p(gold), mean ± SEM; the paper's dotted")
-    axes = dict.fromkeys((ax, pax))  # in this order (a set's order changed between runs: not reproducible)
-    handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
-    labels = [lb for a in axes for lb in a.get_legend_handles_labels()[1]]
-    ax.legend(handles, labels, fontsize=6, loc="lower right", ncol=2)
-    _save(fig, path, run_label)
+        pax.set_xticks(sorted({t for c in theirs for t in paper_lp[c]["t"]}))
+        pax.set_xticklabels([f"m{t}" for t in sorted({t for c in theirs for t in paper_lp[c]["t"]})], fontsize=7)
+        pax.tick_params(axis="y", labelsize=7)
+        pax.set_title("the paper (Mistral-7B), mean ± SEM", fontsize=9)
+        used += 1
+    for ax in panels[used:]:
+        ax.axis("off")
+    height = 2.9 * nrows + 0.9
+    fig.suptitle(
+        "Test-split log p(gold) under m0: this run by condition, its differences to m0, the paper", y=1 - 0.08 / height
+    )
+    handles = [plt.Line2D([], [], color=color[c], marker="o", label=c) for c in conds]
+    fig.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / height),
+        ncol=min(len(conds), 6) or 1, fontsize=7, frameon=False,
+    )  # fmt: skip
+    _save(fig, path, run_label, top=1 - 0.6 / height)
     plt.close(fig)
 
 

@@ -5,13 +5,19 @@ Each step that can call an API is priced twice, online and through the Batch API
     personas  persona_generator, one call per generated persona (none with data.personas.source: file)
     names     persona_generator, one call per persona with data.names: llm (none with regex)
     oracle    oracle, one call per persona-task pair of the splits used (none with data.oracle.source: file)
-    judge     judge, pairs_per_group x turn groups (or every test pair) x T comparisons x answer sets
-              (conversation x answerer of evaluation.winrate.variants) x orders (2 with both_orders)
+    judge     every judge of the panel (evaluation.judges; one row each), pairs_per_group x turn groups (or
+              every test pair) x T comparisons x answer sets (conversation x answerer of
+              evaluation.winrate.variants) x orders (2 with both_orders) x evaluation.trials
     specificity  judge, one rating per test task with evaluation.specificity_rating (none without)
 
 Input is measured on the real prompt texts where they exist (the prompt set's templates, task and persona
 files, the seed personas of each split); text that does not exist yet (generated personas, the answers the
 judge compares) is counted at its role's max_tokens, and output at n x max_tokens: upper bounds.
+
+Below the table, every win-rate variant (the configured ones and the paper's six) is priced on its own: the
+judge calls it alone would make with every judge of the panel, online and on the Batch API, so a variant
+left out of the config (opt-in) shows what adding it would cost (variants of one answer set share calls, so
+these are not additive).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from ..api.cache import resolve_cache_dir
 from ..api.requests import CHARS_PER_TOKEN, estimate_prompt_tokens, tokenizer_name
 from ..config import load_config
 from ..errors import StargateError
-from ..evaluation import protocols, variants
+from ..evaluation import paper, protocols, variants
+from ..evaluation.checks import JUDGE_ROLE_PREFIX
 from ..prompts import load_prompt_set
 from .cost_inputs import SPLITS, max_tokens
 from .cost_inputs import ConfigInputs as _Inputs  # (plan.hours counts pairs with it too)
@@ -92,7 +99,8 @@ def estimate(
     pset = _prompt_set(config.get("prompts"), notes)
     wanted = set(roles)
     for role in wanted - set(ESTIMATED_ROLES):
-        notes.append(f"role '{role}': no call-count rule; skipped")
+        if not role.startswith(JUDGE_ROLE_PREFIX):
+            notes.append(f"role '{role}': no call-count rule; skipped")
     steps: list[tuple[str, str, list[tuple[int, list[dict]]], str]] = []
     splits = inputs.splits
 
@@ -140,7 +148,13 @@ def estimate(
         response_a=answer,
         response_b=answer,
     )
-    steps.append(("judge", "judge", [(judge_calls, judge_prompt)], what))
+    ev = config.get("evaluation") or {}
+    trials = int(ev.get("trials") or 1)
+    if trials > 1:
+        what += f" x {trials} trials (evaluation.trials)"
+    panel = list(ev.get("judges") or ["judge"])
+    for role in panel:
+        steps.append(("judge", role, [(judge_calls * trials, judge_prompt)], what))
     if (config.get("evaluation") or {}).get("specificity_rating"):
         prompt = _render(pset, "specificity", task=_x(inputs.mean_task_chars("test")))
         n = inputs.task_counts.get("test", 0)
@@ -150,7 +164,7 @@ def estimate(
 
     rows = []
     for step, role, groups, what in steps:
-        if role not in wanted:
+        if role not in wanted and not (role.startswith(JUDGE_ROLE_PREFIX) and "judge" in wanted):
             continue
         row = _price_step(config, step, role, groups, what, all_backends, notes)
         if row is not None:
@@ -167,8 +181,40 @@ def estimate(
         "total_usd_online": round(sum(r["usd_online"] for r in billed), 2),
         "total_usd_batch": round(sum(r["usd_batch"] for r in billed), 2),
         "budget_usd": (config.get("api") or {}).get("budget_usd"),
+        "variants": variant_prices(config, inputs, judge_prompt, panel, trials, all_backends, notes)
+        if "judge" in wanted
+        else [],
         "notes": list(dict.fromkeys(notes)),
     }
+
+
+def variant_prices(config, inputs, prompt, panel, trials, all_backends, notes) -> list[dict]:
+    """Each win-rate variant (configured or one of the paper's six) priced alone: its judge calls with every
+    judge of the panel, online and Batch, and the mode the config would use."""
+    winrate = (config.get("evaluation") or {}).get("winrate") or {}
+    configured = [v.name for v in variants.configured({"variants": winrate.get("variants") or []})]
+    out = []
+    for name in [*configured, *(v for v in paper.results()["winrates"] if v not in configured)]:
+        v = variants.parse(name)
+        alone = {**config, "evaluation": {**config["evaluation"], "winrate": {**winrate, "variants": [
+            {"conversation": v.conversation, "answerer": v.answerer, "positions": v.positions}]}}}  # fmt: skip
+        calls, _ = _judge_calls(alone, inputs.task_counts, inputs.persona_counts)
+        rows = [
+            _price_step(config, "judge", role, [(calls * trials, prompt)], "", all_backends, notes) for role in panel
+        ]
+        rows = [r for r in rows if r is not None]
+        billed = [r for r in rows if r["billed"] or all_backends]
+        out.append(
+            {
+                "variant": name,
+                "configured": name in configured,
+                "calls": sum(r["calls"] for r in rows),
+                "usd_online": round(sum(r["usd_online"] for r in billed), 2),
+                "usd_batch": round(sum(r["usd_batch"] for r in billed), 2),
+                "cost_usd": round(sum(r["cost_usd"] for r in billed), 2),
+            }
+        )
+    return out
 
 
 def _price_step(config, step, role, groups, what, all_backends, notes) -> dict | None:
@@ -242,6 +288,18 @@ def format_table(est: dict, title: str = "API cost estimate") -> str:
     if est.get("budget_usd") is not None:
         lines.append(f"budget_usd: {est['budget_usd']}")
     lines.append(f"USD batch = Batch API, billed at {BATCH_DISCOUNT:g} x the online price (results within 24 h)")
+    if est.get("variants"):
+        lines += ["", "win-rate variants, each priced alone (judge calls of the whole panel; variants of one answer "
+                  "set share their calls):"]  # fmt: skip
+        lines.append(
+            f"  {'variant':<24} {'':<12} {'calls':>8} {'USD online':>11} {'USD batch':>10} {'as configured':>14}"
+        )
+        for v in est["variants"]:
+            status = "configured" if v["configured"] else "opt-in"
+            lines.append(
+                f"  {v['variant']:<24} {status:<12} {v['calls']:>8,} {v['usd_online']:>11,.2f} {v['usd_batch']:>10,.2f}"
+                f" {v['cost_usd']:>14,.2f}"
+            )
     lines.append("")
     lines += [f"note: {n}" for n in est["notes"]]
     lines += [f"      {r['step']}: {r['what']}" for r in est["rows"]]

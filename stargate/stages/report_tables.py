@@ -17,6 +17,7 @@ from ..errors import StargateError
 from ..evaluation.outcomes import WINRATE_FIELDS
 from ..log import get_logger
 from ..records import atomic_write_text, read_jsonl
+from . import report_sections
 from .common import load_conversations, pairs_by_key
 
 log = get_logger(__name__)
@@ -76,13 +77,16 @@ def wall_times(folder: Path) -> list[dict]:
 
 
 def samples(summary: dict, tasks: str, personas: str, n: int = 2) -> str:
-    """m0's and m_T's conversation and answer on the same pairs (first answer set, e.g. random-mt)."""
+    """m0's and m_T's conversation and answer on the same pairs (first answer set, e.g. random-mt); m_T is the
+    last trained questioner, never an extra one (evaluation.questioners)."""
     m = summary["manifest"]
     if not m.get("answers"):
         return "<p><i>no win-rate answers</i></p>"
     answer_set = sorted(m["answers"])[0]
     by_t = m["answers"][answer_set]
-    last = str(max(int(t) for t in by_t))
+    last = report_sections.last_trained(summary)
+    if last is None or last not in by_t or last == "0":
+        return "<p><i>no trained questioner's answers</i></p>"
     pairs = pairs_by_key(tasks, personas)
     answers = {t: {r["pair"]: r for r in read_jsonl(by_t[t], allow_empty=True)} for t in ("0", last)}
     convs = {t: {(c["pair"], c["conv"]): c for c in load_conversations(m["conversations"][t])} for t in ("0", last)}
@@ -108,14 +112,6 @@ def samples(summary: dict, tasks: str, personas: str, n: int = 2) -> str:
             f"{html.escape(p.persona[:400])}</p><div class=conv>{''.join(cols)}</div>"
         )
     return "".join(out)
-
-
-def counts_rows(counts: dict) -> list[dict]:
-    rows = []
-    for section, by_item in counts.items():
-        for item, vals in by_item.items():
-            rows.append({"artifact": f"{section}: {item}", **vals})
-    return rows
 
 
 def training_line(run_id: dict) -> str:
@@ -178,7 +174,8 @@ def run(args: argparse.Namespace) -> None:
             ["condition", "t", "mean", "sem", "n"],
         ),
         "<h2>Counts: empty generations, judge outcomes, dropped verdicts, refusals</h2>",
-        table(counts_rows(summary["counts"])),
+        report_sections.counts_tables(summary["counts"], table),
+        *report_sections.sections(summary, table),
         "<h2>Sample conversations</h2>",
         samples(summary, args.tasks, args.personas),
         "<h2>Wall time per stage (benchmarks/)</h2>",

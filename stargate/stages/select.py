@@ -18,14 +18,14 @@ import math
 from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..records import read_jsonl, read_meta, write_jsonl
-from ..training.methods import get_method, selecting_methods
+from ..training.methods.offline import OFFLINE_METHODS, get_offline_method
 from .common import load_conversations
 
 log = get_logger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, choices=selecting_methods())
+    p.add_argument("--method", required=True, choices=[n for n, m in OFFLINE_METHODS.items() if m.selects])
     p.add_argument("--conversations", required=True, help="pooled conversations of the split")
     p.add_argument("--logprobs", required=True, help="their qa-experimental scores (the reward)")
     p.add_argument("--knobs", default="{}", help="the method's training.<method> block as JSON")
@@ -55,7 +55,7 @@ def scores_by_pair(conversations: str, logprobs: str) -> tuple[dict[tuple[str, i
 
 
 def run(args: argparse.Namespace) -> None:
-    method = get_method(args.method)
+    method = get_offline_method(args.method)
     try:
         knobs = json.loads(args.knobs)
     except json.JSONDecodeError as exc:

@@ -17,7 +17,7 @@ from ..errors import InputError, StargateError
 from ..log import get_logger
 from ..prompts import load_prompt_set, provenance
 from ..records import read_jsonl, write_jsonl
-from ..training.methods import METHODS, get_method
+from ..training.methods.offline import OFFLINE_METHODS, get_offline_method
 from .common import add_data_arguments, load_conversations, load_gold, lookup_pair, pairs_by_key
 
 log = get_logger(__name__)
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--topk", required=True, help="the used conversations: top-k (sft) or the select stage's (dpo, rwr)"
     )
-    p.add_argument("--method", default="sft", choices=list(METHODS), help="training.method")
+    p.add_argument("--method", default="sft", choices=list(OFFLINE_METHODS), help="training.method")
     p.add_argument("--regularizer", default="self", choices=REGULARIZERS, help="training.regularizer")
     p.add_argument("--responses", help="self: the regularize stage's answers; gold: the oracle's gold responses")
     add_data_arguments(p)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     prompts = load_prompt_set(args.prompts)
     answers, fix = final_answers(args, pairs)
     convs = load_conversations(args.topk)
-    method = get_method(args.method)
+    method = get_offline_method(args.method)
     method.check_used(convs, args.topk)
     examples, n_empty, n_no_gold = [], 0, 0
     for lineno, c in enumerate(convs, start=1):

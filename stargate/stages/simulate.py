@@ -44,6 +44,11 @@ VLLM_DEFAULT_UTILIZATION = 0.9  # vLLM's own default for gpu_memory_utilization
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument("--iteration", type=int, required=True, help="t of the Questioner m_t (0 = base model)")
+    p.add_argument(
+        "--instructed",
+        action="store_true",
+        help="ask m_t (t >= 1) with the Questioner instruction, as m0 is (a policy trained online so)",
+    )
     p.add_argument("--shard", type=int, required=True)
     p.add_argument("--shards", type=int, required=True)
     p.add_argument("--conversations", type=int, required=True, help="conversations per pair (turn 1)")
@@ -229,7 +234,14 @@ def run(args: argparse.Namespace) -> None:
                 roleplayer.sleep()
                 questioner.wake_up()
             gen = questioner_turn.ask(
-                questioner.ns, prompts, by_key, convs, k, args.iteration > 0, args.conversations, backend=questioner
+                questioner.ns,
+                prompts,
+                by_key,
+                convs,
+                k,
+                args.iteration > 0 and not getattr(args, "instructed", False),
+                args.conversations,
+                backend=questioner,
             )
             write_jsonl(args.asked[k - 1], convs, {**gen.meta, "turn": k, **where})
             if sleep:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import StargateError
+from ..evaluation import agreement, outcomes, paper, ratings
 from ..evaluation import logprobs as lp
-from ..evaluation import outcomes, paper, ratings
 from ..evaluation.plots import plot_all
 from ..evaluation.variants import parse as parse_variant
 from ..log import get_logger
 from ..records import atomic_write_text, read_jsonl, read_meta, write_json
+from . import summary_sections as sections
 from .common import load_tasks
 
 log = get_logger(__name__)
@@ -27,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--manifest",
         required=True,
         help='JSON: {"logprobs": {T: {condition: PATH}}, "controls": {condition: PATH}, '
-        '"judge": {ANSWER_SET: {T: PATH}}, "answers": {ANSWER_SET: {T: PATH}}, "conversations": {T: PATH}} '
-        "(written by rules/common.smk)",
+        '"judge": {ANSWER_SET: {T: PATH}}, "answers": {ANSWER_SET: {T: PATH}}, "conversations": {T: PATH}, '
+        '"simulation": {T: {asked, done, benchmarks}}, "panel": {JUDGE: {ANSWER_SET: {T: PATH}}}, '
+        '"trials": {J: {the same for trial J}}} (written by rules/common.smk)',
     )
     p.add_argument("--variants", default="", help="comma-separated configured win-rate variants")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
@@ -40,18 +42,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the judge's specificity ratings of the test tasks (stargate specificity): a second general/specific "
         "breakdown, rows qa-experimental[-top1]-rated-{general,specific}",
     )
+    p.add_argument("--personas", help="the test personas (for the Roleplayer audit)")
+    p.add_argument("--panel-rule", choices=agreement.PANEL_RULES, default="majority", help="a judge panel's verdict")
+    p.add_argument("--human-labels", help="human verdicts (pair, order, verdict) on the headline comparison")
+    p.add_argument("--simulate-gpus", type=int, default=0, help="GPUs of each simulate job (GPU-seconds)")
     p.add_argument("--run", default="{}", help="JSON naming the config that produced this run")
     p.add_argument("--out-dir", required=True)
 
 
-def winrate_rows(judge: dict[str, dict[int, str]], configured: list[str], resamples: int, seed: int) -> list[dict]:
+def _read_judge(answer_set: str, t: int, path: str) -> list[dict]:
+    return read_jsonl(path, required=("pair", "group", "randomized_position", "judged"), allow_empty=True)
+
+
+def winrate_rows(
+    judge: dict[str, dict[int, str]], configured: list[str], resamples: int, seed: int, read=_read_judge
+) -> list[dict]:
     """Per judge file, every position protocol its judged orders allow (and both orders, when judged), per
-    turn group and overall."""
+    turn group and overall. `read(answer_set, t, path)`: the records (a judge panel's verdicts)."""
     out = []
     for answer_set in sorted(judge):
         for t in sorted(judge[answer_set]):
             path = judge[answer_set][t]
-            recs = read_jsonl(path, required=("pair", "group", "randomized_position", "judged"), allow_empty=True)
+            recs = read(answer_set, t, path)
             protocols = outcomes.protocols_of(recs) or [
                 parse_variant(v).positions for v in configured if parse_variant(v).answer_set == answer_set
             ]
@@ -76,11 +88,11 @@ def winrate_rows(judge: dict[str, dict[int, str]], configured: list[str], resamp
     return out
 
 
-def bias_rows(judge: dict[str, dict[int, str]], resamples: int, seed: int) -> list[dict]:
+def bias_rows(judge: dict[str, dict[int, str]], resamples: int, seed: int, read=_read_judge) -> list[dict]:
     out = []
     for answer_set in sorted(judge):
         for t in sorted(judge[answer_set]):
-            recs = read_jsonl(judge[answer_set][t], required=("pair", "judged"), allow_empty=True)
+            recs = read(answer_set, t, judge[answer_set][t])
             b = outcomes.position_bias(recs, resamples, seed)
             if b is not None:
                 out.append({"answer_set": answer_set, "t": t, **b})
@@ -125,15 +137,44 @@ def counts(m: dict) -> dict:
     for answer_set, by_t in sorted(m["judge"].items()):
         for t, path in sorted(by_t.items()):
             meta = read_meta(path)
-            judged[f"{answer_set}/m{t}"] = {
-                "n_comparisons": meta.get("n_comparisons", 0),
-                "n_calls": meta.get("n_calls", 0),
-                **{f"n_{k}": v for k, v in (meta.get("outcomes") or {}).items()},
-                "n_dropped": meta.get("n_dropped", 0),
-                "n_ratings_unparsable": meta.get("n_ratings_unparsable", 0),
-                "n_empty_replies": meta.get("n_empty", 0),
-            }
+            judged[f"{answer_set}/m{t}"] = _judge_counts(meta)
+    for judge, by_set in sorted((m.get("panel") or {}).items()):  # a panel's other judges
+        for answer_set, by_t in sorted(by_set.items()):
+            for t, path in sorted(by_t.items()):
+                if path not in {p for by in m["judge"].values() for p in by.values()}:
+                    judged[f"{answer_set}/m{t} ({judge})"] = _judge_counts(read_meta(path))
     return {"empty_generations": empties, "answers": answers, "judge": judged}
+
+
+def _judge_counts(meta: dict) -> dict:
+    return {
+        "n_comparisons": meta.get("n_comparisons", 0),
+        "n_calls": meta.get("n_calls", 0),
+        **{f"n_{k}": v for k, v in (meta.get("outcomes") or {}).items()},
+        "n_dropped": meta.get("n_dropped", 0),
+        "n_ratings_unparsable": meta.get("n_ratings_unparsable", 0),
+        "n_empty_replies": meta.get("n_empty", 0),
+    }
+
+
+def _trial_manifest(m: dict) -> dict:
+    return {
+        "logprobs": {int(t): by_c for t, by_c in m["logprobs"].items()},
+        "judge": {a: {int(t): p for t, p in by_t.items()} for a, by_t in m["judge"].items()},
+        "answers": {a: {int(t): p for t, p in by_t.items()} for a, by_t in (m.get("answers") or {}).items()},
+        "conversations": {int(t): p for t, p in m["conversations"].items()},
+        "simulation": {int(t): v for t, v in (m.get("simulation") or {}).items()},
+        **(
+            {
+                "panel": {
+                    j: {a: {int(t): p for t, p in by_t.items()} for a, by_t in by_set.items()}
+                    for j, by_set in m["panel"].items()
+                }
+            }
+            if m.get("panel")
+            else {}
+        ),
+    }
 
 
 def _manifest(text: str) -> dict:
@@ -147,12 +188,10 @@ def _manifest(text: str) -> dict:
     if missing:
         raise StargateError(f"--manifest: missing key(s) {sorted(missing)}")
     return {
-        "logprobs": {int(t): by_c for t, by_c in m["logprobs"].items()},
+        **_trial_manifest(m),
         "controls": dict(m["controls"]),
-        "judge": {a: {int(t): p for t, p in by_t.items()} for a, by_t in m["judge"].items()},
-        "answers": {a: {int(t): p for t, p in by_t.items()} for a, by_t in (m.get("answers") or {}).items()},
-        "conversations": {int(t): p for t, p in m["conversations"].items()},
         "questioners": {int(t): name for t, name in (m.get("questioners") or {}).items()},
+        **({"trials": {int(j): _trial_manifest(tm) for j, tm in m["trials"].items()}} if m.get("trials") else {}),
     }
 
 
@@ -207,10 +246,12 @@ def run(args: argparse.Namespace) -> None:
     fr = lp.with_breakdown(lp.with_breakdown(fr, labels), rated, tag="rated-")
     rows = lp.rows(fr)
     diffs = lp.differences(fr, args.resamples, args.bootstrap_seed)
-    wins = winrate_rows(m["judge"], configured, args.resamples, args.bootstrap_seed)
-    bias = bias_rows(m["judge"], args.resamples, args.bootstrap_seed)
+    judged = sections.Judged(m, args.panel_rule)  # a judge panel's verdicts, or the one judge's
+    wins = winrate_rows(m["judge"], configured, args.resamples, args.bootstrap_seed, judged.reader())
+    bias = bias_rows(m["judge"], args.resamples, args.bootstrap_seed, judged.reader())
     rated = rating_rows(m["judge"], args.resamples, args.bootstrap_seed)
     names = m["questioners"]  # extra questioners (evaluation.questioners) by their iteration number
+    more = sections.compute(args, m, judged, configured, names)
     for r in [*rows, *diffs, *wins, *bias]:
         r["questioner"] = names.get(r["t"], f"m{r['t']}")
     comparison = paper.comparison(
@@ -229,6 +270,8 @@ def run(args: argparse.Namespace) -> None:
     )
     _write_csv(out / "winrates.csv", wins, outcomes.WINRATE_FIELDS, run_name)
     _write_csv(out / "paper_comparison.csv", comparison, list(comparison[0]) if comparison else ["metric"], run_name)
+    for name, table in more["tables"].items():
+        _write_csv(out / f"{name}.csv", table["rows"], table["fields"], run_name)
     headlines = [outcomes.headline(w) for w in wins if w["group"] == "overall"]
     for h in headlines:
         log.info("win rate %s m%s: %s %.2f; %s", h["variant"], h["t"], h["rate_kind"], h["rate"] or 0.0, h["note"])
@@ -250,13 +293,14 @@ def run(args: argparse.Namespace) -> None:
             "task_labels": {"source": args.task_labels, "note": label_note},
             **({"specificity": rated_about} if rated_about else {}),
             "counts": c,
+            **more["json"],
             # kept under their old names for readers of earlier summaries
             "judge_dropped": {k: {"n_dropped": v["n_dropped"]} for k, v in c["judge"].items()},
             "empty_generations": c["empty_generations"],
             "manifest": {k: {str(a): b for a, b in v.items()} for k, v in m.items()},
         },
     )
-    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results(), names, label)
+    plot_all(out, rows, wins, bias, sorted(m["logprobs"]), paper.results(), names, label, diffs)
     log.info("summary: %d log-prob rows, %d differences, %d win-rate rows", len(rows), len(diffs), len(wins))
 
 

@@ -11,6 +11,7 @@ shell line. See docs/training.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-name", default="stargate", help="config run_name (W&B run and model card)")
     p.add_argument("--gpus", type=int, default=0, help="GPUs given to the job: 0 = CPU, N > 1 = N processes")
     p.add_argument("--wandb-dir", default=None, help="W&B folder (default: <output>.wandb beside the checkpoint)")
+    p.add_argument("--init-model", default=None, help="a continuing method's start: m_{t-1}'s folder (default m0)")
+    p.add_argument("--roles", default=None, help="an online method's roles as JSON (the train rule builds it)")
 
 
 def child_argv(args: argparse.Namespace) -> list[str]:
@@ -42,6 +45,10 @@ def child_argv(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
     if args.wandb_dir:
         argv += ["--wandb-dir", str(args.wandb_dir)]
+    if getattr(args, "init_model", None):
+        argv += ["--init-model", str(args.init_model)]
+    if getattr(args, "roles", None):
+        argv += ["--roles", args.roles]
     return argv
 
 
@@ -74,7 +81,26 @@ def run(args: argparse.Namespace) -> None:
         run_name=args.run_name,
         gpus=args.gpus,
         wandb_dir=args.wandb_dir,
+        init_model=getattr(args, "init_model", None),
+        roles=roles_of(args, spec),
     )
+
+
+def roles_of(args: argparse.Namespace, spec: TrainingSpec) -> dict | None:
+    """The roles JSON an online method needs (checked here: a by-hand call without it is a clear error)."""
+    text = getattr(args, "roles", None)
+    if not spec.training_method.online:
+        return None
+    if not text:
+        raise StargateError(f"training.method {spec.method} plays rollouts: pass --roles (the train rule does)")
+    try:
+        roles = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StargateError(f"--roles is not valid JSON: {exc}") from None
+    missing = [r for r in spec.training_method.roles if r not in roles]
+    if missing:
+        raise StargateError(f"--roles lacks {', '.join(missing)}")
+    return roles
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .methods import get_method
+from .methods.registry import get_method, training_for_method
 
 CITATION = """@inproceedings{andukuri2024stargate,
   title     = {{STaR-GATE}: Teaching Language Models to Ask Clarifying Questions},
@@ -83,7 +83,7 @@ def render_card(info: dict[str, Any]) -> str:
         "| hyperparameter | value |",
         "|---|---|",
     ]
-    for k, v in spec.items():
+    for k, v in training_for_method(spec).items():  # the method's own block only
         lines.append(f"| {k} | {_fmt(v)} |")
     lines += [
         f"| processes (world size) | {run['world_size']} |",

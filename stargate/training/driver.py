@@ -38,8 +38,8 @@ from ..records import read_meta, replace_dir, write_json
 from . import launch, tracking
 from .attention import choose_attn_implementation
 from .card import write_card
-from .data import encode_records, sha256_file, split_by_pair, warn_if_no_end_of_turn
-from .methods import TrainerContext, TrainingMethod
+from .data import sha256_file, split_by_pair, warn_if_no_end_of_turn
+from .methods.base import TrainerContext, TrainingMethod
 from .provenance import training_tokenizer, weights_sha256
 from .spec import TrainingSpec, load_deepspeed_config, resolve_deepspeed_config
 from .trainer_base import checkpointing_args, log_callback, numerics, trainer_class
@@ -57,6 +57,13 @@ def check_paths(base_model: Path, data: Path, output: Path) -> None:
         raise InputError(data, "file does not exist")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise StargateError(f"{output}: output already exists; remove it first (checkpoints are never overwritten)")
+
+
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """The newest complete `checkpoint-N` folder a killed run left (a folder the kill cut short has no
+    trainer_state.json, the Trainer's last write)."""
+    done = [p for p in work_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
 
 
 def load_records(method: TrainingMethod, data: Path) -> list[dict]:
@@ -82,8 +89,12 @@ def train(
     gpus: int = 0,
     wandb_dir: str | Path | None = None,
     callbacks: list | None = None,
+    init_model: str | Path | None = None,
+    roles: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train and write the checkpoint folder. Returns the dict also written to train_metrics.json."""
+    """Train and write the checkpoint folder. Returns the dict also written to train_metrics.json.
+    `init_model`: the model the policy starts from (a continuing method's m_{t-1}; default m0);
+    `roles`: the role specs an online method plays its rollouts with."""
     t_start = time.perf_counter()
     base_model, data, output = Path(base_model), Path(data), Path(output)
     wandb_dir = Path(wandb_dir) if wandb_dir else tracking.default_dir(output)
@@ -112,16 +123,16 @@ def train(
     records = load_records(method, data)
     train_idx, eval_idx = split_by_pair(records, spec.validation_fraction, spec.split_seed)
     eval_pairs = sorted({records[i]["pair"] for i in eval_idx})
-    encode = method.encoder(label_rule)
-    train_split = encode_records(tokenizer, [records[i] for i in train_idx], spec.max_length, encode, label_rule)
-    eval_split = encode_records(tokenizer, [records[i] for i in eval_idx], spec.max_length, encode, label_rule)
+    train_split = method.encode(tokenizer, [records[i] for i in train_idx], spec.max_length, label_rule)
+    eval_split = method.encode(tokenizer, [records[i] for i in eval_idx], spec.max_length, label_rule)
     if not train_split.examples:
         raise InputError(
             data,
             f"no training example has an assistant token within max_length={spec.max_length}",
             fix="raise training.max_length or check the SFT data",
         )
-    warn_if_no_end_of_turn(tokenizer, train_split.examples[0])
+    if not method.online:
+        warn_if_no_end_of_turn(tokenizer, train_split.examples[0])
     n_truncated = train_split.n_truncated + eval_split.n_truncated
     log.info(
         "data %s: %d records (%d pairs) -> train %d, validation %d (split_seed %d); %d truncated at max_length %d "
@@ -148,9 +159,12 @@ def train(
             spec.effective_batch(world),
             spec.per_device_batch_size * spec.gradient_accumulation_steps,
         )
+    # a resumable method's checkpoints survive a killed job (the rerun resumes from them), so they are kept
+    # beside the output, not in the work folder a rerun clears
+    keep_checkpoints = spec.save_checkpoints or method.resumable()
     work_dir = (
         output.with_name(output.name + ".checkpoints")
-        if spec.save_checkpoints
+        if keep_checkpoints
         else output.with_name(f".{output.name}.work")
     )
     partial = output.with_name(f".{output.name}.partial")
@@ -159,7 +173,7 @@ def train(
     ds_config = load_deepspeed_config(ds_path) if ds_path else None
     multi_epoch_eval = bool(eval_split.examples) and spec.epochs > 1 and spec.max_steps is None
     args_class, method_args = method.arguments(spec.knobs)
-    args = args_class(
+    shared = dict(
         output_dir=str(work_dir),
         per_device_train_batch_size=spec.per_device_batch_size,
         per_device_eval_batch_size=spec.per_device_batch_size,
@@ -191,19 +205,23 @@ def train(
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=0,
-        **method_args,
     )
+    args = args_class(**{**shared, **method_args})  # a method's own values win (GRPO's batch of rollouts)
 
     # ---------------------------------------------------------------- model
     attn, attn_why = choose_attn_implementation(spec.attn_implementation, on_gpu, spec.bf16)
     dtype, numerics_note = numerics(spec, deepspeed=ds_config is not None)
     t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, attn_implementation=attn)
+    start = Path(init_model) if init_model else base_model
+    if init_model:
+        check_model_folder(start, "rebuild it: delete the folder and rerun the train rule that makes it")
+    model = AutoModelForCausalLM.from_pretrained(start, dtype=dtype, attn_implementation=attn)
     if spec.gradient_checkpointing:
         model.config.use_cache = False
     log.info(
-        "loaded m0 from %s (%s, %.1fM params) in %.1fs",
-        base_model,
+        "loaded %s from %s (%s, %.1fM params) in %.1fs",
+        "the policy" if init_model else "m0",
+        start,
         dtype,
         model.num_parameters() / 1e6,
         time.perf_counter() - t0,
@@ -224,6 +242,11 @@ def train(
             tokenizer=tokenizer,
             pad_id=pad_id,
             callbacks=[log_callback(), *(callbacks or [])],
+            base_model=base_model,
+            prompt_set=prompt_provenance.get("prompt_set"),
+            label_rule=label_rule,
+            roles=roles,
+            work_dir=work_dir,
         )
     )
     trainer.remove_callback(PrinterCallback)  # prints raw dicts to stdout; _log_callback logs them instead
@@ -260,7 +283,11 @@ def train(
         )
 
     # ---------------------------------------------------------------- train, evaluate, save
-    result = trainer.train()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    resume = last_checkpoint(work_dir) if method.resumable() else None
+    if resume:
+        log.info("resuming from %s (weights, optimizer, scheduler and RNG of the killed run)", resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime["warmup_steps"] = trainer.warmup_steps
     eval_loss = None
     if eval_split.examples:
@@ -316,6 +343,9 @@ def train(
         "log_history": trainer.state.log_history,
     }
     info["results"]["total_runtime_s"] = time.perf_counter() - t_start
+    info["results"].update(method.after_train(trainer, partial, work_dir))
+    if init_model:
+        info["provenance"]["init_model"] = {"path": str(init_model), "resumed_from": str(resume) if resume else None}
     write_card(partial, info)
     write_json(partial / "train_metrics.json", info)
     if wb_mode != "disabled":
@@ -323,7 +353,7 @@ def train(
         info["wandb"]["run_dir"] = str(folder) if folder else None
         write_json(partial / "train_metrics.json", info)
     replace_dir(partial, output)
-    if not spec.save_checkpoints and work_dir.exists():
+    if not spec.save_checkpoints and work_dir.exists():  # a finished resumable run needs its checkpoints no more
         shutil.rmtree(work_dir, ignore_errors=True)
     log.info(
         "wrote %s: train loss %.4f, eval loss %s, %d steps, %.1fs, %.0f tokens/s, %d truncated",

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..config import validate_slice
 from ..errors import StargateError
-from .methods import TrainingMethod, get_method, method_blocks
+from .methods.base import TrainingMethod
+from .methods.registry import get_method, method_blocks
 
 DEEPSPEED_NAMES = ("zero2", "zero3")
 

@@ -3,6 +3,7 @@ JSON that survives Snakemake's wildcard formatting."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -30,6 +31,25 @@ def without_speed_only(role: str, spec: dict[str, Any]) -> dict[str, Any]:
         return spec
     options = spec.get("options") or {}
     return {**spec, "options": {k: v for k, v in options.items() if k not in speed_only}}
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """A role's sampling seed in repeated trial `trial` (evaluation.trials): its own seed in trial 1 (so one
+    trial is today's run), else a hash of it and the trial (stargate.seeding.derive_seed's form), so every
+    sampled prompt of trial j gets other seeds than trial 1's."""
+    if int(trial) == 1:
+        return int(seed)
+    blob = json.dumps([int(seed), "trial", int(trial)]).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & ((1 << 30) - 1)
+
+
+def with_trial_seed(spec: dict[str, Any], trial: int) -> dict[str, Any]:
+    """The role's config with its sampling seed for trial `trial` (unchanged for trial 1)."""
+    if int(trial) == 1:
+        return spec
+    sampling = dict(spec.get("sampling") or {})
+    sampling["seed"] = trial_seed(int(sampling.get("seed", 0)), trial)
+    return {**spec, "sampling": sampling}
 
 
 def role_args(

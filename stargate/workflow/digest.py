@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ..training.methods import training_for_method
+from ..training.methods.registry import training_for_method
 from .cli_args import SPEED_ONLY_OPTIONS
 
 
@@ -27,6 +27,7 @@ def unused_roles(config: dict[str, Any], oracle_from_file: bool, has_winrate: bo
             unused.add("judge")
         if config["training"]["regularizer"] != "self":
             unused.add("answerer")
+        unused |= {r for r in config["roles"] if r.startswith("judge_")}  # a panel's other judges
     return unused
 
 

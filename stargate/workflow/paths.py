@@ -36,6 +36,11 @@ def sim_turn(kind, k="{k}", t="{t}", split="{split}", shard="{shard}") -> str:
     return f"results/m{t}/sim/{split}/shard{shard}/turn{k}.{kind}.jsonl"
 
 
+def sim_benchmark(t="{t}", split="{split}", shard="{shard}") -> str:
+    """The simulate job's Snakemake benchmark (wall seconds: the summary's GPU-seconds per conversation)."""
+    return f"benchmarks/simulate/m{t}_{split}_shard{shard}.tsv"
+
+
 def sim_dir(t="{t}", split="{split}", shard="{shard}") -> str:
     return f"results/m{t}/sim/{split}/shard{shard}"
 
@@ -73,6 +78,11 @@ def training_data(t="{t}", split="{split}", method="{method}") -> str:
     return f"results/m{t}/{method}/{split}.jsonl"
 
 
+def turn_credit(t="{t}") -> str:
+    """m0's log p(gold) after each question of m_t's test conversations (rule turn_credit)."""
+    return f"results/m{t}/credit/test.jsonl"
+
+
 def model(t="{t}") -> str:
     return f"results/models/m{t}"
 
@@ -80,12 +90,40 @@ def model(t="{t}") -> str:
 # ---------------------------------------------------------------- evaluation
 
 
-def winrate_answers(selection="{selection}", t="{t}", answerer="{answerer}") -> str:
-    return f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl"
+def winrate_answers(selection="{selection}", t="{t}", answerer="{answerer}", split="test") -> str:
+    """Trial 1's answers (split `test`) keep their name; trial j's (split `test_trial{j}`) name the split."""
+    if split == "test":
+        return f"results/eval/winrate/{selection}/m{t}.{answerer}.answers.jsonl"
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}.{split}.answers.jsonl"
 
 
-def judge(selection="{selection}", answerer="{answerer}", t="{t}") -> str:
-    return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl"
+def judge(selection="{selection}", answerer="{answerer}", t="{t}", split="test", judge="judge") -> str:
+    """The verdicts of the judge role `judge` (evaluation.judges) on trial `split`'s answers; the `judge`
+    role's on trial 1 keep their name, every other (trial, judge) names both."""
+    if split == "test" and judge == "judge":
+        return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.judge.jsonl"
+    return f"results/eval/winrate/{selection}/m{t}.{answerer}_vs_m0.{split}.{judge}.jsonl"
+
+
+# ---------------------------------------------------------------- repeated trials (evaluation.trials)
+# Trial 1 of the test simulation is the split `test`; trial j >= 2 is the split `test_trial{j}`: the same
+# pairs and turn counts (the test data), other sampling seeds, files of its own beside trial 1's.
+TRIAL_SPLIT = "test_trial"
+
+
+def trial_split(trial: int) -> str:
+    return "test" if int(trial) == 1 else f"{TRIAL_SPLIT}{int(trial)}"
+
+
+def base_split(split: str) -> str:
+    """The data split a (trial) split reads its tasks, personas and gold responses from."""
+    return "test" if str(split).startswith(TRIAL_SPLIT) else str(split)
+
+
+def trial_of(split: str) -> int:
+    """1 for every split but `test_trial{j}`, whose trial is j."""
+    split = str(split)
+    return int(split[len(TRIAL_SPLIT) :]) if split.startswith(TRIAL_SPLIT) else 1
 
 
 def specificity() -> str:

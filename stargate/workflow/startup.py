@@ -12,9 +12,10 @@ from typing import Any
 
 from ..config import check_config, check_data_files, check_model_paths, fill_defaults, read_yaml
 from ..errors import StargateError
+from ..evaluation.checks import evaluation_problems
 from ..plan import check_fit, resources_of_workflow
 from ..runlock import claim_head_lock, live_head, live_head_message
-from ..training.methods import get_method
+from ..training.methods.registry import get_method
 from ..training.spec import TrainingSpec
 
 
@@ -39,7 +40,13 @@ def load_config(workflow: Any, config: dict[str, Any], resolve_data_file: Callab
         for file in workflow.overwrite_configfiles:
             read_yaml(file)
         fill_defaults(config, "config")
-        check_config(config, extra=get_method(config["training"]["method"]).check_config(config))
+        check_config(
+            config,
+            extra=[
+                *get_method(config["training"]["method"]).check_config(config),
+                *evaluation_problems(config, lambda path: repo_path(workflow.basedir, path)),
+            ],
+        )
         # combinations of training keys the schema cannot express (e.g. pure bf16 with ZeRO)
         TrainingSpec.from_dict(config["training"])
         check_data_files(config, resolve_data_file)

@@ -124,6 +124,13 @@ NEW_VALUES = {
     "roles.*.options.tokenizer": lambda v: "model" if v == "prompt_set" else "prompt_set",
     "simulation.gpu_sharing": "shared_memory",
     "training.method": None,  # switching the method changes the DAG's rules (select): tests/test_methods.py
+    "training.grpo.reward": "info_gain",
+    "training.grpo.turns": 2,
+    "evaluation.trials": None,  # more trials add jobs (split test_trial2): tests/test_eval_config.py
+    "evaluation.judges": None,  # another judge adds judge jobs: tests/test_eval_config.py
+    "evaluation.panel_verdict": "abstain_on_disagreement",
+    "evaluation.human_labels": None,  # a label file is a new input of summarize: tests/test_eval_summary.py
+    "evaluation.turn_credit": None,  # adds the turn_credit jobs: tests/test_grpo.py
     "training.regularizer": lambda v: "gold" if v == "self" else "self",
     "roles.*.options.program": None,  # a scripted world's code: tests/test_world.py
     "evaluation.winrate.variants": lambda v: v[:1] if len(v) > 1 else None,  # fewer variants: nothing to redo
@@ -252,7 +259,7 @@ def expected(cfg: dict, key: str) -> set[str]:
             return set()  # how fast, not what: not recorded
         stages = role_stages(cfg, p[1])
         return stages | PREPARE if stages and p[-1] == "model" else stages  # the new model's folder
-    if p[0] == "training" and p[1] in ("dpo", "rwr"):
+    if p[0] == "training" and p[1] in ("dpo", "rwr", "grpo"):
         # read only by its own method (these variants train with sft): nothing reruns
         assert cfg["training"]["method"] == "sft", key
         return set()
@@ -274,6 +281,7 @@ def expected(cfg: dict, key: str) -> set[str]:
             "bootstrap_resamples": {"summarize"},
             "bootstrap_seed": {"summarize"},
             "task_labels": {"summarize"},
+            "panel_verdict": {"summarize"},
             "specificity_rating": {"specificity", "summarize"},  # the judge rates the test tasks, summarize reads it
         }[p[-1]]
     if p[0] == "api":
@@ -414,6 +422,7 @@ def test_every_config_key_reruns_exactly_its_stages(tmp_path):
     # switched by the variants, or changing the DAG's shape: tested where named in NEW_VALUES
     changed_elsewhere = {"data.tasks.source", "data.personas.source", "data.names.source", "data.oracle.source",
                          "training.method", "training.master_weights", "evaluation.questioners",
+                         "evaluation.trials", "evaluation.judges", "evaluation.human_labels", "evaluation.turn_credit",
                          "roles.*.options.program"}  # fmt: skip
     assert schema_leaf_keys() - tested - changed_elsewhere == set()
 

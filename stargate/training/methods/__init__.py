@@ -1,14 +1,3 @@
-"""Training methods (`training.method`): one module each, listed in registry.py (see base.py)."""
-
-from .base import TrainerContext, TrainingMethod
-from .registry import METHODS, get_method, method_blocks, selecting_methods, training_for_method
-
-__all__ = [
-    "METHODS",
-    "TrainerContext",
-    "TrainingMethod",
-    "get_method",
-    "method_blocks",
-    "selecting_methods",
-    "training_for_method",
-]
+"""Training methods (`training.method`): what a method is (base.py), one module each, the offline ones listed in
+offline.py and every one in registry.py. This file imports none of them, so a stage importing one list does not
+carry the others' code in its fingerprint."""

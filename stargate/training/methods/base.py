@@ -30,6 +30,12 @@ class TrainerContext:
     tokenizer: Any
     pad_id: int
     callbacks: list
+    # what an online method plays its rollouts with
+    base_model: Path | None = None  # m0's folder (the KL reference, the rewards' scorer)
+    prompt_set: str | None = None  # the prompt set the data was written under
+    label_rule: str = "char_offsets"
+    roles: dict[str, Any] | None = None  # the roles' specs (stargate train --roles)
+    work_dir: Path | None = None  # the job's checkpoint folder beside the output
 
 
 class TrainingMethod:
@@ -43,6 +49,12 @@ class TrainingMethod:
     # the keys of its block its selection reads (the select rule records these only: a trainer knob such as
     # dpo.beta reruns training, not the selection)
     select_keys: ClassVar[tuple[str, ...]] = ()
+    # online: trains on rollouts it plays itself (stage rollout_prompts gives the pairs), not on the loop's data
+    online: ClassVar[bool] = False
+    # m_t starts from m_{t-1} (m0 stays the reference); False: every m_t is trained from m0 (the paper)
+    continues: ClassVar[bool] = False
+    # the roles the train job runs (online methods): their specs reach `stargate train --roles`
+    roles: ClassVar[tuple[str, ...]] = ()
     # the fewest conversations per pair the method can use (checked at load: simulation.conversations_per_pair)
     min_conversations_per_pair: ClassVar[int] = 1
     # the model card's phrase for the data; {p} is the iteration whose conversations it trains on
@@ -62,6 +74,16 @@ class TrainingMethod:
                 f"pair, simulation.conversations_per_pair is {n}; raise it"
             ]
         return []
+
+    def instructed(self, training: dict[str, Any]) -> bool:
+        """Whether its m_t (t >= 1) is prompted with the Questioner instruction, as m0 is (simulate --instructed);
+        False: the fine-tuned models' bare prompt, as their training data has it (the paper)."""
+        return False
+
+    def needs_gold(self, training: dict[str, Any]) -> bool:
+        """Whether the training job reads the Oracle's gold responses (online methods; offline ones read them
+        through the scores)."""
+        return False
 
     # ------------------------------------------------------------------ stage `select` (only when `selects`)
     def select(
@@ -87,6 +109,12 @@ class TrainingMethod:
 
         return load_sft_records(data)
 
+    def encode(self, tokenizer: Any, records: list[dict], max_length: int, labels: str) -> Any:
+        """The records tokenized for the trainer (data.EncodedSplit)."""
+        from ..data import encode_records
+
+        return encode_records(tokenizer, records, max_length, self.encoder(labels), labels)
+
     def encoder(self, labels: str) -> Callable | None:
         """`encode(tokenizer, record, max_length)` of a record, None: its `messages` chat (SFT's encoding)."""
         return None
@@ -97,5 +125,13 @@ class TrainingMethod:
 
         return TrainingArguments, {}
 
+    def resumable(self) -> bool:
+        """Whether a killed job's rerun resumes from the checkpoints it left beside the output."""
+        return False
+
     def build_trainer(self, ctx: TrainerContext) -> Any:
         raise NotImplementedError
+
+    def after_train(self, trainer: Any, folder: Path, work_dir: Path) -> dict[str, Any]:
+        """Files the method adds to the finished model folder; returns figures for train_metrics.json."""
+        return {}

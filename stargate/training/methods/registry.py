@@ -1,4 +1,5 @@
-"""The training methods by name: the one list a new method is added to (its module, its schema block, its test)."""
+"""The training methods by name: an offline method is added to offline.py's list, an online one here (with its
+module, its schema block and its test)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Any
 
 from ...errors import StargateError
 from .base import TrainingMethod
-from .dpo import DPO
-from .rwr import RWR
-from .sft import SFT
+from .grpo import GRPO
+from .offline import OFFLINE_METHODS
 
-METHODS: dict[str, TrainingMethod] = {m.name: m for m in (SFT(), DPO(), RWR())}
+# offline methods first (their order is the schema's), then the online ones
+METHODS: dict[str, TrainingMethod] = {**OFFLINE_METHODS, **{m.name: m for m in (GRPO(),)}}
 
 
 def get_method(name: str) -> TrainingMethod:
@@ -27,6 +28,15 @@ def method_blocks() -> list[str]:
 
 def selecting_methods() -> list[str]:
     return [name for name, m in METHODS.items() if m.selects]
+
+
+def offline_methods() -> list[str]:
+    """Methods trained on the loop's own data (stage sft_data); the others play rollouts (rollout_prompts)."""
+    return [name for name, m in METHODS.items() if not m.online]
+
+
+def online_methods() -> list[str]:
+    return [name for name, m in METHODS.items() if m.online]
 
 
 def training_for_method(training: dict[str, Any]) -> dict[str, Any]:

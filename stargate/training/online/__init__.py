@@ -1,0 +1,1 @@
+"""Online training: the multi-turn rollout the policy plays against the Roleplayer role (rollout.py)."""
