@@ -58,6 +58,15 @@ class InfoGain(Reward):
         return [log_softmax_at(scores[start : start + n], 0) for start, n in spans]
 
     def __call__(self, rollouts: Sequence[Rollout]) -> list[float]:
-        empty = [Rollout(**{**r.__dict__, "turns": []}) for r in rollouts]
-        with_conv, prior = self.belief(rollouts), self.belief(empty)
-        return [a - b for a, b in zip(with_conv, prior, strict=True)]
+        # the prior (no conversation) is the same for every rollout of a pair: computed once per pair
+        priors: dict[tuple, Rollout] = {}
+        for r in rollouts:
+            priors.setdefault(
+                (r.pair, r.name, r.task, r.persona, r.distractors), Rollout(**{**r.__dict__, "turns": []})
+            )
+        prior = dict(zip(priors, self.belief(list(priors.values())), strict=True))
+        with_conv = self.belief(rollouts)
+        return [
+            a - prior[(r.pair, r.name, r.task, r.persona, r.distractors)]
+            for r, a in zip(rollouts, with_conv, strict=True)
+        ]

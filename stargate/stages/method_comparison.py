@@ -9,9 +9,9 @@ bootstrap 95 % interval over pairs (evaluation.logprobs.paired_difference: pairs
 conversations together). The budget beside it: the tokens each method's policy generated to train (offline:
 the Questioner's and answerer's tokens of the training splits' simulations and regularizer answers; online: the
 rollouts' policy tokens) and the wall seconds of its training jobs (benchmarks/). With `--scorer-model`, the
-rewards' agreement with the world's ground truth: per pair, Spearman's rank correlation over its test
-conversations between gold_logprob (the score stage's) or info_gain (computed here, m0 the belief model) and the
-share elicited, averaged over pairs.
+rewards' agreement with the world's ground truth: per pair, Spearman's rank correlation over m0's test
+conversations of the pair between gold_logprob (the score stage's) or info_gain (computed here, m0 the belief
+model) and the share elicited, averaged over the pairs where it is defined.
 """
 
 from __future__ import annotations
@@ -120,14 +120,14 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 
 
 def agreement(run: Path, T: int, pairs, scorer_model: str | None, prompts_name: str) -> dict[str, Any]:
-    """Per pair, rank correlation over its test conversations (every m_t of the run) of each reward with the
-    share elicited; the mean over pairs where it is defined (ties everywhere leave it undefined)."""
+    """Per pair, rank correlation over m0's test conversations of each reward with the share elicited; the mean
+    over pairs where it is defined (ties everywhere leave it undefined)."""
     from ..rewards.base import Rollout
     from ..rewards.registry import get_reward
     from ..world import programs
 
     convs, gold = [], {}
-    for t in range(T + 1):
+    for t in (0,):  # m0's conversations (3 per pair): what the rewards must rank; info_gain costs 5 scorings each
         lp = {
             (r["pair"], r["conv"]): r["logprob"]
             for r in rows(run / f"results/m{t}/logprobs/test.qa-experimental.jsonl")

@@ -128,7 +128,7 @@ NEW_VALUES = {
     "training.grpo.turns": 2,
     "evaluation.trials": None,  # more trials add jobs (split test_trial2): tests/test_eval_config.py
     "evaluation.judges": None,  # another judge adds judge jobs: tests/test_eval_config.py
-    "evaluation.panel_verdict": "abstain_on_disagreement",
+    "evaluation.panel_verdict": None,  # needs two judges (a config error alone): tests/test_eval_config.py
     "evaluation.human_labels": None,  # a label file is a new input of summarize: tests/test_eval_summary.py
     "evaluation.turn_credit": None,  # adds the turn_credit jobs: tests/test_grpo.py
     "training.regularizer": lambda v: "gold" if v == "self" else "self",
@@ -423,6 +423,7 @@ def test_every_config_key_reruns_exactly_its_stages(tmp_path):
     changed_elsewhere = {"data.tasks.source", "data.personas.source", "data.names.source", "data.oracle.source",
                          "training.method", "training.master_weights", "evaluation.questioners",
                          "evaluation.trials", "evaluation.judges", "evaluation.human_labels", "evaluation.turn_credit",
+                         "evaluation.panel_verdict",
                          "roles.*.options.program"}  # fmt: skip
     assert schema_leaf_keys() - tested - changed_elsewhere == set()
 
