@@ -307,6 +307,11 @@ def judge_mode(role):
     return EVAL["winrate"]["verdict"]
 
 
+def judge_repeats(role):
+    """evaluation.winrate.judge_repeats for a judge that writes its verdict; a forced choice is deterministic."""
+    return EVAL["winrate"]["judge_repeats"] if judge_mode(role) == "generate" else 0
+
+
 def winrate_answers(selection, t, answerer, split="test"):
     """m_t's answers (answerer mt) or m0's answers on m_t's conversations (answerer m0); m0's are one file."""
     answerer = "mt" if int(t) == 0 else answerer

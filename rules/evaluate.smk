@@ -92,13 +92,14 @@ rule judge:
         ),
         orders="--both-orders" if WINRATE["both_orders"] else "--no-both-orders",
         ratings="--ratings" if WINRATE["ratings"] else "--no-ratings",
+        repeats=lambda wc: judge_repeats(wc_judge(wc)),
         max_dropped=WINRATE["max_dropped_fraction"],
         templates=prompt_digest("judge"),
         code=code("judge"),
     shell:
         "stargate judge --candidate {input.candidate} --baseline {input.baseline} --tasks {input.tasks}"
         " --personas {input.personas} --seed {params.seed} --mode {params.mode} --positions {params.positions}"
-        " {params.orders} {params.ratings} {params.role} --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu}"
+        " {params.orders} {params.ratings} --repeats {params.repeats} {params.role} --max-dropped-fraction {params.max_dropped} --gpus {resources.gpu}"
         " --output {output} > {log} 2>&1"
 
 

@@ -12,6 +12,7 @@ and remote Snakemake processes do not call this).
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -46,6 +47,46 @@ def claim_head_lock(workdir: str | Path = ".") -> list[str]:
             f.unlink(missing_ok=True)
             removed.append(str(f))
     return removed
+
+
+def holds_head_lock() -> bool:
+    """Whether this process is the head of this directory (claim_head_lock took the lock)."""
+    return bool(_held)
+
+
+def clear_finished_model_markers(workdir: str | Path = ".", prepared: str = "resources/models") -> list[str]:
+    """Drop Snakemake's "incomplete" marker of a prepared model folder that is complete.
+
+    `stargate prepare-model` renames a finished folder into place as its last step (with its
+    `stargate_source.json`), so a folder that exists is whole. A head killed between that rename and the job's
+    end leaves the folder marked incomplete; the next head (--rerun-incomplete) then forces prepare_model, and
+    Snakemake 9 (dag.update_needrun) masks every job downstream of a forced job and later skips the ones that
+    take its output only through `ancient()` and find it present: the run plans prepare_model alone, exits 0
+    and leaves the workflow unfinished. Only the file persistence backend (Snakemake's default) is handled.
+    Call this while holding the head lock. Returns the folders whose marker was removed."""
+    state = Path(workdir) / ".snakemake" / "incomplete"
+    root = Path(workdir) / prepared
+    if not state.is_dir() or not root.is_dir():
+        return []
+    cleared = []
+    for folder in sorted(root.iterdir()):
+        if not (folder / "stargate_source.json").is_file():
+            continue  # not a finished prepared model: Snakemake reruns it as it should
+        key = f"{prepared}/{folder.name}"
+        marker = _incomplete_marker(state, key)
+        if marker.is_file():
+            marker.unlink()
+            cleared.append(key)
+    return cleared
+
+
+def _incomplete_marker(state: Path, key: str) -> Path:
+    """Where Snakemake's FilePersistence keeps the incomplete marker of output `key` (persistence/file.py,
+    _record_path): the url-safe base64 of the path, cut into NAME_MAX-1 pieces, all but the last '@'-prefixed."""
+    b64 = base64.urlsafe_b64encode(key.encode()).decode()
+    max_len = os.pathconf(state, "PC_NAME_MAX") or 255
+    parts = [b64[i : i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
+    return state.joinpath(*["@" + p for p in parts[:-1]], parts[-1])
 
 
 def live_head(workdir: str | Path = ".") -> dict | None:

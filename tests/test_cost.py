@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -241,7 +242,7 @@ def test_cli_table_json_and_ledger(tmp_path, capsys, monkeypatch):
     assert total_line.split()[-2:] == [f"{est['total_usd_online']:,.2f}", f"{est['total_usd_batch']:,.2f}"]
     assert main(["cost", "--configfile", str(cfg_path), "--json"]) == 0
     # + one specificity rating per test task (evaluation.specificity_rating in paper.yaml)
-    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 7200 + 50
+    assert json.loads(capsys.readouterr().out)["total_calls"] == est["total_calls"] == 25_500 + 110 + 110 + 900 + 50
     assert (
         rows(est)["specificity"]["calls"] == 50
         and rows(cost.estimate(PAPER, base_dir=REPO)).get("specificity") is None
@@ -255,9 +256,18 @@ def test_paper_yaml():
     r = rows(est)
     assert r["oracle"]["calls"] == 25_500
     assert r["personas"]["calls"] == 110 and r["names"]["calls"] == 110  # paper.yaml: names: llm
-    # the paper's six win-rate variants share 4 answer sets (conversation x answerer), each judged in both
-    # orders: 300 pairs x 3 comparisons x 4 x 2 (the paper's headline protocol alone was 900)
-    assert r["judge"]["calls"] == 300 * 3 * 4 * 2
+    # the paper's headline protocol by default, one order (issue 24's spend): 300 pairs x 3 comparisons
+    assert r["judge"]["calls"] == 300 * 3
+    # a full paper run from scratch on the Batch API: at most $550, as configured (upper bound)
+    assert est["total_usd_batch"] <= 550 and est["total_usd"] == est["total_usd_batch"]
+    # the other five variants opt in: uncommented, the six share 4 answer sets (conversation x answerer)
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    text = (REPO / "config" / "paper.yaml").read_text()
+    opt_in = re.findall(r"^      # (- \{conversation: .*\})$", text, re.M)
+    assert len(opt_in) == 5
+    cfg["evaluation"]["winrate"]["variants"] += [yaml.safe_load(v)[0] for v in opt_in]
+    cfg["evaluation"]["winrate"]["both_orders"] = True
+    assert rows(cost.estimate(cfg, base_dir=REPO))["judge"]["calls"] == 300 * 3 * 4 * 2
 
 
 @pytest.mark.parametrize(
@@ -285,3 +295,10 @@ def test_ratings_add_two_calls_per_comparison():
     cfg["evaluation"]["winrate"]["ratings"] = True
     r = rows(cost.estimate(cfg, base_dir=REPO))["judge"]
     assert r["calls"] == 300 * 3 * (1 + 2) and "incl. 2 ratings" in r["what"]
+
+
+def test_judge_repeats_multiply_the_judged_orders():
+    cfg = copy.deepcopy(PAPER)
+    cfg["evaluation"]["winrate"]["judge_repeats"] = 2
+    r = rows(cost.estimate(cfg, base_dir=REPO))["judge"]
+    assert r["calls"] == 300 * 3 * (1 + 2) and "incl. 2 repeat(s)" in r["what"]

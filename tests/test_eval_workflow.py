@@ -22,9 +22,10 @@ TEST_PAIRS = [f"test-t000{i}|test-p0{j}" for j in range(2) for i in range(3)]
 
 
 def verdict(body):
-    """The fake API judge: a verdict line that depends on the prompt only (so a cached call repeats it)."""
+    """The fake API judge: a verdict line that depends on the prompt and the seed only (a cached call repeats
+    it; a repeat, asked with its own seed, may differ)."""
     out = fake_completion(body)
-    h = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).digest()[0]
+    h = hashlib.sha256(json.dumps([body["messages"], body.get("seed")], sort_keys=True).encode()).digest()[0]
     out["choices"][0]["message"]["content"] = f"Comparison: fine.\n\nFinal Response: {'AB'[h % 2]}"
     return out
 
@@ -64,6 +65,7 @@ def eval_config(model_dir: Path, base_url: str, cache: Path) -> dict:
         panel_verdict="majority",
         human_labels="human.jsonl",
     )
+    cfg["evaluation"]["winrate"]["judge_repeats"] = 1  # the API judge asked twice (the forced choice is not)
     cfg["evaluation"]["winrate"]["variants"] = [
         {"conversation": "random", "answerer": "mt", "positions": "randomized"}
     ]
@@ -91,8 +93,9 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
         if r.returncode != 0:
             logs = "\n".join(p.read_text()[-1500:] for p in (work / "logs").rglob("*.log"))
             pytest.fail(f"workflow failed:\n{r.stderr[-4000:]}\n{logs[-6000:]}")
-        # every trial's m1 against m0 on 6 pairs, both orders: 3 x 12 calls of the API judge, each paid once
-        assert server.stats.reached == 3 * 12
+        # every trial's m1 against m0 on 6 pairs, both orders, asked twice: 3 x 12 x 2 calls of the API judge,
+        # each paid once
+        assert server.stats.reached == 3 * 12 * 2
         res = work / "results"
         for j in (2, 3):
             assert (res / f"m1/conversations/test_trial{j}.jsonl").exists()
@@ -115,6 +118,9 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
         assert {h["judge"] for h in panel["human"]} == {"judge", "judge_api", "panel"}
         assert all(h["n"] == 12 for h in panel["human"])
         assert {c["judge"] for c in panel["position_consistency"]} == {"judge", "judge_api"}
+        # repetition stability: the API judge against itself asked again (its repeats drew other seeds)
+        (rep,) = panel["repetition"]
+        assert rep["judge"] == "judge_api" and rep["n"] == 3 * 12 and rep["agreement"] < 1
         assert {(r["trial"], r["t"]) for r in s["length_control"]} == {(1, 1), (2, 1), (3, 1)}
         assert {(r["trial"], r["t"]) for r in s["efficiency"]} == {(j, t) for j in (1, 2, 3) for t in (0, 1)}
         assert all(r["questioner_tokens"] > 0 for r in s["efficiency"])
@@ -132,6 +138,7 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
     assert "Noise floor of logprob qa-experimental - m0 (m1, k = 3)" in page["text"]
     kappa = table_under(page, "Judges:")
     assert kappa["headers"][:3] == ["kind", "judge", "other"] and any(r[0] == "human" for r in kappa["rows"])
+    assert any(r[:2] == ["repetition", "judge_api"] for r in kappa["rows"])
     assert "(judge_api)" in page["text"]  # the API judge's counts are in the counts table
     # `stargate cost` prices the panel's API judge for every trial
     cost = subprocess.run(
@@ -140,5 +147,5 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
     )  # fmt: skip
     assert cost.returncode == 0, cost.stderr
     rows = {(r["step"], r["role"]): r for r in json.loads(cost.stdout)["rows"]}
-    assert rows[("judge", "judge_api")]["calls"] == 3 * 12 and rows[("judge", "judge_api")]["billed"]
+    assert rows[("judge", "judge_api")]["calls"] == 3 * 12 * 2 and rows[("judge", "judge_api")]["billed"]
     assert job_counts(r.stdout + r.stderr)["judge_panel"] == 3 + 2  # judge_api x 3 trials, judge x trials 2-3

@@ -561,6 +561,31 @@ def test_judge_both_orders_ties_flips_and_counts_drops(tmp_path, data_files, scr
     assert rc == 2
 
 
+def seed_verdict(prompt, k, seed):
+    """A scripted judge (program) whose verdict follows the request's seed: A for an even one, B for an odd."""
+    return f"Final Response: {'AB'[seed % 2]}"
+
+
+def test_judge_repeats_ask_again_with_other_seeds(tmp_path, data_files):
+    judge = json.dumps({"backend": "scripted", "options": {"program": "test_stages:seed_verdict"},
+                        "sampling": {"temperature": 0.9, "max_tokens": 8, "seed": 1}})  # fmt: skip
+    rc, out = _judge(tmp_path, data_files, judge, "scripted", "--positions", "randomized", "--both-orders",
+                     "--repeats", 2)  # fmt: skip
+    assert rc == 0
+    recs = read_jsonl(out)
+    assert all(len(j["repeats"]) == 2 for r in recs for j in r["judged"].values())
+    meta = read_meta(out)
+    assert meta["n_calls"] == 12 and meta["n_repeat_calls"] == 24
+    from stargate.evaluation.agreement import repetition_stability
+
+    stab = repetition_stability(recs)
+    assert stab["n"] == 12 and stab["agreement"] < 1  # other seeds, other verdicts: the repeats are real calls
+    # a forced choice is deterministic: repeats are refused rather than reported as perfect stability
+    rc, _ = _judge(tmp_path, data_files, scripted_role_json("Final Response: A"), "scripted", "--positions",
+                   "randomized", "--both-orders", "--repeats", 1, mode="logprob")  # fmt: skip
+    assert rc == 2
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

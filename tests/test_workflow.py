@@ -125,8 +125,27 @@ def test_lint_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def paper_with_every_variant(tmp_path: Path) -> Path:
+    """config/paper.yaml with its five opt-in win-rate variants uncommented and both orders judged, as a
+    user opts in to the paper's whole evaluation."""
+    text = (REPO / "config/paper.yaml").read_text()
+    opted = re.sub(r"^      # (- \{conversation: .*\})$", r"      \1", text, flags=re.M)
+    opted = opted.replace("    both_orders: false", "    both_orders: true")
+    assert opted.count("- {conversation:") == 6 and "both_orders: true" in opted
+    path = tmp_path / "paper-every-variant.yaml"
+    path.write_text(opted)
+    return path
+
+
 def test_paper_dry_run_has_the_whole_dag(tmp_path):
+    # the default: the headline variant (random-mt-randomized), one order, through the Batch API (issue 24)
     r = snakemake("-n", "--configfile", str(REPO / "config/paper.yaml"), cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = job_counts(r.stdout)
+    assert counts["judge"] == 3 and counts["winrate_answer"] == 3 + 1 and counts["train"] == 3
+    assert "results/eval/winrate/random/m1.mt_vs_m0.judge.jsonl" in r.stdout and "--both-orders" not in r.stdout
+    # every variant opted in
+    r = snakemake("-n", "--configfile", str(paper_with_every_variant(tmp_path)), cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
     for t in (1, 2, 3):

@@ -320,13 +320,16 @@ def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
         per_iter = min(int(per_group) * groups, test_pairs) if test_pairs else int(per_group) * groups
         pairs_what = f"{per_group} pairs x {groups} turn groups"
     sets = _judge_orders(winrate)
+    repeats = int(winrate.get("judge_repeats") or 0)  # every judged order asked again (repetition stability)
+    if repeats:
+        sets = {name: orders * (1 + repeats) for name, orders in sets.items()}
     if winrate.get("ratings"):  # each of the two answers rated on its own
         sets = {name: orders + 2 for name, orders in sets.items()}
     calls = sum(round(per_iter * orders) for orders in sets.values()) * comparisons
     per_set = ", ".join(f"{name} x{orders:g}" for name, orders in sets.items())
     return (
         calls,
-        f"{pairs_what} x {comparisons} comparisons (m1..m{comparisons} vs m0) x calls per comparison of each answer set ({per_set}{' incl. 2 ratings' if winrate.get('ratings') else ''})",
+        f"{pairs_what} x {comparisons} comparisons (m1..m{comparisons} vs m0) x calls per comparison of each answer set ({per_set}{f' incl. {repeats} repeat(s)' if repeats else ''}{' incl. 2 ratings' if winrate.get('ratings') else ''})",
     )
 
 

@@ -54,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=False,
         help="also rate each answer 1-7 on its own (stargate.evaluation.ratings)",
     )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="ask the judge again this many times per judged order, each with its own seed (an API judge is "
+        "called again, not answered from the cache); outcomes in judged[order]['repeats'] (generate mode only)",
+    )
     p.add_argument("--output", required=True)
     add_role_arguments(p)
     add_cap_argument(p, 1.0, CAP_KEY)
@@ -100,6 +107,14 @@ def run(args: argparse.Namespace) -> None:
             calls.append((item, order))
             inputs.append(prompts.judge(p.persona, p.task, a, b))
     keys = [(item["pair"], order) for item, order in calls]
+    if args.repeats < 0 or (args.repeats and args.mode != "generate"):
+        raise StargateError(
+            f"--repeats {args.repeats}: give 0 or more, and only with --mode generate (a forced choice is "
+            "deterministic: evaluation.winrate.judge_repeats needs verdict: generate)"
+        )
+    for r in range(1, args.repeats + 1):  # the repeats' keys give them other seeds, hence other cache entries
+        inputs += inputs[: len(calls)]
+        keys += [(item["pair"], order, f"repeat{r}") for item, order in calls]
     rated = []  # (item, who, text) of every answer rated on its own
     if args.ratings:
         for item, r in zip(items, cand, strict=True):
@@ -113,7 +128,8 @@ def run(args: argparse.Namespace) -> None:
         outs, meta = [o[0] for o in gen.outputs], gen.meta
     else:
         outs, meta = _forced_choice(args, inputs, len(calls), parser)
-    outs, rating_outs = outs[: len(calls)], outs[len(calls) :]
+    n_asked = len(calls) * (1 + args.repeats)
+    outs, repeat_outs, rating_outs = outs[: len(calls)], outs[len(calls) : n_asked], outs[n_asked:]
     for (item, who), text in zip(rated, rating_outs, strict=True):
         item.setdefault("ratings", {})[who] = {"raw": text, "rating": ratings.parse(text)}
     dropped = Dropped(len(calls))
@@ -127,6 +143,9 @@ def run(args: argparse.Namespace) -> None:
         elif result == "unparsable":
             dropped.unusable.append(f"{item['pair']}@{order}")
         item["judged"][order] = {"raw": text, "verdict": verdict, "outcome": result}
+    for i, text in enumerate(repeat_outs):  # repetition stability: outcomes only (the raw replies are cached)
+        item, order = calls[i % len(calls)]
+        item["judged"][order].setdefault("repeats", []).append(outcome_for_candidate(parser.classify(text), order))
     dropped.check(args.max_dropped_fraction, "judge verdicts", CAP_KEY)
     write_jsonl(
         args.output,
@@ -138,6 +157,7 @@ def run(args: argparse.Namespace) -> None:
             "both_orders": args.both_orders,
             "n_comparisons": len(items),
             "n_calls": len(calls),
+            "n_repeat_calls": len(repeat_outs),
             "n_rating_calls": len(rated),
             "n_ratings_unparsable": sum(r["rating"] is None for i in items for r in (i.get("ratings") or {}).values()),
             "outcomes": {k: counts.get(k, 0) for k in ("win", "loss", "tie", "unparsable", "refused")},

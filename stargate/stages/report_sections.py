@@ -99,12 +99,12 @@ def sections(summary: dict, table: Callable) -> list[str]:
     panel = summary.get("judge_panel") or {}
     judges = panel.get("judges") or []
     parts += [
-        "<h2>Judge panel: agreement between judges, position consistency, human labels</h2>",
+        "<h2>Judge panel: agreement between judges, with itself asked again, position consistency, human labels</h2>",
         f"<p>Judges: {html.escape(', '.join(judges) or 'judge')}; panel verdict: "
         f"{html.escape(str(panel.get('rule')))} ({panel.get('n_abstained', 0)} judged orders abstained). "
         "κ = (p_o − p_e) / (1 − p_e) over every judged order; p_o (agreement) beside it.</p>",
         table(
-            [*panel.get("kappa", []), *panel.get("human", [])],
+            [*panel.get("kappa", []), *panel.get("repetition", []), *panel.get("human", [])],
             ["kind", "judge", "other", "scope", "n", "agreement", "kappa", "kappa_ci_low", "kappa_ci_high"],
         ),
         table(panel.get("position_consistency", []), ["judge", "scope", "n_both_orders", "n", "consistency"]),

@@ -201,7 +201,7 @@ def panel_rows(
         for t in tm["judge"][a]
     ]
     labels = {j: _labels(judged, j, scope) for j in judges}
-    kappas, consistency, humans = [], [], []
+    kappas, consistency, repetition, humans = [], [], [], []
     for i, a in enumerate(judges):
         for b in judges[i + 1 :]:
             kappas.append(_kappa_row("judges", a, b, labels[a], labels[b], resamples, seed, "all"))
@@ -211,6 +211,10 @@ def panel_rows(
     for j in judges:
         recs = [r for trial, a, t in scope for r in judged.member(j, trial, a, t)]
         consistency.append({"judge": j, "scope": "all", **agreement.position_consistency(recs)})
+        stability = agreement.repetition_stability(recs, resamples=resamples, seed=seed)
+        if stability is not None:  # evaluation.winrate.judge_repeats
+            repetition.append({"kind": "repetition", "judge": j, "other": "itself, asked again", "scope": "all",
+                               **stability})  # fmt: skip
     if human and configured and last_t is not None:
         headline = parse_variant(configured[0]).answer_set
         for j in [*judges, *(["panel"] if len(judges) > 1 else [])]:
@@ -232,6 +236,7 @@ def panel_rows(
         "n_abstained": judged.n_abstain,
         "kappa": kappas,
         "position_consistency": consistency,
+        "repetition": repetition,
         "human": humans,
         "winrates": winrates,
     }
@@ -239,7 +244,7 @@ def panel_rows(
 
 def judge_table(panel: dict) -> list[dict]:
     """judges.csv: one row per agreement figure (κ between judges, against humans, position consistency)."""
-    rows = [*panel["kappa"], *panel["human"]]
+    rows = [*panel["kappa"], *panel.get("repetition", []), *panel["human"]]
     rows += [
         {
             "kind": "position_consistency",

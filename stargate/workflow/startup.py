@@ -14,7 +14,7 @@ from ..config import check_config, check_data_files, check_model_paths, fill_def
 from ..errors import StargateError
 from ..evaluation.checks import evaluation_problems
 from ..plan import check_fit, resources_of_workflow
-from ..runlock import claim_head_lock, live_head, live_head_message
+from ..runlock import claim_head_lock, clear_finished_model_markers, holds_head_lock, live_head, live_head_message
 from ..training.methods.registry import get_method
 from ..training.spec import TrainingSpec
 
@@ -85,6 +85,11 @@ def guard_head(workflow: Any, config: dict[str, Any]) -> None:
         snakemake.exceptions.LockException.__init__ = live_lock_exception
     for stale in claim_head_lock():
         print(f"stargate: removed a stale Snakemake lock left by a killed run: {stale}", file=sys.stderr)
+    # A model folder finished just before a kill must not be re-prepared: Snakemake would then plan that job
+    # alone and stop (clear_finished_model_markers says why). Only the head that holds the lock repairs.
+    if holds_head_lock() and (workflow.workflow_settings.persistence_backend.name == "FILE"):
+        for folder in clear_finished_model_markers():
+            print(f"stargate: {folder} was finished when its job was killed; kept, not re-prepared", file=sys.stderr)
 
 
 def repo_path(repo: str | os.PathLike, path: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,3 +86,31 @@ def test_a_live_head_keeps_its_locks(tmp_path):
     r = snakemake(*TARGETS, "--cores", "1", "--configfile", "cfg.yaml", cwd=work, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "removed a stale Snakemake lock" in r.stderr
+
+
+def test_a_model_folder_finished_before_the_kill_is_kept_and_the_whole_run_planned(tmp_path, tiny_model_dir):
+    """A kill after prepare-model renamed its folder into place but before the job ended leaves the folder
+    whole and marked incomplete. The next head must plan the rest of the workflow, not prepare_model alone
+    (Snakemake 9 masks the jobs behind a forced job that reads it through ancient(): stargate/runlock.py)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    copy_data(work)
+    write_config(work / "cfg.yaml", tiny_config(tiny_model_dir))
+    r = snakemake("resources/models/tiny", "--cores", "1", "--configfile", "cfg.yaml", cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the marker Snakemake's file persistence writes when a job starts (removed when it ends)
+    from stargate.runlock import _incomplete_marker
+
+    marker = _incomplete_marker(work / ".snakemake" / "incomplete", "resources/models/tiny")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text('{"external_jobid": null}')
+    r = snakemake("--cores", "1", "--configfile", "cfg.yaml", "-n", cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resources/models/tiny was finished when its job was killed" in r.stderr
+    planned = set(re.findall(r"^rule (\w+):", r.stdout, re.M))
+    assert {"simulate", "train", "judge", "all"} <= planned and "prepare_model" not in planned, planned
+    # a folder the kill left unfinished (no stargate_source.json: the rename never happened) is rebuilt
+    marker.write_text('{"external_jobid": null}')
+    (work / "resources/models/tiny/stargate_source.json").unlink()
+    r = snakemake("--cores", "1", "--configfile", "cfg.yaml", "-n", cwd=work)
+    assert r.returncode == 0 and "prepare_model" in set(re.findall(r"^rule (\w+):", r.stdout, re.M))

@@ -278,6 +278,8 @@ def expected(cfg: dict, key: str) -> set[str]:
             "variants": {"summarize"},  # fewer variants: no stage to redo, the summary restated
             "both_orders": {"judge"},
             "ratings": {"judge"},
+            # only a judge that writes its verdict is asked again (a forced choice is deterministic)
+            "judge_repeats": {"judge"} if cfg["evaluation"]["winrate"]["verdict"] == "generate" else set(),
             "bootstrap_resamples": {"summarize"},
             "bootstrap_seed": {"summarize"},
             "task_labels": {"summarize"},
@@ -415,7 +417,8 @@ def test_every_config_key_reruns_exactly_its_stages(tmp_path):
                             only=("data.", "models.", "roles.persona_generator", "roles.questioner.options",
                                   "roles.roleplayer.options"))  # fmt: skip
     tested |= check_variant(tmp_path, "api", variant_api(tmp_path / "api"),
-                            only=("api.", "models.", "roles.judge", "evaluation.winrate.verdict"))  # fmt: skip
+                            only=("api.", "models.", "roles.judge", "evaluation.winrate.verdict",
+                                  "evaluation.winrate.judge_repeats"))  # fmt: skip
     tested |= check_variant(tmp_path, "released", variant_released(tmp_path / "released"), only=("data.",))
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
     tested |= check_variant(tmp_path, "default", default, only=("models.",))
