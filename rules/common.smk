@@ -279,6 +279,8 @@ ANSWER_SETS = winrate_variants.answer_sets(WINRATE_VARIANTS)
 # Repeated trials (evaluation.trials): trial 1 is the split `test`, trial j the split `test_trial{j}` (the
 # same pairs, other sampling seeds); every trial is simulated, scored, answered and judged alike.
 TRIALS = int(EVAL["trials"])
+# the Roleplayer audit: its optional judge pass (evaluation.roleplayer_audit.judge)
+AUDIT = EVAL["roleplayer_audit"]
 TRIAL_SPLITS = [paths.trial_split(j) for j in range(1, TRIALS + 1)]
 # The judge panel (evaluation.judges): role names, each judging every answer set of every trial.
 JUDGES = list(EVAL["judges"])
@@ -385,6 +387,8 @@ def summary_manifest():
         "controls": {c: paths.controls("test", c) for c in CONTROL_CONDITIONS},
         "questioners": {str(t): q["name"] for t, q in EXTRA_QUESTIONERS.items()},
     }
+    if AUDIT["judge"]:  # the Roleplayer audit's judge pass (trial 1)
+        out["audit_judge"] = {str(t): paths.audit_judge(t) for t in EVAL_T}
     if TRIALS > 1:
         out["trials"] = {
             str(j): trial_manifest(split, JUDGES)
@@ -399,6 +403,7 @@ def _manifest_files(m):
     files += [p for by_t in m["judge"].values() for p in by_t.values()]
     files += [p for by_t in m["answers"].values() for p in by_t.values()]
     files += list(m["conversations"].values())
+    files += list(m.get("audit_judge", {}).values())
     files += [
         p
         for by_k in m["simulation"].values()

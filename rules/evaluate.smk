@@ -121,6 +121,35 @@ use rule judge as judge_panel with:
         conda_env(roles=JUDGES)
 
 
+# The Roleplayer audit's judge pass (evaluation.roleplayer_audit.judge): does a Roleplayer reply contradict
+# its persona? A seeded sample of at most max_turns turns of each questioner's test conversations (trial 1).
+rule audit_judge:
+    input:
+        **TEST_DATA,
+        conversations=lambda wc: conversations(wc.t, "test"),
+        model=lambda wc: role_model_input(AUDIT["judge"]),
+    output:
+        paths.audit_judge(),
+    log:
+        "logs/audit_judge/m{t}.log",
+    benchmark:
+        "benchmarks/audit_judge/m{t}.tsv"
+    conda:
+        conda_env(roles=[AUDIT["judge"] or "judge"])
+    threads: MODEL_THREADS
+    resources:
+        **res(mem_mb=4000, runtime=60),
+    params:
+        role=lambda wc: role_cli(AUDIT["judge"]),
+        max_turns=config_provider("evaluation", "roleplayer_audit", "max_turns"),
+        seed=config_provider("evaluation", "roleplayer_audit", "seed"),
+        code=code("audit_judge"),
+    shell:
+        "stargate audit-judge --conversations {input.conversations} --tasks {input.tasks}"
+        " --personas {input.personas} --max-turns {params.max_turns} --seed {params.seed} {params.role}"
+        " --gpus {resources.gpu} --output {output} > {log} 2>&1"
+
+
 HUMAN_LABELS = EVAL["human_labels"]
 
 

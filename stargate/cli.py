@@ -42,6 +42,7 @@ STAGES = {
     "train": ("stargate.stages.train", "fine-tune m_{t+1} from m0"),
     "winrate-answer": ("stargate.stages.winrate_answer", "answers for the win-rate evaluation"),
     "judge": ("stargate.stages.judge", "judge m_t's answers against m0's"),
+    "audit-judge": ("stargate.stages.audit_judge", "does a Roleplayer reply contradict its persona (judge pass)"),
     "specificity": ("stargate.stages.specificity", "rate each test task general or user-specific (judge role)"),
     "turn-credit": ("stargate.stages.turn_credit", "m0's log p(gold) after each question: which question helped"),
     "turn-credit-table": ("stargate.stages.turn_credit_table", "mean gain per question and questioner (CSV)"),

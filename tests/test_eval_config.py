@@ -144,3 +144,27 @@ def test_cost_prices_every_judge_every_trial_and_every_variant():
     assert est3["total_usd"] == pytest.approx(6 * est["total_usd"], rel=0.01)
     text = cost.format_table(est)
     assert "random-mt-randomized     configured" in text and "top1-m0-randomized       opt-in" in text
+
+
+def test_the_roleplayer_audit_judge_pass_adds_one_job_per_questioner_and_is_priced(tmp_path):
+    out = _dry(tmp_path, _tiny(), "plain")
+    assert "audit_judge" not in job_counts(out)
+    audited = _tiny()
+    audited["evaluation"]["roleplayer_audit"] = {"judge": "judge", "max_turns": 7, "seed": 2}
+    out = _dry(tmp_path, audited, "audited")
+    assert job_counts(out)["audit_judge"] == 3  # m0, m1, m2 (trial 1)
+    jobs = _commands(out)
+    cmd = jobs["results/eval/audit/m2.roleplayer.jsonl"]
+    assert "stargate audit-judge --conversations results/m2/conversations/test.jsonl" in cmd
+    assert "--max-turns 7 --seed 2" in cmd
+    summarize = next(c for o, c in jobs.items() if "logprobs.csv" in o)
+    assert "results/eval/audit/m0.roleplayer.jsonl" in summarize  # the summary reads the verdicts
+    # a role that does not exist is a config error naming the key
+    bad = load_config(_tiny())
+    bad["evaluation"]["roleplayer_audit"]["judge"] = "auditor"
+    assert "evaluation.roleplayer_audit.judge: 'auditor' is not a role" in "\n".join(evaluation_problems(bad))
+    # `stargate cost` prices the pass of an API judge: max_turns per questioner
+    cfg = load_config(REPO / "config/paper.yaml")
+    cfg["evaluation"]["roleplayer_audit"] = {"judge": "judge", "max_turns": 100, "seed": 1}
+    (audit,) = [r for r in cost.estimate(cfg, base_dir=REPO)["rows"] if r["step"] == "audit"]
+    assert audit["calls"] == 100 * 4 and audit["billed"] and audit["role"] == "judge"

@@ -289,6 +289,15 @@ def test_audit_catches_planted_turns_and_passes_clean_ones():
     # the hook: a judge callable decides contradictions
     hook = roleplayer_audit.audit(convs, {"t|p": PERSONA}, {"t|p": TASK}, judge=lambda p, t, turn: "meat" in turn)
     assert hook["checks"]["contradicts_persona"]["count"] == 1
+    # the judge pass's verdicts by (pair, conv, turn): a sample of the turns; the share is over the judged ones
+    judged = roleplayer_audit.audit(
+        convs,
+        {"t|p": PERSONA},
+        {"t|p": TASK},
+        verdicts={("t|p", 0, 1): True, ("t|p", 0, 3): False, ("t|p", 0, 5): None},
+    )
+    c = judged["checks"]["contradicts_persona"]
+    assert judged["n_judged"] == 2 and c["count"] == 1 and c["share"] == 0.5 and c["examples"][0]["turn"] == 1
     # the user restating the task is no answer; a clean run flags nothing
     assert not roleplayer_audit.answers_task("I need a weekly meal plan for dinners, please.", TASK)
     only_clean = [{"pair": "t|p", "conv": 1, "turns": turns[:6]}]

@@ -27,6 +27,8 @@ def verdict(body):
     out = fake_completion(body)
     h = hashlib.sha256(json.dumps([body["messages"], body.get("seed")], sort_keys=True).encode()).digest()[0]
     out["choices"][0]["message"]["content"] = f"Comparison: fine.\n\nFinal Response: {'AB'[h % 2]}"
+    if "User's Reply:" in body["messages"][-1]["content"]:  # the Roleplayer audit's judge pass
+        out["choices"][0]["message"]["content"] = f"Explanation: -\nVerdict: {['CONSISTENT', 'CONTRADICTS'][h % 2]}"
     return out
 
 
@@ -66,6 +68,8 @@ def eval_config(model_dir: Path, base_url: str, cache: Path) -> dict:
         human_labels="human.jsonl",
     )
     cfg["evaluation"]["winrate"]["judge_repeats"] = 1  # the API judge asked twice (the forced choice is not)
+    # the Roleplayer audit's judge pass: 3 Roleplayer turns of m0's and of m1's test conversations
+    cfg["evaluation"]["roleplayer_audit"] = {"judge": "judge_api", "max_turns": 3, "seed": 1}
     cfg["evaluation"]["winrate"]["variants"] = [
         {"conversation": "random", "answerer": "mt", "positions": "randomized"}
     ]
@@ -94,8 +98,8 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
             logs = "\n".join(p.read_text()[-1500:] for p in (work / "logs").rglob("*.log"))
             pytest.fail(f"workflow failed:\n{r.stderr[-4000:]}\n{logs[-6000:]}")
         # every trial's m1 against m0 on 6 pairs, both orders, asked twice: 3 x 12 x 2 calls of the API judge,
-        # each paid once
-        assert server.stats.reached == 3 * 12 * 2
+        # each paid once; and the audit's 2 x 3
+        assert server.stats.reached == 3 * 12 * 2 + 2 * 3
         res = work / "results"
         for j in (2, 3):
             assert (res / f"m1/conversations/test_trial{j}.jsonl").exists()
@@ -126,6 +130,9 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
         assert all(r["questioner_tokens"] > 0 for r in s["efficiency"])
         assert all(r["gpu_seconds_per_conversation"] == 0 for r in s["efficiency"])  # CPU: no GPU
         assert {r["trial"] for r in s["roleplayer_audit"]} == {1, 2, 3}
+        for r in s["roleplayer_audit"]:  # the judge pass: trial 1, 3 sampled turns per questioner
+            c = r["checks"]["contradicts_persona"]
+            assert (r["n_judged"], c["count"] is None) == ((3, False) if r["trial"] == 1 else (0, True)), r
         for name in ("length_control", "efficiency", "roleplayer_audit", "judges", "trials"):
             assert len((res / f"summary/tiny/{name}.csv").read_text().splitlines()) > 1, name
 
@@ -136,6 +143,7 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
                     "Judge panel", "Repeated trials (k = 3)"):  # fmt: skip
         assert any(h.startswith(section) for h in page["headings"]), section
     assert "Noise floor of logprob qa-experimental - m0 (m1, k = 3)" in page["text"]
+    assert "the judge pass's verdict on a seeded sample" in page["text"]
     kappa = table_under(page, "Judges:")
     assert kappa["headers"][:3] == ["kind", "judge", "other"] and any(r[0] == "human" for r in kappa["rows"])
     assert any(r[:2] == ["repetition", "judge_api"] for r in kappa["rows"])
@@ -148,4 +156,5 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
     assert cost.returncode == 0, cost.stderr
     rows = {(r["step"], r["role"]): r for r in json.loads(cost.stdout)["rows"]}
     assert rows[("judge", "judge_api")]["calls"] == 3 * 12 * 2 and rows[("judge", "judge_api")]["billed"]
+    assert rows[("audit", "judge_api")]["calls"] == 2 * 3
     assert job_counts(r.stdout + r.stderr)["judge_panel"] == 3 + 2  # judge_api x 3 trials, judge x trials 2-3

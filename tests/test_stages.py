@@ -806,3 +806,42 @@ def test_personas_and_llm_names_through_a_scripted_generator(tmp_path, scripted_
     assert all(r["name"] == "Nora Quinn" and r["name_source"] == "llm" for r in out)
     meta = read_meta(named)
     assert meta["name_sources"] == {"llm": 3, "regex": 0} and meta["backend_stats"]["n_prompts"] == 3
+
+
+def test_audit_judge_asks_about_a_seeded_sample_of_roleplayer_turns(tmp_path, data_files):
+    from stargate.evaluation import audit_judge
+
+    assert audit_judge.parse("The reply says she eats meat.\nVerdict: **CONTRADICTS**") is True
+    assert audit_judge.parse("Verdict: consistent") is False and audit_judge.parse("no idea") is None
+    assert audit_judge.parse(None) is None
+    pairs = [f"A-t000{i}|A-p0{j}" for i in range(3) for j in range(2)]
+    convs = [
+        {
+            "pair": p,
+            "conv": c,
+            "target_turns": 1,
+            "turns": [
+                {"role": "questioner", "text": f"Q{c}?"},
+                {"role": "roleplayer", "text": "I eat meat every day." if c == 0 else "I like quiet places."},
+            ],
+        }  # fmt: skip
+        for p in pairs
+        for c in range(2)
+    ]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in convs))
+    judge = scripted_role_json("Verdict: CONSISTENT", rules=[{"match": "User's Reply: I eat meat", "reply":
+                               "Explanation: Maya is vegetarian.\nVerdict: CONTRADICTS"}])  # fmt: skip
+    out = tmp_path / "audit.jsonl"
+    argv = ["audit-judge", "--conversations", tmp_path / "c.jsonl", "--max-turns", 5, "--seed", 3, "--output", out,
+            "--role", judge, *common(data_files, "scripted")]  # fmt: skip
+    assert run(*argv) == 0
+    recs, meta = read_jsonl(out), read_meta(out)
+    assert len(recs) == 5 and meta["n_roleplayer_turns"] == 12 and meta["n_judged"] == 5
+    assert all(r["contradicts"] == (r["conv"] == 0) for r in recs) and all(r["turn"] == 1 for r in recs)
+    assert meta["n_contradicts"] + meta["n_consistent"] == 5
+    # the sample is seeded: the same seed, the same turns; another seed, others
+    again = tmp_path / "again.jsonl"
+    argv[argv.index(out)] = again
+    assert run(*argv) == 0 and read_jsonl(again) == recs
+    assert audit_judge.sample(list(range(12)), 5, 3) != audit_judge.sample(list(range(12)), 5, 4)
+    assert audit_judge.sample(list(range(4)), 5, 3) == [0, 1, 2, 3]

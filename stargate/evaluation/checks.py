@@ -12,8 +12,8 @@ JUDGE_ROLE_PREFIX = "judge_"
 
 
 def evaluation_problems(config: dict[str, Any], resolve: Callable[[str], str] | None = None) -> list[str]:
-    """Every problem of evaluation.judges / human_labels: a panel member that is no judge role of `roles`, an
-    extra judge role no panel lists (it would never run), a human-label file that does not exist (`resolve`
+    """Every problem of evaluation.judges / human_labels / roleplayer_audit: a panel member or audit judge
+    that is no role of `roles`, an extra judge role no panel or audit uses (it would never run), a human-label file that does not exist (`resolve`
     maps a config path to the file a stage reads)."""
     problems = []
     ev = config.get("evaluation") or {}
@@ -25,7 +25,12 @@ def evaluation_problems(config: dict[str, Any], resolve: Callable[[str], str] | 
                 f"evaluation.judges[{i}]: '{name}' is not a role; add roles.{name} (a judge role, any backend) "
                 "or remove it from the panel"
             )
-    unlisted = sorted(r for r in roles if r.startswith(JUDGE_ROLE_PREFIX) and r not in judges)
+    auditor = (ev.get("roleplayer_audit") or {}).get("judge")
+    if auditor and auditor not in roles:
+        problems.append(
+            f"evaluation.roleplayer_audit.judge: '{auditor}' is not a role; name a role of `roles` (e.g. judge) or null"
+        )
+    unlisted = sorted(r for r in roles if r.startswith(JUDGE_ROLE_PREFIX) and r not in judges and r != auditor)
     if unlisted:
         problems.append(
             f"roles: {', '.join(unlisted)} {'is' if len(unlisted) == 1 else 'are'} in no judge panel; list "

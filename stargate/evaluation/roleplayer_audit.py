@@ -12,8 +12,10 @@ Text is compared as lowercase word tokens (runs of letters, digits and apostroph
   no answer form; a user listing their own facts has list lines but not the task's words.
 - breaks_character: an assistant or model phrase ("as an ai", "language model", "i am an assistant",
   "my persona", ...; BREAKS).
-- contradicts_persona: only with a `judge(persona, task, turn) -> bool | None` callable (e.g. a model
-  call); without one the check is not run and its count and share are None.
+- contradicts_persona: only with a `judge(persona, task, turn) -> bool | None` callable, or `verdicts`, the
+  judge pass's answers by (pair, conv, turn index) (stargate.evaluation.audit_judge: a seeded sample of the
+  turns); its share is over the turns with a verdict. Without either the check is not run and its count and
+  share are None.
 
 `audit` returns per check the count, the share of Roleplayer turns and up to `examples` flagged turns.
 """
@@ -81,6 +83,7 @@ def audit(
     tasks: Mapping[str, str],
     judge: Callable[[str, str, str], bool | None] | None = None,
     examples: int = 3,
+    verdicts: Mapping[tuple[str, int, int], bool | None] | None = None,
     ngram: int = 12,
     persona_share: float = 0.6,
     task_share: float = 0.5,
@@ -103,7 +106,13 @@ def audit(
                 "reveals_persona": reveals_persona(text, persona, ngram, persona_share),
                 "answers_task": answers_task(text, task, task_share),
                 "breaks_character": breaks_character(text),
-                "contradicts_persona": None if judge is None else judge(persona, task, text),
+                "contradicts_persona": (
+                    judge(persona, task, text)
+                    if judge is not None
+                    else None
+                    if verdicts is None
+                    else verdicts.get((c["pair"], int(c.get("conv") or 0), k))
+                ),
             }
             judged += flags["contradicts_persona"] is not None
             for check, hit in flags.items():
@@ -111,10 +120,10 @@ def audit(
                     counts[check] += 1
                     if len(shown[check]) < examples:
                         shown[check].append({"pair": c["pair"], "conv": c.get("conv"), "turn": k, "text": text[:500]})
-    out = {"n_turns": n_turns, "checks": {}}
+    out = {"n_turns": n_turns, "n_judged": judged, "checks": {}}
     for check in CHECKS:
         base = judged if check == "contradicts_persona" else n_turns
-        ran = check != "contradicts_persona" or judge is not None
+        ran = check != "contradicts_persona" or judge is not None or verdicts is not None
         out["checks"][check] = {
             "count": counts[check] if ran else None,
             "share": counts[check] / base if ran and base else None,

@@ -32,7 +32,7 @@ from ..api.cache import resolve_cache_dir
 from ..api.requests import CHARS_PER_TOKEN, estimate_prompt_tokens, tokenizer_name
 from ..config import load_config
 from ..errors import StargateError
-from ..evaluation import paper, protocols, variants
+from ..evaluation import audit_judge, paper, protocols, variants
 from ..evaluation.checks import JUDGE_ROLE_PREFIX
 from ..prompts import load_prompt_set
 from .cost_inputs import SPLITS, max_tokens
@@ -161,6 +161,9 @@ def estimate(
         steps.append(
             ("specificity", "judge", [(n, prompt)], "one rating per test task (evaluation.specificity_rating)")
         )
+    audit = ev.get("roleplayer_audit") or {}
+    if audit.get("judge"):
+        steps.append(_audit_step(config, inputs, pset, audit))
 
     rows = []
     for step, role, groups, what in steps:
@@ -363,6 +366,34 @@ def _prompt_set(name: str | None, notes: list[str]):
     except StargateError as exc:  # the prompt set is optional for an estimate
         notes.append(f"prompt set '{name}' not loaded ({exc}); template length assumed 1,000 characters")
         return None
+
+
+def _audit_step(config: dict, inputs, pset, audit: dict) -> tuple:
+    """The Roleplayer audit's judge pass: a seeded sample of at most max_turns Roleplayer turns per questioner
+    (m0..mT, trial 1), each judged once with its question and the persona."""
+    sim = config.get("simulation") or {}
+    lo, hi = int(sim.get("min_turns", 1)), int(sim.get("max_turns", 3))
+    pairs = inputs.task_counts.get("test", 0) * inputs.persona_counts.get("test", 0)
+    turns = pairs * int(sim.get("conversations_per_pair", 1)) * (lo + hi) / 2
+    questioners = (
+        int(config.get("iterations") or 1) + 1 + len((config.get("evaluation") or {}).get("questioners") or [])
+    )
+    per_q = min(int(audit.get("max_turns", 100)), round(turns))
+    msgs = (
+        audit_judge.prompt(
+            pset,
+            _x(inputs.mean_persona_chars("test")),
+            _x(inputs.mean_task_chars("test")),
+            _x(max_tokens(config, "questioner", 256) * CHARS_PER_TOKEN),
+            _x(max_tokens(config, "roleplayer", 256) * CHARS_PER_TOKEN),
+        )
+        if pset is not None
+        else _render(None, "audit")
+    )
+    what = (
+        f"min(max_turns {audit.get('max_turns', 100)}, ~{round(turns):,} Roleplayer turns) x {questioners} questioners"
+    )
+    return ("audit", audit["judge"], [(per_q * questioners, msgs)], what)
 
 
 def _render(pset, kind: str, **fields: str) -> list[dict]:

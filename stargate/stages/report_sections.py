@@ -77,6 +77,7 @@ def sections(summary: dict, table: Callable) -> list[str]:
     audit = summary.get("roleplayer_audit") or []
     rows = [
         {"questioner": r.get("questioner"), "trial": r["trial"], "roleplayer turns": r["n_turns"],
+         "judged turns": r.get("n_judged"),
          **{f"{check} (share)": c["share"] for check, c in r["checks"].items()},
          **{check: c["count"] for check, c in r["checks"].items()}}
         for r in _by_questioner(audit)
@@ -88,11 +89,16 @@ def sections(summary: dict, table: Callable) -> list[str]:
         for check, c in r["checks"].items()
         for e in c["examples"][:2]
     ]
+    judged = any(r.get("n_judged") for r in audit)
     parts += [
         "<h2>Roleplayer audit (cheap checks of every Roleplayer turn)</h2>",
         "<p>reveals_persona: ≥ 12 tokens in a row or ≥ 60 % of the persona's content words; answers_task: the "
-        "task's words in an answer's form; breaks_character: an assistant's phrase; contradicts_persona: needs "
-        "a judge pass (not run).</p>",
+        "task's words in an answer's form; breaks_character: an assistant's phrase; contradicts_persona: "
+        + (
+            "the judge pass's verdict on a seeded sample of the turns (share over the judged turns; trial 1).</p>"
+            if judged
+            else "needs a judge pass (evaluation.roleplayer_audit.judge; not run).</p>"
+        ),
         table(rows),
         f"<ul class=examples>{''.join(examples[:12])}</ul>" if examples else "<p><i>no turn flagged</i></p>",
     ]

@@ -148,7 +148,18 @@ def audit_rows(m: dict, tasks: str, personas: str, examples: int = 3) -> list[di
     by_trial = {1: m, **{int(j): tm for j, tm in (m.get("trials") or {}).items()}}
     for trial, tm in sorted(by_trial.items()):
         for t, path in sorted(tm["conversations"].items()):
-            a = roleplayer_audit.audit(load_conversations(path, allow_empty=True), persona_of, task_of, None, examples)
+            judged = (tm.get("audit_judge") or {}).get(t)  # the judge pass, trial 1 (evaluation.roleplayer_audit)
+            verdicts = (
+                {
+                    (r["pair"], int(r["conv"]), int(r["turn"])): r["contradicts"]
+                    for r in read_jsonl(judged, allow_empty=True)
+                }
+                if judged
+                else None
+            )
+            a = roleplayer_audit.audit(
+                load_conversations(path, allow_empty=True), persona_of, task_of, None, examples, verdicts=verdicts
+            )
             out.append({"t": t, "trial": trial, **a})
     return out
 
@@ -162,6 +173,7 @@ def audit_table(rows: list[dict]) -> list[dict]:
             "questioner": r.get("questioner"),
             "check": check,
             "n_turns": r["n_turns"],
+            "n_judged": r.get("n_judged") if check == "contradicts_persona" else None,
             "count": c["count"],
             "share": c["share"],
             "example": (c["examples"][0]["text"][:160] if c["examples"] else None),

@@ -28,6 +28,7 @@ def unused_roles(config: dict[str, Any], oracle_from_file: bool, has_winrate: bo
         if config["training"]["regularizer"] != "self":
             unused.add("answerer")
         unused |= {r for r in config["roles"] if r.startswith("judge_")}  # a panel's other judges
+    unused.discard(config["evaluation"].get("roleplayer_audit", {}).get("judge"))  # the audit's judge pass runs it
     return unused
 
 
@@ -35,7 +36,7 @@ def effective_config(config: dict[str, Any], oracle_from_file: bool, has_winrate
     """The effective config as recorded by the summary rules (its digest) and shown by the report: what the
     results depend on. Left out, so changing them reruns nothing: the run's name (it only labels the run); the
     roles no stage runs (unused_roles); the models only such roles (or none) name; `api` when no role left
-    calls an API; the other training methods' knobs (as rules/train.smk); the speed-only options
+    calls an API; the Roleplayer audit's judge-pass knobs when no judge pass runs; the other training methods' knobs (as rules/train.smk); the speed-only options
     (SPEED_ONLY_OPTIONS); and simulation.gpu_sharing when it is the default `separate`,
     questioner_memory_share unless it is shared_memory (rules/simulate.smk passes them only then)."""
     unused = unused_roles(config, oracle_from_file, has_winrate)
@@ -53,6 +54,8 @@ def effective_config(config: dict[str, Any], oracle_from_file: bool, has_winrate
     if "api" in config and any(s["backend"] == "openai" for s in roles.values()):
         out["api"] = config["api"]
     out["training"] = training_for_method(config["training"])
+    if not (config["evaluation"].get("roleplayer_audit") or {}).get("judge"):  # no judge pass: its knobs unread
+        out["evaluation"] = {k: v for k, v in config["evaluation"].items() if k != "roleplayer_audit"}
     sharing = config["simulation"].get("gpu_sharing", "separate")
     out["simulation"] = {
         k: v

@@ -126,6 +126,11 @@ def trial_of(split: str) -> int:
     return int(split[len(TRIAL_SPLIT) :]) if split.startswith(TRIAL_SPLIT) else 1
 
 
+def audit_judge(t: int | str = "{t}") -> str:
+    """The Roleplayer audit's judge pass over m_t's test conversations (trial 1)."""
+    return f"results/eval/audit/m{t}.roleplayer.jsonl"
+
+
 def specificity() -> str:
     return "results/eval/specificity/test.jsonl"
 

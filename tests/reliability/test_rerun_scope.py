@@ -83,6 +83,7 @@ def general(key: str) -> str:
 # in this variant (covered in another).
 NEW_VALUES = {
     "run_name": "renamed",
+    "evaluation.roleplayer_audit.judge": None,  # adds the judge pass's jobs: tests/test_eval_config.py
     "iterations": 3,
     "prompts": lambda v: "paper_v1" if v == "fixed_v1" else "fixed_v1",
     "base_model": "other",
@@ -222,7 +223,8 @@ def role_stages(cfg: dict, role: str) -> set[str]:
         return ({"personas"} if cfg["data"]["personas"]["source"] == "generate" else set()) | (
             {"names"} if cfg["data"]["names"] == "llm" else set()
         )
-    return ROLE_STAGES[role]
+    audit = {"audit_judge"} if cfg["evaluation"]["roleplayer_audit"]["judge"] == role else set()
+    return ROLE_STAGES[role] | audit
 
 
 def expected(cfg: dict, key: str) -> set[str]:
@@ -267,6 +269,8 @@ def expected(cfg: dict, key: str) -> set[str]:
         return {"sft_data", "train"}  # which final answers the training data ends in
     if p[0] == "training":
         return {"train"}
+    if p[:2] == ["evaluation", "roleplayer_audit"]:  # max_turns, seed: read by the judge pass only
+        return {"audit_judge", "summarize"} if cfg["evaluation"]["roleplayer_audit"]["judge"] else set()
     if p[0] == "evaluation":
         return {
             "conditions": {"summarize"},
@@ -335,6 +339,7 @@ def variant_api(work: Path) -> dict:
     for role in ("roleplayer", "oracle", "judge"):
         cfg["roles"][role] = {"backend": "openai", "model": "gpt", "sampling": {"max_tokens": 6}}
     cfg["evaluation"]["winrate"]["verdict"] = "generate"
+    cfg["evaluation"]["roleplayer_audit"] = {"judge": "judge"}  # the API judge's audit pass
     cfg["api"] = {"cache_dir": "api-cache", "budget_usd": 10.0, "budget_scope": "total",
                   "prices": {"input_per_1k": 0.01, "output_per_1k": 0.03}, "max_concurrency": 4, "batch": False}  # fmt: skip
     return cfg
@@ -418,7 +423,7 @@ def test_every_config_key_reruns_exactly_its_stages(tmp_path):
                                   "roles.roleplayer.options"))  # fmt: skip
     tested |= check_variant(tmp_path, "api", variant_api(tmp_path / "api"),
                             only=("api.", "models.", "roles.judge", "evaluation.winrate.verdict",
-                                  "evaluation.winrate.judge_repeats"))  # fmt: skip
+                                  "evaluation.winrate.judge_repeats", "evaluation.roleplayer_audit"))  # fmt: skip
     tested |= check_variant(tmp_path, "released", variant_released(tmp_path / "released"), only=("data.",))
     default = yaml.safe_load((REPO / "config/config.yaml").read_text())
     tested |= check_variant(tmp_path, "default", default, only=("models.",))
@@ -426,7 +431,7 @@ def test_every_config_key_reruns_exactly_its_stages(tmp_path):
     changed_elsewhere = {"data.tasks.source", "data.personas.source", "data.names.source", "data.oracle.source",
                          "training.method", "training.master_weights", "evaluation.questioners",
                          "evaluation.trials", "evaluation.judges", "evaluation.human_labels", "evaluation.turn_credit",
-                         "evaluation.panel_verdict",
+                         "evaluation.panel_verdict", "evaluation.roleplayer_audit.judge",
                          "roles.*.options.program"}  # fmt: skip
     assert schema_leaf_keys() - tested - changed_elsewhere == set()
 
