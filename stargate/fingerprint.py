@@ -188,6 +188,7 @@ STAGE_ROLES: dict[str, tuple[str, ...]] = {
     "winrate_answer": ("answerer",),
     "judge": ("judge",),
     "specificity": ("judge",),
+    "audit_judge": ("judge",),
 }
 
 

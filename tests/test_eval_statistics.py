@@ -230,6 +230,27 @@ def test_lc_win_rate_keeps_a_quality_preference():
     assert r["ci_low"] <= r["lc_win_rate"] <= r["ci_high"]
 
 
+def test_lc_across_trials_pools_the_cells_and_widens_with_trial_noise():
+    rng = np.random.default_rng(6)
+    trials = [biased(300, rng, by_length=True) for _ in range(3)]
+    outs = np.array([t[0] for t in trials], dtype=object)
+    lt, l0 = np.array([t[1] for t in trials]), np.array([t[2] for t in trials])
+    pooled = length_control.across_trials(outs, lt, l0, resamples=300, seed=1)
+    flat = length_control.lc_win_rate(outs.ravel().tolist(), lt.ravel(), l0.ravel(), resamples=10)
+    # the point estimate is the model fit on every cell, as one long list would give
+    assert pooled["lc_win_rate"] == pytest.approx(flat["lc_win_rate"], abs=1e-6) and pooled["n_used"] == 900
+    assert abs(pooled["lc_win_rate"] - 0.5) < 0.08 and pooled["ci_low"] < pooled["lc_win_rate"] < pooled["ci_high"]
+    # one trial: the same figure as lc_win_rate, and an unparsable cell weighs nothing
+    one = length_control.across_trials(outs[:1], lt[:1], l0[:1], resamples=100)
+    alone = length_control.lc_win_rate(outs[0].tolist(), lt[0], l0[0], resamples=10)
+    assert one["lc_win_rate"] == pytest.approx(alone["lc_win_rate"], abs=1e-6)
+    dropped = outs.copy()
+    dropped[1, :150] = "unparsable"
+    assert length_control.across_trials(dropped, lt, l0, resamples=0)["n_used"] == 750
+    with pytest.raises(StargateError, match="one shape"):
+        length_control.across_trials(outs, lt[:2], l0)
+
+
 def test_lc_ties_separable_data_and_records():
     # the judge always picks the longer answer: separable, still finite and near 0.5 when lengths balance
     lt, l0 = [100, 300, 120, 310, 500], [300, 100, 310, 120, 200]

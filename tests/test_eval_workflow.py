@@ -125,7 +125,8 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
         # repetition stability: the API judge against itself asked again (its repeats drew other seeds)
         (rep,) = panel["repetition"]
         assert rep["judge"] == "judge_api" and rep["n"] == 3 * 12 and rep["agreement"] < 1
-        assert {(r["trial"], r["t"]) for r in s["length_control"]} == {(1, 1), (2, 1), (3, 1)}
+        assert {(r["trial"], r["t"]) for r in s["length_control"]} == {(1, 1), (2, 1), (3, 1), ("all", 1)}
+        assert ("lc win rate random-mt-randomized", 1) in figures  # pooled over the trials
         assert {(r["trial"], r["t"]) for r in s["efficiency"]} == {(j, t) for j in (1, 2, 3) for t in (0, 1)}
         assert all(r["questioner_tokens"] > 0 for r in s["efficiency"])
         assert all(r["gpu_seconds_per_conversation"] == 0 for r in s["efficiency"])  # CPU: no GPU

@@ -33,13 +33,15 @@ ITERATIONS = 100
 MAX_STEP = 4.0
 
 
-def fit(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(β_0, β_1) per row of (draws, n) matrices z, y: batched Newton steps on the ridge log-likelihood."""
+def fit(z: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """(β_0, β_1) per row of (draws, n) matrices z, y: batched Newton steps on the ridge log-likelihood; `weight`
+    (same shape) counts each comparison that many times (0: left out)."""
     z, y = np.atleast_2d(z), np.atleast_2d(y)
+    c = np.ones_like(z) if weight is None else np.atleast_2d(weight).astype(float)
     beta = np.zeros((z.shape[0], 2))
     for _ in range(ITERATIONS):
         p = 1 / (1 + np.exp(-(beta[:, :1] + beta[:, 1:] * z)))
-        r, w = y - p, p * (1 - p)
+        r, w = c * (y - p), c * p * (1 - p)
         g0, g1 = r.sum(1) - RIDGE * beta[:, 0], (r * z).sum(1) - RIDGE * beta[:, 1]
         h00, h01, h11 = w.sum(1) + RIDGE, (w * z).sum(1), (w * z * z).sum(1) + RIDGE
         det = h00 * h11 - h01 * h01
@@ -85,6 +87,60 @@ def lc_win_rate(
         slope=float(beta[1]),
         length_scale=scale,
         mean_length_difference=float(diff.mean()),
+    )
+    return out
+
+
+def across_trials(
+    outcomes: np.ndarray,
+    len_candidate: np.ndarray,
+    len_baseline: np.ndarray,
+    ties: str = "half",
+    resamples: int = 2000,
+    seed: int = 1,
+) -> dict:
+    """The LC win rate pooled over k repeated trials: (k, n) matrices of outcomes and lengths (trial j, pair p;
+    the same pairs in every trial). The model is fit on every valid cell; the 95 % interval is the
+    hierarchical bootstrap of stargate.evaluation.trials (n pairs drawn with replacement, then k of each drawn
+    pair's trials), the model refit on every draw with the drawn cells as weights."""
+    if ties not in TIES:
+        raise StargateError(f"length control: ties '{ties}', choose one of {', '.join(TIES)}")
+    o = np.asarray(outcomes, dtype=object)
+    if o.ndim != 2 or np.shape(len_candidate) != o.shape or np.shape(len_baseline) != o.shape:
+        raise StargateError("length control across trials: give (trials, pairs) matrices of one shape")
+    value = {"win": 1.0, "loss": 0.0, **({"tie": 0.5} if ties == "half" else {})}
+    valid = np.vectorize(lambda v: v in value, otypes=[bool])(o)
+    y = np.vectorize(lambda v: value.get(v, 0.0), otypes=[float])(o)
+    diff = np.asarray(len_candidate, dtype=float) - np.asarray(len_baseline, dtype=float)
+    k, n = o.shape
+    out = {"n": int(o.size), "n_used": int(valid.sum()), "ties": ties, "trials": k, "raw_win_rate": None,
+           "lc_win_rate": None, "ci_low": None, "ci_high": None, "intercept": None, "slope": None,
+           "length_scale": None, "mean_length_difference": None}  # fmt: skip
+    if not valid.any():
+        return out
+    d = diff[valid]
+    scale = float(d.std(ddof=1)) if d.size > 1 and d.std() > 0 else 1.0
+    z = np.tanh(diff / scale)
+    beta = fit(z.ravel(), y.ravel(), valid.ravel())[0]
+    rng = np.random.default_rng(seed)
+    rates = []
+    for start in range(0, resamples, 500):  # draws in chunks: (chunk, n * k) cells each
+        m = min(500, resamples - start)
+        pairs = rng.integers(0, n, size=(m, n))
+        trials = rng.integers(0, k, size=(m, n, k))
+        cells = (trials, pairs[:, :, None])
+        b = fit(z[cells].reshape(m, -1), y[cells].reshape(m, -1), valid[cells].reshape(m, -1))
+        rates.append(1 / (1 + np.exp(-b[:, 0])))
+    lo, hi = np.quantile(np.concatenate(rates), [0.025, 0.975]) if rates else (None, None)
+    out.update(
+        raw_win_rate=float(y[valid].mean()),
+        lc_win_rate=float(1 / (1 + np.exp(-beta[0]))),
+        ci_low=None if lo is None else float(lo),
+        ci_high=None if hi is None else float(hi),
+        intercept=float(beta[0]),
+        slope=float(beta[1]),
+        length_scale=scale,
+        mean_length_difference=float(d.mean()),
     )
     return out
 

@@ -32,9 +32,10 @@ from ..api.cache import resolve_cache_dir
 from ..api.requests import CHARS_PER_TOKEN, estimate_prompt_tokens, tokenizer_name
 from ..config import load_config
 from ..errors import StargateError
-from ..evaluation import audit_judge, paper, protocols, variants
+from ..evaluation import paper, variants
 from ..evaluation.checks import JUDGE_ROLE_PREFIX
 from ..prompts import load_prompt_set
+from . import cost_judge
 from .cost_inputs import SPLITS, max_tokens
 from .cost_inputs import ConfigInputs as _Inputs  # (plan.hours counts pairs with it too)
 
@@ -138,7 +139,7 @@ def estimate(
             for s in splits
         ]
         steps.append(("oracle", "oracle", groups, "one per persona-task pair of " + "+".join(splits)))
-    judge_calls, what = _judge_calls(config, inputs.task_counts, inputs.persona_counts)
+    judge_calls, what = cost_judge.judge_calls(config, inputs.task_counts, inputs.persona_counts)
     answer = _x(max_tokens(config, "answerer", 256) * CHARS_PER_TOKEN)
     judge_prompt = _render(
         pset,
@@ -163,7 +164,7 @@ def estimate(
         )
     audit = ev.get("roleplayer_audit") or {}
     if audit.get("judge"):
-        steps.append(_audit_step(config, inputs, pset, audit))
+        steps.append(cost_judge.audit_step(config, inputs, pset, audit, _render, _x))
 
     rows = []
     for step, role, groups, what in steps:
@@ -201,7 +202,7 @@ def variant_prices(config, inputs, prompt, panel, trials, all_backends, notes) -
         v = variants.parse(name)
         alone = {**config, "evaluation": {**config["evaluation"], "winrate": {**winrate, "variants": [
             {"conversation": v.conversation, "answerer": v.answerer, "positions": v.positions}]}}}  # fmt: skip
-        calls, _ = _judge_calls(alone, inputs.task_counts, inputs.persona_counts)
+        calls, _ = cost_judge.judge_calls(alone, inputs.task_counts, inputs.persona_counts)
         rows = [
             _price_step(config, "judge", role, [(calls * trials, prompt)], "", all_backends, notes) for role in panel
         ]
@@ -310,50 +311,6 @@ def format_table(est: dict, title: str = "API cost estimate") -> str:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
-    sim = config.get("simulation") or {}
-    groups = int(sim.get("max_turns", 3)) - int(sim.get("min_turns", 1)) + 1
-    winrate = (config.get("evaluation") or {}).get("winrate") or {}
-    per_group = winrate.get("pairs_per_group")
-    comparisons = int(config.get("iterations") or 1)  # m1..mT, each against m0
-    test_pairs = tasks.get("test", 0) * personas.get("test", 0)
-    if per_group is None:
-        per_iter, pairs_what = test_pairs, f"every test pair ({test_pairs})"
-    else:
-        per_iter = min(int(per_group) * groups, test_pairs) if test_pairs else int(per_group) * groups
-        pairs_what = f"{per_group} pairs x {groups} turn groups"
-    sets = _judge_orders(winrate)
-    repeats = int(winrate.get("judge_repeats") or 0)  # every judged order asked again (repetition stability)
-    if repeats:
-        sets = {name: orders * (1 + repeats) for name, orders in sets.items()}
-    if winrate.get("ratings"):  # each of the two answers rated on its own
-        sets = {name: orders + 2 for name, orders in sets.items()}
-    calls = sum(round(per_iter * orders) for orders in sets.values()) * comparisons
-    per_set = ", ".join(f"{name} x{orders:g}" for name, orders in sets.items())
-    return (
-        calls,
-        f"{pairs_what} x {comparisons} comparisons (m1..m{comparisons} vs m0) x calls per comparison of each answer set ({per_set}{f' incl. {repeats} repeat(s)' if repeats else ''}{' incl. 2 ratings' if winrate.get('ratings') else ''})",
-    )
-
-
-def _judge_orders(winrate: dict) -> dict[str, float]:
-    """Judge calls per comparison of every answer set (conversation-answerer): the orders its judge protocols
-    read, averaged over the coin flip (stargate.evaluation.protocols.expected_orders)."""
-    vs = variants.configured(
-        {
-            "variants": winrate.get("variants")
-            or [{"conversation": "random", "answerer": "mt", "positions": "randomized"}]
-        }
-    )
-    both = winrate.get("both_orders", True)
-    return {
-        f"{conversation}-{answerer}": protocols.expected_orders(
-            variants.positions_for(vs, conversation, answerer), both
-        )
-        for conversation, answerer in variants.answer_sets(vs)
-    }
-
-
 def _api_model_name(config: dict, rcfg: dict) -> str:
     name = rcfg.get("model") or config.get("base_model") or "?"
     source = ((config.get("models") or {}).get(name) or {}).get("source") or {}
@@ -366,34 +323,6 @@ def _prompt_set(name: str | None, notes: list[str]):
     except StargateError as exc:  # the prompt set is optional for an estimate
         notes.append(f"prompt set '{name}' not loaded ({exc}); template length assumed 1,000 characters")
         return None
-
-
-def _audit_step(config: dict, inputs, pset, audit: dict) -> tuple:
-    """The Roleplayer audit's judge pass: a seeded sample of at most max_turns Roleplayer turns per questioner
-    (m0..mT, trial 1), each judged once with its question and the persona."""
-    sim = config.get("simulation") or {}
-    lo, hi = int(sim.get("min_turns", 1)), int(sim.get("max_turns", 3))
-    pairs = inputs.task_counts.get("test", 0) * inputs.persona_counts.get("test", 0)
-    turns = pairs * int(sim.get("conversations_per_pair", 1)) * (lo + hi) / 2
-    questioners = (
-        int(config.get("iterations") or 1) + 1 + len((config.get("evaluation") or {}).get("questioners") or [])
-    )
-    per_q = min(int(audit.get("max_turns", 100)), round(turns))
-    msgs = (
-        audit_judge.prompt(
-            pset,
-            _x(inputs.mean_persona_chars("test")),
-            _x(inputs.mean_task_chars("test")),
-            _x(max_tokens(config, "questioner", 256) * CHARS_PER_TOKEN),
-            _x(max_tokens(config, "roleplayer", 256) * CHARS_PER_TOKEN),
-        )
-        if pset is not None
-        else _render(None, "audit")
-    )
-    what = (
-        f"min(max_turns {audit.get('max_turns', 100)}, ~{round(turns):,} Roleplayer turns) x {questioners} questioners"
-    )
-    return ("audit", audit["judge"], [(per_q * questioners, msgs)], what)
 
 
 def _render(pset, kind: str, **fields: str) -> list[dict]:

@@ -26,7 +26,10 @@ def counts_tables(counts: dict, table: Callable) -> str:
 
 
 def _by_questioner(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (r.get("t", 0), r.get("trial", 1)))
+    # trial "all" (the figures pooled over repeated trials) after the numbered trials
+    return sorted(
+        rows, key=lambda r: (r.get("t", 0), *((1, 0) if r.get("trial") == "all" else (0, r.get("trial", 1))))
+    )
 
 
 def sections(summary: dict, table: Callable) -> list[str]:

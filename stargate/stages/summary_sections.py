@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluation import agreement, efficiency, length_control, roleplayer_audit
+from ..evaluation import agreement, efficiency, roleplayer_audit
 from ..evaluation import logprobs as lp
 from ..evaluation import trials as tr
 from ..evaluation.outcomes import outcome, tally
 from ..evaluation.variants import parse as parse_variant
 from ..records import read_jsonl, read_meta
+from . import summary_length
 from .common import load_conversations, pairs_by_key
 
 ABSTAIN = "abstain"
@@ -68,25 +69,6 @@ class Judged:
     def reader(self, trial: int = 1) -> Callable[[str, int, str], list[dict]]:
         """records(answer_set, t, path) for the summary's win-rate, bias and rating tables."""
         return lambda answer_set, t, path: self.records(trial, answer_set, t)
-
-
-# ------------------------------------------------------------------------------- length control
-def length_rows(judged: Judged, configured: list[str], resamples: int, seed: int) -> list[dict]:
-    """AlpacaEval-style LC win rate beside the raw rate of every configured variant, questioner and trial."""
-    out = []
-    for trial, tm in sorted(judged.by_trial.items()):
-        for name in configured:
-            v = parse_variant(name)
-            answers = tm["answers"].get(v.answer_set) or {}
-            for t in sorted(tm["judge"].get(v.answer_set) or {}):
-                if t not in answers or 0 not in answers:
-                    continue
-                recs = judged.records(trial, v.answer_set, t)
-                cand = read_jsonl(answers[t], required=("pair", "text"), allow_empty=True)
-                base = read_jsonl(answers[0], required=("pair", "text"), allow_empty=True)
-                lc = length_control.from_records(recs, cand, base, v.positions, resamples=resamples, seed=seed)
-                out.append({"variant": name, "t": t, "trial": trial, **lc})
-    return out
 
 
 # ----------------------------------------------------------------------------------- efficiency
@@ -370,10 +352,10 @@ def compute(args, m: dict, judged: Judged, configured: list[str], names: dict) -
     resamples, seed = args.resamples, args.bootstrap_seed
     last = last_trained(m, names)
     human = agreement.read_human_labels(args.human_labels) if getattr(args, "human_labels", None) else None
-    length = length_rows(judged, configured, resamples, seed)
+    length = summary_length.length_rows(judged, configured, resamples, seed)
     eff = efficiency_rows(m, getattr(args, "simulate_gpus", 0) or 0)
     audit = audit_rows(m, args.tasks, args.personas) if getattr(args, "personas", None) and args.tasks else []
-    trials = trial_rows(m, judged, configured, resamples, seed)
+    trials = trial_rows(m, judged, configured, resamples, seed) + summary_length.lc_trial_rows(length)
     panel = panel_rows(judged, configured, last, human, resamples, seed)
     for r in [*length, *eff, *audit, *trials, *panel["winrates"]]:
         r["questioner"] = names.get(r["t"], f"m{r['t']}")
