@@ -218,16 +218,22 @@ def test_the_paper_grpo_overlay_dry_runs_with_continued_policies_and_no_offline_
     assert all(("--instructed" in s) == ("--iteration 0 " not in s) for s in sims)
 
 
-def test_turn_credit_scores_the_gold_after_each_question(tiny_model_dir, data_files, tmp_path):
+def test_turn_credit_scores_the_gold_after_each_question(tiny_model_dir, data_files, tmp_path, monkeypatch):
     """Per-turn credit (evaluation.turn_credit): m0's log p(gold) after 0, 1, 2 exchanges, each gain the
     difference of consecutive ones, the info_gain column alike; the table's mean gain per question."""
     import csv
 
     from conftest import role_json
 
+    from stargate import backends
     from stargate.records import write_jsonl
-    from stargate.stages import turn_credit, turn_credit_table
+    from stargate.stages import generation, turn_credit, turn_credit_table
 
+    loads = []
+    real_load = generation.load_backend
+    counted = lambda *a, **k: loads.append(a[1]) or real_load(*a, **k)  # noqa: E731
+    monkeypatch.setattr(generation, "load_backend", counted)
+    monkeypatch.setattr(backends, "load_backend", counted)
     convs = [{"pair": "A-t0001|A-p00", "conv": c, "target_turns": 2, "turns": TURNS} for c in range(2)]
     write_jsonl(tmp_path / "m1" / "credit" / "conv.jsonl", convs, {"stage": "pool"})
     out = tmp_path / "m1" / "credit" / "test.jsonl"
@@ -240,6 +246,7 @@ def test_turn_credit_scores_the_gold_after_each_question(tiny_model_dir, data_fi
         )
     )  # fmt: skip
     rows = read_jsonl(out)
+    assert loads == [str(tiny_model_dir)]  # m0 loaded once: the gold's scorer and the belief model
     assert [r["k"] for r in rows] == [0, 1, 2, 0, 1, 2]
     assert rows[0]["gain"] is None and rows[0]["info_gain"] == pytest.approx(0.0, abs=1e-9)
     for a, b in zip(rows, rows[1:], strict=False):

@@ -159,13 +159,23 @@ def score(
     targets: Sequence[str],
     *,
     prompt_set: str | None = None,
+    backend: Backend | None = None,
 ) -> Scored:
-    """Summed log p(target | context) for every pair with the role in `args.role`."""
+    """Summed log p(target | context) for every pair with the role in `args.role`. `backend`: the role's
+    backend, opened by the caller for more work with the same model (left open; its stats are this call's)."""
     role = read_role(args)
-    backend = open_role(args, stage, role)
-    with backend:
-        scores = backend.score(contexts, targets)
-    return Scored(scores, _meta(stage, backend.stats, role, args.model, None, prompt_set, backend))
+    if backend is not None:
+        before, backend.stats = backend.stats, GenerationStats()
+        try:
+            scores = backend.score(contexts, targets)
+            mine = backend.stats
+        finally:
+            backend.stats = before.merged(backend.stats)
+        return Scored(scores, _meta(stage, mine, role, args.model, None, prompt_set, backend))
+    own = open_role(args, stage, role)
+    with own:
+        scores = own.score(contexts, targets)
+    return Scored(scores, _meta(stage, own.stats, role, args.model, None, prompt_set, own))
 
 
 def _meta(

@@ -57,11 +57,13 @@ def run(args: argparse.Namespace) -> None:
             rows.append({"pair": p.key, "conv": c["conv"], "k": k})
             ctxs.append(ctx)
             targets.append(gold[p.key].strip())
-    scored = generation.score(args, "turn_credit", ctxs, targets, prompt_set=args.prompts)
-    for row, s in zip(rows, scored.scores, strict=True):
-        row["logprob"] = s.logprob
-    if args.info_gain:
-        add_info_gain(args, prompts, pairs, convs, rows)
+    # m0 is loaded once: it scores the gold response and, with --info-gain, is the belief model too
+    with generation.open_role(args, "turn_credit", generation.read_role(args)) as m0:
+        scored = generation.score(args, "turn_credit", ctxs, targets, prompt_set=args.prompts, backend=m0)
+        for row, s in zip(rows, scored.scores, strict=True):
+            row["logprob"] = s.logprob
+        if args.info_gain:
+            add_info_gain(prompts, pairs, convs, rows, m0, args.distractors, args.distractor_seed)
     prev: dict[tuple[str, int], dict] = {}
     for row in rows:
         before = prev.get((row["pair"], row["conv"]))
@@ -77,21 +79,18 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
-def add_info_gain(args, prompts, pairs, convs, rows) -> None:
-    """info_gain after each exchange (0 at k = 0 by definition), in the rows' order."""
-    from ..backends import load_backend
+def add_info_gain(prompts, pairs, convs, rows, m0, n_distractors: int, distractor_seed: int) -> None:
+    """info_gain after each exchange (0 at k = 0 by definition), in the rows' order; m0 the belief model."""
     from ..rewards.base import Rollout
     from ..rewards.info_gain import InfoGain, distractors_for
-    from .generation import read_role
 
     personas = sorted({p.persona for p in pairs.values()})
     cuts = []
     for p, c in convs:
-        d = distractors_for(p.key, p.persona, personas, args.distractors, args.distractor_seed)
+        d = distractors_for(p.key, p.persona, personas, n_distractors, distractor_seed)
         for k in range(len(c["turns"]) // 2 + 1):
             cuts.append(Rollout(pair=p.key, name=p.name, task=p.task, persona=p.persona, turns=c["turns"][: 2 * k],
                                 distractors=d))  # fmt: skip
-    with load_backend(read_role(args), args.model, gpus=args.gpus, stage="turn_credit", prompt_set=args.prompts) as m0:
-        values = InfoGain(prompts=prompts, scorer=m0)(cuts)
+    values = InfoGain(prompts=prompts, scorer=m0)(cuts)
     for row, v in zip(rows, values, strict=True):
         row["info_gain"] = v
