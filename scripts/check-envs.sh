@@ -77,7 +77,8 @@ print('imports: vllm', vllm.__version__, '| torch', torch.__version__, '| transf
       ;;
     train)
       build_train
-      .venv-train/bin/python -c "import torch, transformers, trl, deepspeed, stargate.training.driver, stargate.training.methods.registry; \
+      # DS_ACCELERATOR=cpu: this machine has no GPU by choice; DeepSpeed would warn it "was unable to detect" one
+      DS_ACCELERATOR=cpu .venv-train/bin/python -c "import torch, transformers, trl, deepspeed, stargate.training.driver, stargate.training.methods.registry; \
 print('imports: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, \
 '| deepspeed', deepspeed.__version__)"
       check train .venv-train/bin/python ${ALLOWED_train[@]+"${ALLOWED_train[@]}"}
