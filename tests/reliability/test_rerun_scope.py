@@ -282,8 +282,9 @@ def expected(cfg: dict, key: str) -> set[str]:
             "variants": {"summarize"},  # fewer variants: no stage to redo, the summary restated
             "both_orders": {"judge"},
             "ratings": {"judge"},
-            # only a judge that writes its verdict is asked again (a forced choice is deterministic)
-            "judge_repeats": {"judge"} if cfg["evaluation"]["winrate"]["verdict"] == "generate" else set(),
+            # only a judge that writes its verdict is asked again (a forced choice is deterministic: no judge
+            # reruns; the summary restates the config it names)
+            "judge_repeats": {"judge"} if cfg["evaluation"]["winrate"]["verdict"] == "generate" else {"summarize"},
             "bootstrap_resamples": {"summarize"},
             "bootstrap_seed": {"summarize"},
             "task_labels": {"summarize"},
