@@ -98,6 +98,9 @@ def test_every_rule_runs_in_the_environment_of_its_stage():
         if name == "judge_panel":  # the panel's roles (evaluation.judges), named in the config
             assert conda.group(1) == "conda_env(roles=JUDGES)", name
             continue
+        if name == "audit_judge":  # the audit pass's role (evaluation.roleplayer_audit.judge), named in the config
+            assert conda.group(1) == 'conda_env(roles=[AUDIT["judge"] or "judge"])', name
+            continue
         if name == "train":
             expected = 'conda_env("train")'
         elif roles:

@@ -4,17 +4,13 @@ as figures of the trials table, so `stargate compare` sets them side by side."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..evaluation import length_control
 from ..evaluation.outcomes import outcome
 from ..evaluation.variants import parse as parse_variant
 from ..records import read_jsonl
-
-if TYPE_CHECKING:
-    from .summary_sections import Judged
+from .summary_judged import Judged
 
 
 def length_rows(judged: Judged, configured: list[str], resamples: int, seed: int) -> list[dict]:
