@@ -161,6 +161,44 @@ def test_roleplayer_audit_counts_and_shows_examples(hand_run):
     assert "breaks_character" in csv and "m1" in csv
 
 
+def test_the_audit_judge_pass_is_read_through_the_manifest(tmp_path, hand_run):
+    """The judge pass's verdicts (rule audit_judge) named in the manifest by questioner, as the workflow names
+    them: contradicts_persona is counted over the judged turns of trial 1."""
+    _, _, (manifest, tasks, personas, human) = hand_run
+    audited = dict(manifest)
+    audited["audit_judge"] = {
+        t: _jsonl(
+            tmp_path / f"m{t}.audit.jsonl",
+            [
+                {
+                    "pair": PAIRS[0],
+                    "conv": 0,
+                    "turn": 1,
+                    "contradicts": True,
+                    "reply": "-",
+                    "raw": "Verdict: CONTRADICTS",
+                },
+                {
+                    "pair": PAIRS[1],
+                    "conv": 1,
+                    "turn": 1,
+                    "contradicts": False,
+                    "reply": "-",
+                    "raw": "Verdict: CONSISTENT",
+                },
+                {"pair": PAIRS[2], "conv": 0, "turn": 1, "contradicts": None, "reply": "-", "raw": "?"},
+            ],
+        )  # fmt: skip
+        for t in ("0", "1")
+    }
+    s = summarize(tmp_path, audited, tasks, personas, human)
+    a = {(r["t"], r["trial"]): r for r in s["roleplayer_audit"]}
+    for t in (0, 1):
+        c = a[(t, 1)]["checks"]["contradicts_persona"]
+        assert a[(t, 1)]["n_judged"] == 2 and c["count"] == 1 and c["share"] == 0.5, a[(t, 1)]
+        assert a[(t, 2)]["checks"]["contradicts_persona"]["count"] is None  # the pass judges trial 1 only
+
+
 def test_judge_panel_kappa_consistency_and_human_labels(hand_run):
     _, s, _ = hand_run
     p = s["judge_panel"]

@@ -164,6 +164,7 @@ def _trial_manifest(m: dict) -> dict:
         "answers": {a: {int(t): p for t, p in by_t.items()} for a, by_t in (m.get("answers") or {}).items()},
         "conversations": {int(t): p for t, p in m["conversations"].items()},
         "simulation": {int(t): v for t, v in (m.get("simulation") or {}).items()},
+        **({"audit_judge": {int(t): p for t, p in m["audit_judge"].items()}} if m.get("audit_judge") else {}),
         **(
             {
                 "panel": {
