@@ -131,9 +131,9 @@ def test_trials_judge_panel_and_human_labels_end_to_end(tmp_path, tiny_model_dir
         assert all(r["questioner_tokens"] > 0 for r in s["efficiency"])
         assert all(r["gpu_seconds_per_conversation"] == 0 for r in s["efficiency"])  # CPU: no GPU
         assert {r["trial"] for r in s["roleplayer_audit"]} == {1, 2, 3}
-        for r in s["roleplayer_audit"]:  # the judge pass: trial 1, 3 sampled turns per questioner
-            c = r["checks"]["contradicts_persona"]
-            assert (r["n_judged"], c["count"] is None) == ((3, False) if r["trial"] == 1 else (0, True)), r
+        for row in s["roleplayer_audit"]:  # the judge pass: trial 1, 3 sampled turns per questioner
+            c = row["checks"]["contradicts_persona"]
+            assert (row["n_judged"], c["count"] is None) == ((3, False) if row["trial"] == 1 else (0, True)), row
         for name in ("length_control", "efficiency", "roleplayer_audit", "judges", "trials"):
             assert len((res / f"summary/tiny/{name}.csv").read_text().splitlines()) > 1, name
 
