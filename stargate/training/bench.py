@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--gpus", type=int, default=0)
     a = p.parse_args(argv)
 
-    from .sft import train_sft
+    from .driver import train
     from .spec import TrainingSpec
 
     out = Path(a.out)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
             "wandb_project": None,
         }
     )
-    info = train_sft(
+    info = train(
         base_model=out / "m0", data=out / "sft.jsonl", output=out / "m1", spec=spec, iteration=1, run_name="bench",
         gpus=a.gpus,
     )  # fmt: skip
