@@ -113,7 +113,7 @@ def across_trials(
     y = np.vectorize(lambda v: value.get(v, 0.0), otypes=[float])(o)
     diff = np.asarray(len_candidate, dtype=float) - np.asarray(len_baseline, dtype=float)
     k, n = o.shape
-    out = {"n": int(o.size), "n_used": int(valid.sum()), "ties": ties, "trials": k, "raw_win_rate": None,
+    out = {"n": int(o.size), "n_used": int(valid.sum()), "ties": ties, "raw_win_rate": None,
            "lc_win_rate": None, "ci_low": None, "ci_high": None, "intercept": None, "slope": None,
            "length_scale": None, "mean_length_difference": None}  # fmt: skip
     if not valid.any():

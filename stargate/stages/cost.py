@@ -38,6 +38,8 @@ from ..prompts import load_prompt_set
 from . import cost_judge
 from .cost_inputs import SPLITS, max_tokens
 from .cost_inputs import ConfigInputs as _Inputs  # (plan.hours counts pairs with it too)
+from .cost_inputs import render as _render
+from .cost_inputs import stand_in as _x
 
 ESTIMATED_ROLES = ("oracle", "persona_generator", "judge")
 
@@ -164,7 +166,7 @@ def estimate(
         )
     audit = ev.get("roleplayer_audit") or {}
     if audit.get("judge"):
-        steps.append(cost_judge.audit_step(config, inputs, pset, audit, _render, _x))
+        steps.append(cost_judge.audit_step(config, inputs, pset, audit))
 
     rows = []
     for step, role, groups, what in steps:
@@ -323,17 +325,3 @@ def _prompt_set(name: str | None, notes: list[str]):
     except StargateError as exc:  # the prompt set is optional for an estimate
         notes.append(f"prompt set '{name}' not loaded ({exc}); template length assumed 1,000 characters")
         return None
-
-
-def _render(pset, kind: str, **fields: str) -> list[dict]:
-    if pset is not None:
-        return getattr(pset, kind)(**fields)
-    return [
-        {"role": "system", "content": "x" * 300},
-        {"role": "user", "content": "x" * 700 + "".join(fields.values())},
-    ]
-
-
-def _x(chars: float) -> str:
-    """Stand-in text of a given length (its characters are what is measured)."""
-    return "x" * round(chars)

@@ -115,3 +115,18 @@ def _split_lists(obj: Any) -> dict[str, list[str]]:
 
 def _mean_len(texts: list[str], default: float) -> float:
     return sum(len(t) for t in texts) / len(texts) if texts else float(default)
+
+
+def render(pset, kind: str, **fields: str) -> list[dict]:
+    """The messages of a prompt set's template `kind` with these fields (a stand-in of typical size without one)."""
+    if pset is not None:
+        return getattr(pset, kind)(**fields)
+    return [
+        {"role": "system", "content": "x" * 300},
+        {"role": "user", "content": "x" * 700 + "".join(fields.values())},
+    ]
+
+
+def stand_in(chars: float) -> str:
+    """Stand-in text of a given length (its characters are what is measured)."""
+    return "x" * round(chars)

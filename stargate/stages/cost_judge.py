@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..api.requests import CHARS_PER_TOKEN
 from ..evaluation import audit_judge, protocols, variants
-from .cost_inputs import max_tokens
+from .cost_inputs import max_tokens, render, stand_in
 
 
 def judge_calls(config: dict, tasks: dict, personas: dict) -> tuple[int, str]:
@@ -53,7 +53,7 @@ def judge_orders(winrate: dict) -> dict[str, float]:
     }
 
 
-def audit_step(config: dict, inputs, pset, audit: dict, render, stand_in) -> tuple:
+def audit_step(config: dict, inputs, pset, audit: dict) -> tuple:
     """The Roleplayer audit's judge pass: a seeded sample of at most max_turns Roleplayer turns per questioner
     (m0..mT, trial 1), each judged once with its question and the persona."""
     sim = config.get("simulation") or {}

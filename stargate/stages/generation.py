@@ -16,7 +16,7 @@ import argparse
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..backends import Backend, GenerationStats, Prompt, Sampling, Score, load_backend
 from ..backends.base import PromptTooLong
@@ -97,12 +97,7 @@ def generate(
         return Generated([], _meta(stage, GenerationStats(), role, args.model, sampling, prompt_set, None))
     if backend is not None:
         shared = backend()
-        before, shared.stats = shared.stats, GenerationStats()
-        try:
-            outputs = _generate(shared, stage, prompts, sampling, keys)
-            mine = shared.stats
-        finally:
-            shared.stats = before.merged(shared.stats)
+        outputs, mine = _counted(shared, lambda b: _generate(b, stage, prompts, sampling, keys))
         return Generated(outputs, _meta(stage, mine, role, args.model, sampling, prompt_set, shared))
     own = open_role(args, stage, role)
     with own:
@@ -165,17 +160,25 @@ def score(
     backend, opened by the caller for more work with the same model (left open; its stats are this call's)."""
     role = read_role(args)
     if backend is not None:
-        before, backend.stats = backend.stats, GenerationStats()
-        try:
-            scores = backend.score(contexts, targets)
-            mine = backend.stats
-        finally:
-            backend.stats = before.merged(backend.stats)
+        scores, mine = _counted(backend, lambda b: b.score(contexts, targets))
         return Scored(scores, _meta(stage, mine, role, args.model, None, prompt_set, backend))
     own = open_role(args, stage, role)
     with own:
         scores = own.score(contexts, targets)
     return Scored(scores, _meta(stage, own.stats, role, args.model, None, prompt_set, own))
+
+
+T = TypeVar("T")
+
+
+def _counted(backend: Backend, call: Callable[[Backend], T]) -> tuple[T, GenerationStats]:
+    """`call(backend)` on a backend the caller keeps open, with this call's stats apart from the earlier ones
+    (merged back into the backend's after)."""
+    before, backend.stats = backend.stats, GenerationStats()
+    try:
+        return call(backend), backend.stats
+    finally:
+        backend.stats = before.merged(backend.stats)
 
 
 def _meta(

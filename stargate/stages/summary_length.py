@@ -58,7 +58,6 @@ def _pooled_length_rows(judged: Judged, configured: list[str], resamples: int, s
                 grid = [[[c[p][i] for p in pairs] for c in cells] for i in range(3)]
                 lc = length_control.across_trials(np.array(grid[0], dtype=object), np.array(grid[1]),
                                                   np.array(grid[2]), resamples=resamples, seed=seed)  # fmt: skip
-                lc.pop("trials")
                 out.append({"variant": name, "t": t, "trial": "all", "positions": v.positions, **lc})
     return out
 
